@@ -1,0 +1,27 @@
+# The two commands of the README's quick start, and what they build on.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: serve test lint bench install
+
+$(BIN)/feedsvc: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/feedsvc
+
+serve: install          ## install, then serve the shipped sample site on http://127.0.0.1:8000/
+	$(BIN)/feedsvc serve --config config.yaml --host 127.0.0.1 --port 8000
+
+lint: install
+	$(BIN)/ruff check feedsvc tests bench
+	$(BIN)/mypy
+
+test: lint              ## install, lint, type-check and run the tests
+	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+
+bench: install          ## the performance suite (see docs/PERFORMANCE.md)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)

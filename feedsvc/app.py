@@ -1,0 +1,122 @@
+"""HTTP edge: create_app(config) serves the documents of FeedService with the
+HTTP rules of DESIGN.md (conditional GET through Werkzeug, gzip computed once
+per version, CORS, Cache-Control matching RSS <ttl>)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from flask import Flask, Response, current_app, jsonify, request
+
+from feedsvc.collect import Clock, utcnow
+from feedsvc.config import Config
+from feedsvc.errors import NotFound, QueryError
+from feedsvc.feeds import FeedKey, parse_query
+from feedsvc.service import FeedService
+from feedsvc.store import Document
+
+log = logging.getLogger(__name__)
+FEED_PATH = re.compile(r"^(?P<name>[^/]+?)(?:/(?P<page>[1-9][0-9]{0,5}))?\.(?P<fmt>[a-z]+)$")
+
+
+def create_app(config: Config, *, clock: Clock = utcnow, watch: bool = True,
+               service: FeedService | None = None) -> Flask:
+    """Build the Flask app for a loaded, validated config."""
+    app = Flask(__name__)
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    service = service or FeedService(config, clock=clock)
+    service.start()
+    app.extensions["feedsvc"] = service
+    if watch:
+        from feedsvc.watch import Watcher
+
+        app.extensions["feedsvc.watcher"] = Watcher(service).start()
+    _routes(app)
+    return app
+
+
+def get_service() -> FeedService:
+    service: FeedService = current_app.extensions["feedsvc"]
+    return service
+
+
+def _routes(app: Flask) -> None:
+    @app.get("/feeds/<path:rest>")
+    def category_feed(rest: str) -> Response:
+        m = _match(rest)
+        kind = "all" if m["name"] == "all" else "category"
+        return feed_response(FeedKey(kind, m["name"], m["fmt"], int(m["page"] or 1)))
+
+    @app.get("/tags/<path:rest>")
+    def tag_feed(rest: str) -> Response:
+        m = _match(rest)
+        return feed_response(FeedKey("tag", m["name"], m["fmt"], int(m["page"] or 1)))
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return Response("ok\n", mimetype="text/plain")
+
+    @app.get("/status")
+    def status() -> Response:
+        resp = jsonify(get_service().status())
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    @app.errorhandler(NotFound)
+    def not_found(e: NotFound) -> tuple[Response, int]:
+        return _plain(str(e)), 404
+
+    @app.errorhandler(QueryError)
+    def bad_query(e: QueryError) -> tuple[Response, int]:
+        return _plain(str(e)), 400
+
+    @app.errorhandler(404)
+    def unknown_path(e: Any) -> tuple[Response, int]:
+        return _plain(f"no such page: {request.path}"), 404
+
+
+def _plain(text: str) -> Response:
+    resp = Response(text + "\n", mimetype="text/plain")
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def _match(rest: str) -> dict[str, str]:
+    m = FEED_PATH.match(rest)
+    if not m:
+        raise NotFound(f"no feed at {request.path} (try /feeds/<category>.rss, .atom or .json)")
+    return m.groupdict()
+
+
+def feed_response(key: FeedKey) -> Response:
+    service = get_service()
+    key = parse_query(key, request.args, service.config)
+    doc = service.document(key)
+    max_age = (service.config.category_max_age(key.name) if key.kind == "category"
+               else service.config.max_age)
+    return conditional(doc, max_age)
+
+
+def conditional(doc: Document, max_age: int) -> Response:
+    """The feed bytes with validators; Werkzeug answers 304 and HEAD."""
+    gz = request.accept_encodings["gzip"] > 0
+    body, etag, other = ((doc.gzip, doc.gzip_etag, doc.etag) if gz
+                         else (doc.body, doc.etag, doc.gzip_etag))
+    resp = Response(body, content_type=doc.mimetype)
+    headers = resp.headers
+    if gz:
+        headers["Content-Encoding"] = "gzip"
+    headers["Vary"] = "Accept-Encoding, Sec-Fetch-Dest"
+    headers["Cache-Control"] = f"public, max-age={max_age}"
+    headers["Access-Control-Allow-Origin"] = "*"
+    resp.set_etag(etag)
+    resp.last_modified = doc.last_modified
+    # A client holding the other coding of this same version has it already.
+    if request.if_none_match.contains_weak(other):
+        resp.set_etag(etag)
+        resp.status_code = 304
+        resp.set_data(b"")
+        return resp
+    return resp.make_conditional(request)

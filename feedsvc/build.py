@@ -1,0 +1,155 @@
+"""Feed model → RSS 2.0, Atom 1.0 and JSON Feed 1.1 bytes. Pure: no Flask, no
+clock, no I/O; the same model always gives the same bytes.
+
+feedgen writes RSS and Atom. Its traps (DESIGN.md) are handled here: entries
+appended in order, `updated`/`lastBuildDate` always set, `content type="html"`,
+link order chosen per format, RSS dates formatted under a lock because
+feedgen switches the process-wide locale, and extra atom:links (paging, hub)
+added to RSS through a small extension since its RSS writer keeps only self.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from typing import Any
+
+from feedgen.ext.base import BaseExtension
+from feedgen.feed import FeedGenerator
+from lxml import etree
+
+from feedsvc import dates
+from feedsvc.model import Entry, Feed
+
+ATOM_NS = "http://www.w3.org/2005/Atom"
+_feedgen_lock = threading.Lock()
+
+
+class _RssAtomLinks(BaseExtension):  # type: ignore[misc]
+    """Adds atom:link elements (paging, hub) to an RSS channel, before its items."""
+
+    def __init__(self) -> None:
+        self.links: list[tuple[str, str]] = []
+
+    def extend_ns(self) -> dict[str, str]:
+        return {"atom": ATOM_NS}
+
+    def extend_rss(self, rss_feed: Any) -> Any:
+        channel = rss_feed[0]
+        first_item = channel.find("item")
+        at = list(channel).index(first_item) if first_item is not None else len(channel)
+        for i, (rel, href) in enumerate(self.links):
+            el = etree.Element(f"{{{ATOM_NS}}}link", href=href, rel=rel)
+            channel.insert(at + i, el)
+        return rss_feed
+
+
+def _generator(feed: Feed, fmt: str) -> FeedGenerator:
+    fg = FeedGenerator()
+    fg.id(feed.id)
+    fg.title(feed.title)
+    fg.description(feed.description or feed.title)
+    if fmt == "rss":
+        # feedgen makes the last link() the RSS channel <link>: self first.
+        fg.link(href=feed.self_url, rel="self", type="application/rss+xml")
+        fg.link(href=feed.link, rel="alternate")
+    else:
+        # Readers such as feed-extractor take the first Atom <link>: alternate first.
+        fg.link(href=feed.link, rel="alternate", type="text/html")
+        fg.link(href=feed.self_url, rel="self", type="application/atom+xml")
+        for rel, href in _extra_links(feed):
+            fg.link(href=href, rel=rel)
+    if feed.language:
+        fg.language(feed.language)
+    fg.updated(feed.updated)
+    fg.lastBuildDate(feed.updated)
+    author = {"name": feed.author.name}
+    if feed.author.email:
+        author["email"] = feed.author.email
+        fg.managingEditor(f"{feed.author.email} ({feed.author.name})")
+    if feed.author.uri:
+        author["uri"] = feed.author.uri
+    fg.author(author)
+    fg.generator("feedsvc")
+    fg.ttl(max(1, math.ceil(feed.ttl_seconds / 60)))
+    for entry in feed.entries:
+        _add_entry(fg, entry)
+    return fg
+
+
+def _extra_links(feed: Feed) -> list[tuple[str, str]]:
+    links = sorted(feed.pages.items())
+    if feed.hub:
+        links.append(("hub", feed.hub))
+    return links
+
+
+def _add_entry(fg: FeedGenerator, entry: Entry) -> None:
+    fe = fg.add_entry(order="append")
+    fe.id(entry.id)
+    fe.guid(entry.id, permalink=entry.id == entry.link)
+    fe.title(entry.title)
+    fe.link(href=entry.link, rel="alternate", type="text/html")
+    fe.published(entry.published)
+    fe.updated(entry.updated)
+    fe.description(entry.summary or entry.title, isSummary=True)
+    fe.content(entry.content_html, type="html")
+    for term in entry.categories:
+        fe.category(term=term)
+
+
+def rss(feed: Feed) -> bytes:
+    fg = _generator(feed, "rss")
+    fg.register_extension("feedsvc_links", _RssAtomLinks, None, atom=False, rss=True)
+    fg.feedsvc_links.links = _extra_links(feed)
+    with _feedgen_lock:
+        return bytes(fg.rss_str(pretty=True))
+
+
+def atom(feed: Feed) -> bytes:
+    fg = _generator(feed, "atom")
+    with _feedgen_lock:
+        return bytes(fg.atom_str(pretty=True))
+
+
+def json_feed(feed: Feed) -> bytes:
+    doc: dict[str, Any] = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": feed.title,
+        "home_page_url": feed.link,
+        "feed_url": feed.self_url,
+        "description": feed.description,
+    }
+    if feed.language:
+        doc["language"] = feed.language
+    if "next" in feed.pages:
+        doc["next_url"] = feed.pages["next"]
+    author = {"name": feed.author.name, **({"url": feed.author.uri} if feed.author.uri else {})}
+    doc["authors"] = [author]
+    if feed.hub:
+        doc["hubs"] = [{"type": "WebSub", "url": feed.hub}]
+    doc["items"] = [_json_item(e) for e in feed.entries]
+    return json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8") + b"\n"
+
+
+def _json_item(entry: Entry) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": entry.id,
+        "url": entry.link,
+        "title": entry.title,
+        "content_html": entry.content_html,
+        "summary": entry.summary,
+        "date_published": dates.rfc3339(entry.published),
+        "date_modified": dates.rfc3339(entry.updated),
+    }
+    if entry.categories:
+        item["tags"] = list(entry.categories)
+    return item
+
+
+WRITERS = {"rss": rss, "atom": atom, "json": json_feed}
+
+
+def build(feed: Feed, fmt: str) -> bytes:
+    return WRITERS[fmt](feed)

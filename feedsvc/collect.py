@@ -1,0 +1,229 @@
+"""The post index: every post under posts_dir, the problems found, and the
+views the feeds are cut from (per category, per tag, all).
+
+A rescan only re-reads files whose (mtime, size) changed; the watcher
+(watch.py) hands over just the paths that changed. Views are rebuilt when the
+set of posts changes or when a future-dated post's time comes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import pickle
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from feedsvc import dates
+from feedsvc.config import Config
+from feedsvc.errors import PostError
+from feedsvc.posts import Post, post_kind, read_post
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], dt.datetime]
+INDEX_FORMAT = 1
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def is_post_path(rel: str, posts_dir: Path) -> bool:
+    """Jekyll's rule for a relative path: a post file inside a `_posts` folder
+    (any file when posts_dir is one), nothing hidden on the way."""
+    parts = rel.split("/")
+    if any(p.startswith(".") for p in parts) or not post_kind(parts[-1]):
+        return False
+    return posts_dir.name == "_posts" or "_posts" in parts[:-1]
+
+
+def iter_post_files(posts_dir: Path) -> Iterator[str]:
+    """Relative paths of the post files, as Jekyll finds them: files inside
+    `_posts` folders at any depth (every file when posts_dir is one), hidden
+    files and folders skipped, symlinks leading outside posts_dir skipped."""
+    root = str(posts_dir)
+    top_is_posts = posts_dir.name == "_posts"
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        rel_dir = os.path.relpath(folder, root).replace(os.sep, "/")
+        rel_dir = "" if rel_dir == "." else rel_dir + "/"
+        if not (top_is_posts or "_posts" in rel_dir.split("/")):
+            continue
+        for name in sorted(files):
+            if post_kind(name):
+                yield rel_dir + name
+
+
+@dataclass(frozen=True)
+class Views:
+    """What the feeds are cut from, valid until `expires` (a future post's time)."""
+    categories: dict[str, list[Post]]
+    tags: dict[str, list[Post]]
+    all: list[Post]
+    newest_updated: dt.datetime
+    expires: dt.datetime | None
+    duplicates: dict[str, str] = field(default_factory=dict)
+
+
+class Index:
+    def __init__(self, config: Config, clock: Clock = utcnow) -> None:
+        self.config, self.clock = config, clock
+        self.posts: dict[str, Post] = {}
+        self.problems: dict[str, str] = {}
+        self._seen: dict[str, tuple[int, int]] = {}
+        self._lock = threading.RLock()
+        self._views: Views | None = None
+        self.generation = 0
+
+    # -- reading ---------------------------------------------------------
+    def scan(self) -> set[str]:
+        """Bring the index up to date with the disk; return the changed paths."""
+        found = set(iter_post_files(self.config.posts_dir))
+        with self._lock:
+            gone = set(self._seen) - found
+        return self.update(found | gone)
+
+    def update(self, rels: Iterable[str]) -> set[str]:
+        """Re-read the given paths (relative to posts_dir) if they changed."""
+        changed = set()
+        for rel in rels:
+            if self._refresh(rel):
+                changed.add(rel)
+        if changed:
+            with self._lock:
+                self._views = None
+                self.generation += 1
+        return changed
+
+    def _refresh(self, rel: str) -> bool:
+        path = self.config.posts_dir / rel
+        try:
+            st = path.stat()
+        except OSError:
+            return self._forget(rel)
+        if not (is_post_path(rel, self.config.posts_dir) and path.is_file()
+                and self._inside(path)):
+            return self._forget(rel)
+        key = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if self._seen.get(rel) == key:
+                return False
+        try:
+            post: Post | None = read_post(self.config.posts_dir, rel, self.config)
+            problem = None
+        except PostError as e:
+            post, problem = None, e.reason
+            log.warning("skipped post %s: %s", rel, e.reason)
+        with self._lock:
+            self._seen[rel] = key
+            self._set(rel, post, problem)
+        return True
+
+    def _inside(self, path: Path) -> bool:
+        # A symlink may point anywhere; only files really inside posts_dir count.
+        root = self.config.posts_dir.resolve()
+        return path.resolve().is_relative_to(root)
+
+    def _set(self, rel: str, post: Post | None, problem: str | None) -> None:
+        self.posts.pop(rel, None)
+        self.problems.pop(rel, None)
+        if post is not None:
+            self.posts[rel] = post
+        if problem is not None:
+            self.problems[rel] = problem
+
+    def _forget(self, rel: str) -> bool:
+        with self._lock:
+            known = rel in self._seen
+            self._seen.pop(rel, None)
+            self._set(rel, None, None)
+        return known
+
+    # -- persisted index --------------------------------------------------
+    def _state_file(self) -> Path:
+        c = self.config
+        key = repr((INDEX_FORMAT, str(c.posts_dir), c.site.url, c.site.timezone, c.permalink,
+                    sorted((s, cat.timezone) for s, cat in c.categories.items())))
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        return c.state_dir / f"index-{digest}.pickle"
+
+    def load_state(self) -> bool:
+        """Start from the index saved by an earlier run (only unchanged files are trusted)."""
+        try:
+            with open(self._state_file(), "rb") as fh:
+                seen, posts, problems = pickle.load(fh)  # noqa: S301 - our own state_dir
+        except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError,
+                AttributeError):
+            return False
+        with self._lock:
+            self._seen, self.posts, self.problems = seen, posts, problems
+        return True
+
+    def save_state(self) -> None:
+        target = self._state_file()
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(f".{os.getpid()}.tmp")
+            with self._lock:
+                data = (dict(self._seen), dict(self.posts), dict(self.problems))
+            with open(tmp, "wb") as fh:
+                pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, target)
+        except OSError as e:
+            log.warning("cannot save the index to %s: %s", target, e)
+
+    # -- views ------------------------------------------------------------
+    def views(self) -> Views:
+        now = self.clock()
+        with self._lock:
+            v = self._views
+            if v is None or (v.expires is not None and now >= v.expires):
+                if v is not None:
+                    self.generation += 1
+                v = self._views = build_views(self.posts.values(), now)
+            return v
+
+    def problem_list(self) -> list[tuple[str, str]]:
+        with self._lock:
+            items = dict(self.problems)
+        items.update(self.views().duplicates)
+        return sorted(items.items())
+
+
+def build_views(posts: Iterable[Post], now: dt.datetime) -> Views:
+    visible: list[Post] = []
+    expires: dt.datetime | None = None
+    newest = dates.EPOCH
+    for post in posts:
+        if not post.published:
+            continue
+        if post.date > now:
+            expires = post.date if expires is None else min(expires, post.date)
+            continue
+        visible.append(post)
+        newest = max(newest, post.updated)
+    visible.sort(key=lambda p: (p.sort_key, p.rel))
+    unique, duplicates = _unique(visible)
+    cats: dict[str, list[Post]] = {}
+    tags: dict[str, list[Post]] = {}
+    for post in unique:
+        for c in post.categories:
+            cats.setdefault(c, []).append(post)
+        for t in post.tags:
+            tags.setdefault(t, []).append(post)
+    return Views(cats, tags, unique, newest, expires, duplicates)
+
+
+def _unique(posts: list[Post]) -> tuple[list[Post], dict[str, str]]:
+    """One post per id: a second file with the same permalink or guid would be a
+    duplicate entry in every reader; the lexically first file wins."""
+    owner: dict[str, Post] = {}
+    for post in sorted(posts, key=lambda p: p.rel):
+        owner.setdefault(post.guid, post)
+    duplicates = {p.rel: f"same id as {owner[p.guid].rel} ({p.guid}); skipped"
+                  for p in posts if owner[p.guid] is not p}
+    return [p for p in posts if owner[p.guid] is p], duplicates

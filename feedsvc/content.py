@@ -1,0 +1,169 @@
+"""Post body → safe HTML with absolute URLs, and a plain-text summary.
+
+Markdown is CommonMark with raw HTML allowed; the HTML is then cleaned by nh3
+(Ammonia), whose attribute filter is also where every URL is made absolute,
+so there is one pass and no regexes over HTML.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from html.parser import HTMLParser
+from urllib.parse import urljoin
+
+import nh3
+import opencc
+from markdown_it import MarkdownIt
+
+from feedsvc.posts import Post, read_body
+
+# XML 1.0 forbids C0 controls other than TAB/LF/CR, U+FFFE/U+FFFF and lone surrogates.
+XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+URL_ATTRIBUTES = frozenset({"href", "src", "poster", "cite", "longdesc"})
+TAGS = nh3.ALLOWED_TAGS | {"video", "audio", "source", "picture", "figure", "figcaption"}
+ATTRIBUTES = {
+    **{tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()},
+    "*": {"class", "title", "lang", "dir"},
+    # nh3's defaults drop srcset and poster; news posts use both.
+    "img": set(nh3.ALLOWED_ATTRIBUTES["img"]) | {"srcset", "sizes", "loading"},
+    "source": {"src", "srcset", "type", "media", "sizes"},
+    "video": {"src", "poster", "controls", "width", "height", "preload", "muted", "loop"},
+    "audio": {"src", "controls", "preload", "muted", "loop"},
+}
+_markdown = MarkdownIt("commonmark", {"html": True})
+# A tag in nh3's output: attribute values are always double-quoted there.
+HTML_TAG = re.compile(r'(<(?:[^>"]|"[^"]*")*>)')
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    html: str
+    summary: str
+
+
+def strip_illegal(text: str) -> str:
+    return XML_ILLEGAL.sub("", text)
+
+
+def absolute_url(url: str, page_url: str, site_url: str) -> str:
+    """Make one URL absolute; protocol-relative URLs become https."""
+    url = url.strip()
+    if url.startswith("//"):
+        return "https:" + url
+    if url.startswith("/"):
+        return site_url + url
+    if not url or url.startswith("#") or re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", url):
+        return urljoin(page_url, url) if url.startswith("#") else url
+    return urljoin(page_url, url)
+
+
+def absolute_srcset(value: str, page_url: str, site_url: str) -> str:
+    out = []
+    for candidate in value.split(","):
+        parts = candidate.split()
+        if parts:
+            out.append(" ".join([absolute_url(parts[0], page_url, site_url), *parts[1:]]))
+    return ", ".join(out)
+
+
+def sanitise(html: str, page_url: str, site_url: str) -> str:
+    """Clean HTML (no scripts, styles, handlers, javascript: URLs) with absolute URLs."""
+
+    def fix(tag: str, attr: str, value: str) -> str | None:
+        if attr in URL_ATTRIBUTES:
+            return absolute_url(value, page_url, site_url)
+        if attr == "srcset":
+            return absolute_srcset(value, page_url, site_url)
+        return value
+
+    cleaned = nh3.clean(strip_illegal(html), tags=TAGS, attributes=ATTRIBUTES,
+                        attribute_filter=fix, link_rel=None,
+                        clean_content_tags={"script", "style"})
+    return str(cleaned)
+
+
+class _FirstParagraph(HTMLParser):
+    """Collects the text of the first non-empty <p>, and all text as a fallback."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.depth = 0
+        self.first: str | None = None
+        self.current: list[str] = []
+        self.all: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "p":
+            self.depth += 1
+        elif tag == "br":
+            self.all.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "p" and self.depth:
+            self.depth -= 1
+            text = " ".join("".join(self.current).split())
+            if text and self.first is None:
+                self.first = text
+            self.current = []
+
+    def handle_data(self, data: str) -> None:
+        self.all.append(data)
+        if self.depth:
+            self.current.append(data)
+
+
+def text_of(html: str) -> tuple[str, str]:
+    """(text of the first paragraph, all text) of an HTML fragment."""
+    parser = _FirstParagraph()
+    parser.feed(html)
+    parser.close()
+    everything = " ".join("".join(parser.all).split())
+    return parser.first or everything, everything
+
+
+def cut(text: str, length: int) -> str:
+    """Cut by characters (not bytes), with an ellipsis when anything was dropped."""
+    text = " ".join(text.split())
+    return text if len(text) <= length else text[:length].rstrip() + "…"
+
+
+def body_html(text: str, kind: str) -> str:
+    return _markdown.render(text) if kind == "markdown" else text
+
+
+def render(post: Post, site_url: str, summary_length: int) -> Rendered:
+    """The post's safe HTML and summary; cached by file identity and settings."""
+    return _render(post.path, post.mtime_ns, post.size, post.kind, post.url,
+                   post.excerpt, site_url, summary_length)
+
+
+@lru_cache(maxsize=8192)
+def _render(path: str, mtime_ns: int, size: int, kind: str, page_url: str,
+            excerpt: str | None, site_url: str, summary_length: int) -> Rendered:
+    html = sanitise(body_html(_body(path), kind), page_url, site_url)
+    source = text_of(excerpt)[1] if excerpt else text_of(html)[0]
+    return Rendered(html=html, summary=strip_illegal(cut(source, summary_length)))
+
+
+def _body(path: str) -> str:
+    return read_body(path)
+
+
+@lru_cache(maxsize=4)
+def _converter(mode: str) -> opencc.OpenCC:
+    return opencc.OpenCC(mode)
+
+
+def convert_text(text: str, mode: str | None) -> str:
+    """Simplified ↔ Traditional Chinese (mode 's2t' or 't2s'); None leaves text as is."""
+    return str(_converter(mode).convert(text)) if mode and text else text
+
+
+def convert_html(html: str, mode: str | None) -> str:
+    """Convert the text of sanitised HTML, never its tags, attributes or URLs."""
+    if not mode:
+        return html
+    parts = HTML_TAG.split(html)
+    return "".join(p if i % 2 else convert_text(p, mode) for i, p in enumerate(parts))

@@ -1,0 +1,116 @@
+"""The one date normaliser: every front-matter date becomes an aware datetime
+with a fixed UTC offset.
+
+Nothing here reads the host's time zone or the clock. Naive values take the
+wall time of the zone that applies to the post, with that zone's DST rules;
+a time in a DST gap or overlap takes the offset in force before the change
+(fold=0), as DESIGN.md says.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from functools import cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from dateutil import parser as dateutil_parser
+
+UTC_NAMES = frozenset({"UTC", "GMT", "UT", "Z"})
+# "GMT+3" means UTC-3 to dateutil (POSIX); a news editor means the opposite.
+AMBIGUOUS_OFFSET = re.compile(r"\b(?:GMT|UTC|UT)\s*[+-]\d", re.IGNORECASE)
+FILENAME_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-")
+_PROBE_A = dt.datetime(1901, 1, 1)
+_PROBE_B = dt.datetime(1902, 2, 2)
+
+
+class DateError(ValueError):
+    """A value that is not a usable date; the message names the value."""
+
+
+@cache
+def zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def localize(naive: dt.datetime, tz: ZoneInfo) -> dt.datetime:
+    """Wall time in `tz` → fixed-offset aware datetime (fold=0 in gaps and overlaps)."""
+    offset = naive.replace(tzinfo=tz, fold=0).utcoffset()
+    assert offset is not None
+    return naive.replace(tzinfo=dt.timezone(offset))
+
+
+def _fixed(value: dt.datetime) -> dt.datetime:
+    offset = value.utcoffset()
+    assert offset is not None
+    return value.replace(tzinfo=dt.timezone(offset))
+
+
+def _tzinfos(name: str | None, offset: int | None) -> dt.tzinfo | None:
+    # Called by dateutil for every zone it sees; abbreviations other than UTC
+    # are refused because dateutil would resolve them against the host's zone.
+    if name is None:
+        return None if offset is None else dt.timezone(dt.timedelta(seconds=offset))
+    if name.upper() in UTC_NAMES:
+        return dt.timezone.utc
+    raise DateError(f"unknown time zone abbreviation {name!r} (write a numeric offset)")
+
+
+def parse_string(text: str, tz: ZoneInfo) -> dt.datetime:
+    text = text.strip()
+    if not text:
+        raise DateError("empty date")
+    if AMBIGUOUS_OFFSET.search(text):
+        raise DateError(f"ambiguous offset in date {text!r} (write e.g. +0800)")
+    try:
+        a = dateutil_parser.parse(text, default=_PROBE_A, tzinfos=_tzinfos)
+        b = dateutil_parser.parse(text, default=_PROBE_B, tzinfos=_tzinfos)
+    except DateError:
+        raise
+    except (ValueError, OverflowError) as e:
+        raise DateError(f"cannot parse date {text!r}") from e
+    if a.date() != b.date():
+        # dateutil fills missing parts from the default: the string has no
+        # full calendar date and would silently become "today".
+        raise DateError(f"date {text!r} has no full calendar date")
+    return _fixed(a) if a.tzinfo else localize(a, tz)
+
+
+def normalise(value: Any, tz: ZoneInfo) -> dt.datetime:
+    """Any of PyYAML's date shapes (str, aware/naive datetime, date) → aware datetime."""
+    if isinstance(value, dt.datetime):
+        return _fixed(value) if value.tzinfo else localize(value, tz)
+    if isinstance(value, dt.date):
+        return localize(dt.datetime(value.year, value.month, value.day), tz)
+    if isinstance(value, str):
+        return parse_string(value, tz)
+    raise DateError(f"cannot parse date {value!r}")
+
+
+def from_filename(name: str, tz: ZoneInfo) -> dt.datetime | None:
+    """Local midnight of the YYYY-MM-DD- prefix of a post's file name, if any."""
+    m = FILENAME_DATE.match(name)
+    if not m:
+        return None
+    try:
+        day = dt.datetime(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    except ValueError as e:
+        raise DateError(f"file name has an invalid date {name[:10]!r}") from e
+    return localize(day, tz)
+
+
+def rfc822(value: dt.datetime) -> str:
+    """RSS date with a numeric offset; locale-independent (unlike strftime %a/%b)."""
+    days = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+    months = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
+              "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+    return (f"{days[value.weekday()]}, {value.day:02d} {months[value.month - 1]} "
+            f"{value.year:04d} {value:%H:%M:%S} {value:%z}")
+
+
+def rfc3339(value: dt.datetime) -> str:
+    return value.isoformat(timespec="seconds")
+
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)

@@ -1,0 +1,47 @@
+"""The plain data passed from feed selection to the writers: one model, three formats."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+FORMATS = {
+    "rss": "application/rss+xml; charset=utf-8",
+    "atom": "application/atom+xml; charset=utf-8",
+    "json": "application/feed+json; charset=utf-8",
+}
+
+
+@dataclass(frozen=True)
+class Person:
+    name: str
+    email: str | None = None
+    uri: str | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    title: str
+    link: str
+    published: dt.datetime
+    updated: dt.datetime
+    summary: str
+    content_html: str
+    categories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Feed:
+    id: str
+    title: str
+    description: str
+    link: str                   # the HTML page the feed belongs to
+    self_url: str               # the exact representation (page and parameters)
+    updated: dt.datetime
+    author: Person
+    entries: tuple[Entry, ...]
+    language: str | None = None
+    ttl_seconds: int = 300
+    pages: dict[str, str] = field(default_factory=dict)   # RFC 5005 rel → URL
+    hub: str | None = None

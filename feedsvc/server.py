@@ -1,0 +1,51 @@
+"""`feedsvc serve`: the app under gunicorn (gthread workers), the production
+WSGI server the benchmarks compare against."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from feedsvc.config import load_config
+
+
+class Server(BaseApplication):  # type: ignore[misc]
+    """Each worker loads the config and builds its own app (own index, own
+    watcher thread); the config was already validated in the master."""
+
+    def __init__(self, config_path: str, options: dict[str, Any]) -> None:
+        self.config_path, self.options = config_path, options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            if key in self.cfg.settings and value is not None:
+                self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        from feedsvc.app import create_app
+
+        return create_app(load_config(self.config_path))
+
+
+def serve(config_path: str, host: str, port: int, workers: int, threads: int,
+          access_log: bool) -> None:
+    Server(config_path, {
+        "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread",
+        "accesslog": "-" if access_log else None,
+        "loglevel": "info",
+        "timeout": 60,
+        "graceful_timeout": 5,
+        "keepalive": 5,
+        "proc_name": "feedsvc",
+        "control_socket_disable": True,
+        # Bound request lines and headers instead of gunicorn's generous defaults.
+        "limit_request_line": 8190,
+        "limit_request_fields": 100,
+        "limit_request_field_size": 8190,
+    }).run()

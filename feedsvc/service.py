@@ -1,0 +1,146 @@
+"""The feed service without HTTP: an index of posts, and feed documents cut
+from it, rendered once per version and kept in a store.
+
+Both `feedsvc serve` (through app.py) and `feedsvc build` read documents from
+here, which is why a static export is byte-identical to what is served.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from feedsvc import build, dates
+from feedsvc.collect import Clock, Index, utcnow
+from feedsvc.config import Config
+from feedsvc.feeds import FeedKey, Selection, feed_model, select
+from feedsvc.model import FORMATS
+from feedsvc.store import Document, Store, make_store
+
+log = logging.getLogger(__name__)
+MEMO_MAX = 4096
+
+
+def index_identity(config: Config) -> tuple[Any, ...]:
+    """The parts of the config that change how posts are read (not how feeds look)."""
+    return (config.posts_dir, config.site.url, config.site.timezone, config.permalink,
+            tuple(sorted((s, c.timezone) for s, c in config.categories.items())))
+
+
+@dataclass
+class ConfigState:
+    config: Config
+    digest: str
+    error: str | None = None
+
+
+class FeedService:
+    def __init__(self, config: Config, *, clock: Clock = utcnow, store: Store | None = None) -> None:
+        self.clock = clock
+        self.store = store or make_store(config.cache.type, config.cache.url)
+        self.index = Index(config, clock)
+        self.state = ConfigState(config, _digest(repr(config)))
+        self._memo: dict[str, tuple[tuple[int, str], Document]] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    @property
+    def config(self) -> Config:
+        return self.state.config
+
+    def start(self) -> None:
+        """Read every post, starting from the saved index when there is one."""
+        self.index.load_state()
+        changed = self.index.scan()
+        if changed or not self.index._state_file().exists():
+            self.index.save_state()
+
+    # -- config reload -------------------------------------------------------
+    def reload_config(self, config: Config) -> None:
+        """Swap in a new, valid config; the index is kept unless post rules changed."""
+        if index_identity(config) != index_identity(self.config):
+            index = Index(config, self.clock)
+            index.load_state()
+            index.scan()
+            index.save_state()
+            self.index = index
+        else:
+            self.index.config = config
+        self.state = ConfigState(config, _digest(repr(config)))
+        if self.config.cache != config.cache:
+            self.store = make_store(config.cache.type, config.cache.url)
+        log.info("config reloaded from %s", config.path)
+
+    def config_failed(self, error: str) -> None:
+        self.state.error = error
+        log.error("config not reloaded, the last good one keeps serving: %s", error)
+
+    # -- documents -----------------------------------------------------------
+    def document(self, key: FeedKey) -> Document:
+        """The current document for a feed key (NotFound if there is none)."""
+        index, state = self.index, self.state
+        views = index.views()
+        version = (index.generation, state.digest)
+        cache_id = key.cache_id()
+        memo = self._memo.get(cache_id)
+        if memo is not None and memo[0] == version:
+            return memo[1]
+        sel = select(key, views, state.config)
+        digest = _digest(state.digest + "\n" + sel.fingerprint())
+        doc = self.store.get(digest) or self._render(digest, sel, state.config)
+        if len(self._memo) >= MEMO_MAX:
+            self._memo.clear()
+        self._memo[cache_id] = (version, doc)
+        return doc
+
+    def _render(self, digest: str, sel: Selection, config: Config) -> Document:
+        # One rendering per version at a time; the others wait and reuse it.
+        with self._locks_guard:
+            lock = self._locks.setdefault(digest, threading.Lock())
+        with lock:
+            doc = self.store.get(digest)
+            if doc is None:
+                doc = render_document(sel, config)
+                self.store.put(digest, doc)
+        with self._locks_guard:
+            self._locks.pop(digest, None)
+        return doc
+
+    # -- status --------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        views = self.index.views()
+        cats = {}
+        for slug in self.config.categories:
+            posts = views.categories.get(slug, [])
+            cats[slug] = {
+                "posts": len(posts),
+                "newest": dates.rfc3339(posts[0].date) if posts else None,
+                "etags": {fmt: self.document(FeedKey("category", slug, fmt)).etag
+                          for fmt in FORMATS},
+            }
+        return {
+            "categories": cats,
+            "posts": len(views.all),
+            "skipped": [{"file": f, "reason": r} for f, r in self.index.problem_list()],
+            "config_error": self.state.error,
+            "cache": self.store.describe(),
+        }
+
+
+def render_document(sel: Selection, config: Config) -> Document:
+    body = build.build(feed_model(sel, config), sel.key.fmt)
+    return Document(
+        body=body,
+        gzip=gzip.compress(body, compresslevel=9, mtime=0),
+        etag=hashlib.sha256(body).hexdigest()[:40],
+        last_modified=sel.modified,
+        mimetype=FORMATS[sel.key.fmt],
+    )
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()

@@ -1,0 +1,157 @@
+"""Where rendered feed documents are kept: in-process by default, Redis when
+configured so that several instances share bytes and ETags.
+
+Documents are stored under a digest of everything they are built from, so a
+stored document never goes stale and nothing has to be invalidated: a change
+to a post changes the digest of the feeds it is in, and only of those.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One feed version: identity bytes, gzip bytes, strong ETag, Last-Modified."""
+    body: bytes
+    gzip: bytes
+    etag: str                   # unquoted hash of `body`
+    last_modified: dt.datetime
+    mimetype: str
+
+    @property
+    def gzip_etag(self) -> str:
+        # A strong ETag must differ between content codings (RFC 9110 8.8.3).
+        return self.etag + "-gzip"
+
+
+class Store(Protocol):
+    def get(self, digest: str) -> Document | None: ...
+    def put(self, digest: str, doc: Document) -> None: ...
+    def describe(self) -> dict[str, object]: ...
+
+
+class MemoryStore:
+    """A small LRU of documents for one process."""
+
+    def __init__(self, max_items: int = 2048) -> None:
+        self.max_items = max_items
+        self._items: OrderedDict[str, Document] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> Document | None:
+        with self._lock:
+            doc = self._items.get(digest)
+            if doc is not None:
+                self._items.move_to_end(digest)
+            return doc
+
+    def put(self, digest: str, doc: Document) -> None:
+        with self._lock:
+            self._items[digest] = doc
+            self._items.move_to_end(digest)
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+
+    def describe(self) -> dict[str, object]:
+        return {"type": "memory", "documents": len(self._items)}
+
+
+class RedisStore:
+    """Documents in Redis hashes, with the in-process store in front of it.
+
+    When Redis cannot be reached the service goes on from the in-process store
+    and its own rendering, logs it once, and tries Redis again after `retry`
+    seconds.
+    """
+
+    PREFIX = "feedsvc:doc:"
+    TTL = 7 * 86400
+
+    def __init__(self, url: str, retry: float = 2.0, timeout: float = 0.5) -> None:
+        self.url, self.retry = url, retry
+        self.client = redis.Redis.from_url(url, socket_connect_timeout=timeout,
+                                           socket_timeout=timeout)
+        self.local = MemoryStore()
+        self._down_until = 0.0
+        self.last_error: str | None = None
+
+    def _available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, e: Exception) -> None:
+        if self.last_error is None:
+            log.error("redis at %s unavailable (%s); serving from in-process rendering",
+                      self.url, e)
+        self.last_error = str(e)
+        self._down_until = time.monotonic() + self.retry
+
+    def _recovered(self) -> None:
+        if self.last_error is not None:
+            log.warning("redis at %s is back", self.url)
+            self.last_error = None
+
+    def get(self, digest: str) -> Document | None:
+        doc = self.local.get(digest)
+        if doc is not None or not self._available():
+            return doc
+        try:
+            raw = self.client.hgetall(self.PREFIX + digest)
+        except redis.RedisError as e:
+            self._failed(e)
+            return None
+        self._recovered()
+        doc = _decode(raw)
+        if doc is not None:
+            self.local.put(digest, doc)
+        return doc
+
+    def put(self, digest: str, doc: Document) -> None:
+        self.local.put(digest, doc)
+        if not self._available():
+            return
+        key = self.PREFIX + digest
+        try:
+            with self.client.pipeline() as pipe:
+                pipe.hset(key, mapping={
+                    "body": doc.body, "gzip": doc.gzip, "etag": doc.etag,
+                    "last_modified": doc.last_modified.isoformat(), "mimetype": doc.mimetype,
+                })
+                pipe.expire(key, self.TTL)
+                pipe.execute()
+        except redis.RedisError as e:
+            self._failed(e)
+            return
+        self._recovered()
+
+    def describe(self) -> dict[str, object]:
+        return {"type": "redis", "url": self.url, "available": self.last_error is None,
+                "last_error": self.last_error, **{"local_documents": len(self.local._items)}}
+
+
+def _decode(raw: dict[bytes, bytes]) -> Document | None:
+    try:
+        return Document(
+            body=raw[b"body"], gzip=raw[b"gzip"], etag=raw[b"etag"].decode(),
+            last_modified=dt.datetime.fromisoformat(raw[b"last_modified"].decode()),
+            mimetype=raw[b"mimetype"].decode(),
+        )
+    except (KeyError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def make_store(kind: str, url: str | None) -> Store:
+    if kind == "redis" and url:
+        return RedisStore(url)
+    return MemoryStore()

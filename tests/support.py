@@ -1,0 +1,139 @@
+"""Helpers shared by the tests: fixture sites on disk and real servers on loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).parent.parent
+BASE_CONFIG: dict[str, Any] = {
+    "site": {"title": "测试新闻", "url": "https://news.example.com", "timezone": "Asia/Shanghai",
+             "language": "zh-CN"},
+    "feeds_url": "https://feeds.example.com",
+    "posts_dir": "_posts",
+    "limit": 20,
+    "categories": {
+        "kunmingribao": {"title": "昆明日报新闻", "description": "昆明日报最新新闻",
+                         "link": "https://news.example.com/category/kunmingribao.html"},
+        "caijing": {"title": "财经", "timezone": "Asia/Shanghai"},
+        "world": {"title": "World", "timezone": "America/New_York"},
+        "empty": {"title": "Nothing yet"},
+    },
+}
+
+
+def write_config(root: Path, overrides: Mapping[str, Any] | None = None) -> Path:
+    data = {**BASE_CONFIG, **(overrides or {})}
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    (root / str(data.get("posts_dir", "_posts"))).mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def make_site(root: Path, posts: Mapping[str, str] | None = None, *, fixture: str | None = None,
+              config: Mapping[str, Any] | None = None) -> Path:
+    """A site folder with config.yaml and posts; returns the config path.
+
+    `fixture` copies tests/fixtures/<fixture>/ (its own config.yaml if it has one);
+    `posts` maps paths below _posts/ to file text.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    if fixture:
+        shutil.copytree(FIXTURES / fixture, root, dirs_exist_ok=True, symlinks=True)
+    cfg = root / "config.yaml"
+    if not cfg.exists() or config:
+        cfg = write_config(root, config)
+    for rel, text in (posts or {}).items():
+        target = root / "_posts" / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    return cfg
+
+
+def post(title: str, date: str, categories: str = "kunmingribao", body: str = "<p>正文。</p>",
+         **extra: str) -> str:
+    lines = ["---", f"title: {title}", f"date: {date}", f"categories: {categories}"]
+    lines += [f"{k}: {v}" for k, v in extra.items()]
+    return "\n".join([*lines, "---", body, ""])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """`feedsvc serve` as a subprocess on a free loopback port."""
+
+    def __init__(self, config: Path, *, workers: int = 1, threads: int = 4,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.config, self.port = config, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = config.parent / f"server-{self.port}.log"
+        cmd = [sys.executable, "-m", "feedsvc", "serve", "--config", str(config),
+               "--port", str(self.port), "--workers", str(workers), "--threads", str(threads)]
+        self.proc = subprocess.Popen(cmd, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
+                                     env={**os.environ, **(env or {})}, cwd=config.parent)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.output()}")
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not start:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.get(self.url + path, timeout=10, **kwargs)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@contextmanager
+def running(config: Path, **kwargs: Any) -> Iterator[Server]:
+    server = Server(config, **kwargs)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def wait_for(predicate: Any, timeout: float = 10, interval: float = 0.1) -> Any:
+    """Poll until predicate() is truthy; return its value or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
