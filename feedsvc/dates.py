@@ -23,6 +23,10 @@ AMBIGUOUS_OFFSET = re.compile(r"\b(?:GMT|UTC|UT)\s*[+-]\d", re.IGNORECASE)
 FILENAME_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-")
 _PROBE_A = dt.datetime(1901, 1, 1)
 _PROBE_B = dt.datetime(1902, 2, 2)
+# A day inside datetime's range on both sides, so that converting the date to
+# any zone (permalinks, UTC comparisons) cannot overflow.
+_FIRST = dt.datetime(1, 1, 2, tzinfo=dt.UTC)
+_LAST = dt.datetime(9999, 12, 30, tzinfo=dt.UTC)
 
 
 class DateError(ValueError):
@@ -77,8 +81,32 @@ def parse_string(text: str, tz: ZoneInfo) -> dt.datetime:
     return _fixed(a) if a.tzinfo else localize(a, tz)
 
 
+def in_range(value: dt.datetime) -> dt.datetime:
+    """`value`, or DateError for year 1 / 9999 edges that overflow in another zone."""
+    try:
+        ok = _FIRST <= value.astimezone(dt.UTC) <= _LAST
+    except OverflowError:
+        ok = False
+    if not ok:
+        raise DateError(f"date {value.isoformat()} is out of range")
+    return value
+
+
+def whole_minutes(value: dt.datetime) -> dt.datetime:
+    """The same instant with an offset RFC 822 and RFC 3339 can write: local mean
+    time (Asia/Shanghai before 1901 is +08:05:43) has seconds; those go to UTC."""
+    offset = value.utcoffset()
+    if offset is not None and offset.total_seconds() % 60:
+        return value.astimezone(dt.UTC)
+    return value
+
+
 def normalise(value: Any, tz: ZoneInfo) -> dt.datetime:
     """Any of PyYAML's date shapes (str, aware/naive datetime, date) → aware datetime."""
+    return whole_minutes(in_range(_normalise(value, tz)))
+
+
+def _normalise(value: Any, tz: ZoneInfo) -> dt.datetime:
     if isinstance(value, dt.datetime):
         return _fixed(value) if value.tzinfo else localize(value, tz)
     if isinstance(value, dt.date):
@@ -97,7 +125,7 @@ def from_filename(name: str, tz: ZoneInfo) -> dt.datetime | None:
         day = dt.datetime(int(m.group(1)), int(m.group(2)), int(m.group(3)))
     except ValueError as e:
         raise DateError(f"file name has an invalid date {name[:10]!r}") from e
-    return localize(day, tz)
+    return whole_minutes(in_range(localize(day, tz)))
 
 
 def rfc822(value: dt.datetime) -> str:
