@@ -92,9 +92,11 @@ def in_range(value: dt.datetime) -> dt.datetime:
     return value
 
 
-def whole_minutes(value: dt.datetime) -> dt.datetime:
-    """The same instant with an offset RFC 822 and RFC 3339 can write: local mean
-    time (Asia/Shanghai before 1901 is +08:05:43) has seconds; those go to UTC."""
+def writable(value: dt.datetime) -> dt.datetime:
+    """The instant as all three formats can write it alike: whole seconds (RSS has
+    no fractions), and an offset in whole minutes (local mean time, such as
+    Asia/Shanghai's +08:05:43 before 1901, goes to UTC)."""
+    value = value.replace(microsecond=0)
     offset = value.utcoffset()
     if offset is not None and offset.total_seconds() % 60:
         return value.astimezone(dt.UTC)
@@ -103,7 +105,7 @@ def whole_minutes(value: dt.datetime) -> dt.datetime:
 
 def normalise(value: Any, tz: ZoneInfo) -> dt.datetime:
     """Any of PyYAML's date shapes (str, aware/naive datetime, date) → aware datetime."""
-    return whole_minutes(in_range(_normalise(value, tz)))
+    return writable(in_range(_normalise(value, tz)))
 
 
 def _normalise(value: Any, tz: ZoneInfo) -> dt.datetime:
@@ -125,7 +127,7 @@ def from_filename(name: str, tz: ZoneInfo) -> dt.datetime | None:
         day = dt.datetime(int(m.group(1)), int(m.group(2)), int(m.group(3)))
     except ValueError as e:
         raise DateError(f"file name has an invalid date {name[:10]!r}") from e
-    return whole_minutes(in_range(localize(day, tz)))
+    return writable(in_range(localize(day, tz)))
 
 
 def rfc822(value: dt.datetime) -> str:
