@@ -63,8 +63,12 @@ def absolute_srcset(value: str, page_url: str, site_url: str) -> str:
     out = []
     for candidate in value.split(","):
         parts = candidate.split()
-        if parts:
-            out.append(" ".join([absolute_url(parts[0], page_url, site_url), *parts[1:]]))
+        if not parts:
+            continue
+        url = absolute_url(parts[0], page_url, site_url)
+        # nh3 checks the scheme of href/src but not of srcset candidates.
+        if url.lower().startswith(("http://", "https://")):
+            out.append(" ".join([url, *parts[1:]]))
     return ", ".join(out)
 
 
