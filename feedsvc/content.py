@@ -146,7 +146,8 @@ def render(post: Post, site_url: str, summary_length: int) -> Rendered:
 @lru_cache(maxsize=8192)
 def _render(path: str, mtime_ns: int, size: int, kind: str, page_url: str,
             excerpt: str | None, site_url: str, summary_length: int) -> Rendered:
-    html = sanitise(body_html(_body(path), kind), page_url, site_url)
+    # Stripped before Markdown too: CommonMark turns NUL into U+FFFD, a visible mark.
+    html = sanitise(body_html(strip_illegal(_body(path)), kind), page_url, site_url)
     source = text_of(excerpt)[1] if excerpt else text_of(html)[0]
     return Rendered(html=html, summary=strip_illegal(cut(source, summary_length)))
 
