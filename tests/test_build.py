@@ -28,7 +28,7 @@ from feedsvc.service import FeedService
 
 GOLDEN = Path(__file__).parent / "golden" / "site"
 REGEN = os.environ.get("FEEDSVC_REGEN_GOLDEN") == "1"
-NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 NS = {"a": "http://www.w3.org/2005/Atom", "content": "http://purl.org/rss/1.0/modules/content/"}
 SAMPLE_URL = "https://news.example.com/kunmingribao/2022/03/21/anning-industrial-park.html"
 
@@ -107,7 +107,7 @@ def test_feedparser_round_trip(service: FeedService, name: str, fmt: str) -> Non
     for entry, p in zip(parsed.entries, posts, strict=True):
         # The raw string keeps the offset; *_parsed is UTC and must be the same instant.
         assert entry.published == write(p.date)
-        assert dt.datetime(*entry.published_parsed[:6], tzinfo=dt.timezone.utc) == p.date
+        assert dt.datetime(*entry.published_parsed[:6], tzinfo=dt.UTC) == p.date
         if fmt == "atom":
             assert entry.updated == write(p.updated)
     assert parsed.feed.title == service.config.categories[name].title

@@ -18,7 +18,7 @@ from feedsvc.config import Config, load_config
 from feedsvc.posts import Post
 
 POSTS = FIXTURES / "posts"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime(2026, 1, 1, tzinfo=UTC)
 BAD = {
     "2022-03-25-bad-date.md": "cannot parse date 'next tuesday-ish'",

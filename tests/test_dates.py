@@ -15,7 +15,7 @@ import pytest
 
 from feedsvc import dates
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 SH = "Asia/Shanghai"
 NY = "America/New_York"
 BERLIN = "Europe/Berlin"
