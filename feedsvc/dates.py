@@ -23,10 +23,7 @@ AMBIGUOUS_OFFSET = re.compile(r"\b(?:GMT|UTC|UT)\s*[+-]\d", re.IGNORECASE)
 FILENAME_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-")
 _PROBE_A = dt.datetime(1901, 1, 1)
 _PROBE_B = dt.datetime(1902, 2, 2)
-# A day inside datetime's range on both sides, so that converting the date to
-# any zone (permalinks, UTC comparisons) cannot overflow.
-_FIRST = dt.datetime(1, 1, 2, tzinfo=dt.UTC)
-_LAST = dt.datetime(9999, 12, 30, tzinfo=dt.UTC)
+MIN_YEAR, MAX_YEAR = 2, 9998
 
 
 class DateError(ValueError):
@@ -78,18 +75,7 @@ def parse_string(text: str, tz: ZoneInfo) -> dt.datetime:
         # dateutil fills missing parts from the default: the string has no
         # full calendar date and would silently become "today".
         raise DateError(f"date {text!r} has no full calendar date")
-    return _fixed(a) if a.tzinfo else localize(a, tz)
-
-
-def in_range(value: dt.datetime) -> dt.datetime:
-    """`value`, or DateError for year 1 / 9999 edges that overflow in another zone."""
-    try:
-        ok = _FIRST <= value.astimezone(dt.UTC) <= _LAST
-    except OverflowError:
-        ok = False
-    if not ok:
-        raise DateError(f"date {value.isoformat()} is out of range")
-    return value
+    return in_range(_fixed(a) if a.tzinfo else localize(a, tz), text)
 
 
 def writable(value: dt.datetime) -> dt.datetime:
@@ -105,7 +91,7 @@ def writable(value: dt.datetime) -> dt.datetime:
 
 def normalise(value: Any, tz: ZoneInfo) -> dt.datetime:
     """Any of PyYAML's date shapes (str, aware/naive datetime, date) → aware datetime."""
-    return writable(in_range(_normalise(value, tz)))
+    return writable(in_range(_normalise(value, tz), value))
 
 
 def _normalise(value: Any, tz: ZoneInfo) -> dt.datetime:
@@ -118,6 +104,14 @@ def _normalise(value: Any, tz: ZoneInfo) -> dt.datetime:
     raise DateError(f"cannot parse date {value!r}")
 
 
+def in_range(value: dt.datetime, source: Any) -> dt.datetime:
+    """Refuse instants at the edge of datetime's range: converting `0001-01-01
+    +0800` to UTC or to another zone overflows, and one post must not stop a scan."""
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise DateError(f"date {source!s} is out of range (years {MIN_YEAR}-{MAX_YEAR})")
+    return value
+
+
 def from_filename(name: str, tz: ZoneInfo) -> dt.datetime | None:
     """Local midnight of the YYYY-MM-DD- prefix of a post's file name, if any."""
     m = FILENAME_DATE.match(name)
@@ -127,7 +121,7 @@ def from_filename(name: str, tz: ZoneInfo) -> dt.datetime | None:
         day = dt.datetime(int(m.group(1)), int(m.group(2)), int(m.group(3)))
     except ValueError as e:
         raise DateError(f"file name has an invalid date {name[:10]!r}") from e
-    return writable(in_range(localize(day, tz)))
+    return writable(in_range(localize(day, tz), name[:10]))
 
 
 def rfc822(value: dt.datetime) -> str:
