@@ -10,6 +10,8 @@ from feedsvc.config import Config
 from feedsvc.errors import NotFound
 from feedsvc.feeds import FeedKey
 from feedsvc.model import FORMATS
+from feedsvc.opml import PATH as OPML_PATH
+from feedsvc.pages import Pages
 from feedsvc.service import FeedService
 
 
@@ -36,7 +38,14 @@ def export(config: Config, out: str | os.PathLike[str]) -> list[Path]:
                 break
             written.append(_write(root, key.path(), doc.body))
             page += 1
+    written += export_pages(Pages(service), root)
     return written
+
+
+def export_pages(pages: Pages, root: Path) -> list[Path]:
+    """The index page and the OPML file, as `/` and `/opml.xml` serve them."""
+    return [_write(root, "/index.html", pages.index().body),
+            _write(root, OPML_PATH, pages.opml().body)]
 
 
 def _write(root: Path, url_path: str, body: bytes) -> Path:
