@@ -144,6 +144,7 @@ def feed_context(feed: Feed, key: FeedKey, pages: int, config: Config) -> dict[s
         "lang": config.site.language or "zh-CN",
         "feed": feed,
         "format": FORMAT_NAMES[key.fmt],
+        "current": key.fmt,
         "media_type": FORMATS[key.fmt].split(";")[0],
         "items": [entry_item(e, zone, config) for e in feed.entries],
         "others": [FeedLink(fmt, FORMAT_NAMES[fmt], _with_format(key, fmt).url(config.feeds_url),

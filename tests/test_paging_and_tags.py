@@ -94,7 +94,8 @@ def test_chinese_tag_feed_in_every_format(server: Server) -> None:
         assert resp.headers["Content-Type"] == f"{media}; charset=utf-8"
     parsed = feedparser.parse(server.get(f"/tags/{tag}.atom").content)
     assert parsed.feed.title == "测试新闻 · 昆明"
-    assert [e.title for e in parsed.entries] == ["简体中文测试：汉字与发展", "安宁打造招商引资强磁场"]
+    assert [e.title for e in parsed.entries] == ["简体中文测试：汉字与发展",
+                                                 "安宁打造招商引资强磁场"]
     assert parsed.feed.links[1].href == f"{FEEDS_URL}/tags/%E6%98%86%E6%98%8E.atom"
 
 
