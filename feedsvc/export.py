@@ -8,7 +8,7 @@ from pathlib import Path
 
 from feedsvc.config import Config
 from feedsvc.errors import NotFound
-from feedsvc.feeds import FeedKey
+from feedsvc.feeds import FeedKey, url_tags
 from feedsvc.model import FORMATS
 from feedsvc.opml import PATH as OPML_PATH
 from feedsvc.pages import Pages
@@ -19,7 +19,7 @@ def feed_keys(service: FeedService) -> list[FeedKey]:
     """Page 1 of every category, site-wide and tag feed, in every format."""
     views = service.index.views()
     names = [("category", s) for s in service.config.categories]
-    names += [("all", "all")] + [("tag", t) for t in sorted(views.tags)]
+    names += [("all", "all")] + [("tag", t) for t in url_tags(views)]
     return [FeedKey(kind, name, fmt) for kind, name in names for fmt in FORMATS]
 
 

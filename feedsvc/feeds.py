@@ -118,6 +118,12 @@ def parse_query(key: FeedKey, args: Iterable[tuple[str, str]], config: Config) -
     return replace(key, **changes)  # type: ignore[arg-type]
 
 
+def url_tags(views: Views) -> list[str]:
+    """The tags that can have a feed URL, sorted. A "/" in a tag cannot: servers
+    decode %2F before routing, so /tags/TCP%2FIP.rss arrives as /tags/TCP/IP.rss."""
+    return sorted(t for t in views.tags if "/" not in t)
+
+
 def exists(key: FeedKey, config: Config, views: Views) -> bool:
     if key.fmt not in FORMATS:
         return False
