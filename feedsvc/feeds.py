@@ -215,14 +215,26 @@ def feed_model(sel: Selection, config: Config) -> Feed:
     )
 
 
+def home_page(config: Config) -> str:
+    # With its slash: readers normalise "https://host" to "https://host/" and
+    # some then disagree with the others about the feed's link.
+    return config.site.url + "/"
+
+
+def html_page(key: FeedKey, config: Config) -> str:
+    """The HTML page a feed belongs to: its category's `link`, else the site."""
+    cat = config.categories.get(key.name) if key.kind == "category" else None
+    return (cat.link if cat else None) or home_page(config)
+
+
 def _describe(key: FeedKey, config: Config) -> tuple[str, str, str]:
     site = config.site
     if key.kind == "category":
         cat = config.categories[key.name]
-        return cat.title, cat.description or cat.title, cat.link or site.url
+        return cat.title, cat.description or cat.title, html_page(key, config)
     if key.kind == "tag":
-        return f"{site.title} · {key.name}", f"{site.title}: {key.name}", site.url
-    return site.title, site.description or site.title, site.url
+        return f"{site.title} · {key.name}", f"{site.title}: {key.name}", home_page(config)
+    return site.title, site.description or site.title, home_page(config)
 
 
 def _page_links(key: FeedKey, pages: int, config: Config) -> dict[str, str]:

@@ -9,7 +9,7 @@ from lxml import etree
 
 from feedsvc.config import Config
 from feedsvc.content import strip_illegal as clean
-from feedsvc.feeds import FeedKey
+from feedsvc.feeds import FeedKey, html_page
 
 MIMETYPE = "text/x-opml; charset=utf-8"
 PATH = "/opml.xml"
@@ -32,7 +32,7 @@ def build(config: Config) -> bytes:
         outline.set("text", clean(cat.title))
         outline.set("title", clean(cat.title))
         outline.set("xmlUrl", FeedKey("category", slug, OUTLINE_FORMAT).url(config.feeds_url))
-        outline.set("htmlUrl", cat.link or config.site.url)
+        outline.set("htmlUrl", html_page(FeedKey("category", slug, OUTLINE_FORMAT), config))
         if cat.description:
             outline.set("description", clean(cat.description))
         if config.site.language:

@@ -20,7 +20,7 @@ import jinja2
 from feedsvc import dates, opml
 from feedsvc.collect import Views
 from feedsvc.config import Config
-from feedsvc.feeds import FeedKey, feed_model, select, url_tags
+from feedsvc.feeds import FeedKey, feed_model, home_page, html_page, select, url_tags
 from feedsvc.model import FORMATS, Entry, Feed
 from feedsvc.posts import Post
 from feedsvc.service import FeedService
@@ -116,12 +116,15 @@ def index_context(config: Config, views: Views) -> dict[str, object]:
     site = config.site
     categories = [
         _listing(FeedKey("category", slug, "rss"), cat.title, cat.description or "",
-                 cat.link or site.url, views.categories.get(slug, []), config)
+                 html_page(FeedKey("category", slug, "rss"), config),
+                 views.categories.get(slug, []), config)
         for slug, cat in config.categories.items()]
     everything = [p for p in views.all if any(c in config.categories for c in p.categories)]
     all_feed = _listing(FeedKey("all", "all", "rss"), f"{site.title} · 全部",
-                        site.description or "所有分类的最新文章", site.url, everything, config)
-    tags = [_listing(FeedKey("tag", tag, "rss"), tag, "", site.url, views.tags[tag], config)
+                        site.description or "所有分类的最新文章", home_page(config), everything,
+                        config)
+    tags = [_listing(FeedKey("tag", tag, "rss"), tag, "", home_page(config), views.tags[tag],
+                     config)
             for tag in sorted(url_tags(views), key=lambda t: (-len(views.tags[t]), t))]
     return {
         "site": site,

@@ -47,7 +47,7 @@ def test_opml_lists_every_category_feed_as_a_reader_imports_it(server: Server) -
     for outline, cat in zip(outlines, CONFIG["categories"].values(), strict=True):
         assert outline.get("type") == "rss"
         assert outline.get("text") == outline.get("title") == cat["title"]
-        assert outline.get("htmlUrl") == cat.get("link", "https://news.example.com")
+        assert outline.get("htmlUrl") == cat.get("link", "https://news.example.com/")
         feed = server.get(outline.get("xmlUrl")[len(FEEDS_URL):])
         assert feed.status_code == 200
         assert feed.headers["Content-Type"] == "application/rss+xml; charset=utf-8"
