@@ -20,7 +20,7 @@ import jinja2
 from feedsvc import dates, opml
 from feedsvc.collect import Views
 from feedsvc.config import Config
-from feedsvc.feeds import FeedKey, feed_model, home_page, html_page, select, url_tags
+from feedsvc.feeds import FeedKey, feed_model, html_page, posts_of, select, url_tags
 from feedsvc.model import FORMATS, Entry, Feed
 from feedsvc.posts import Post
 from feedsvc.service import FeedService
@@ -106,26 +106,23 @@ def entry_item(entry: Entry, zone: str, config: Config) -> Item:
                 tuple(dict.fromkeys(terms)))
 
 
-def _listing(key: FeedKey, title: str, description: str, html_url: str,
-             posts: list[Post], config: Config) -> Listing:
+def _listing(key: FeedKey, title: str, description: str, views: Views,
+             config: Config) -> Listing:
+    posts = posts_of(key, views, config)
     newest = post_item(posts[0], zone_of(key, config)) if posts else None
-    return Listing(title, description, html_url, len(posts), newest, links_for(key, config))
+    return Listing(title, description, html_page(key, config), len(posts), newest,
+                   links_for(key, config))
 
 
 def index_context(config: Config, views: Views) -> dict[str, object]:
     site = config.site
-    categories = [
-        _listing(FeedKey("category", slug, "rss"), cat.title, cat.description or "",
-                 html_page(FeedKey("category", slug, "rss"), config),
-                 views.categories.get(slug, []), config)
-        for slug, cat in config.categories.items()]
-    everything = [p for p in views.all if any(c in config.categories for c in p.categories)]
+    categories = [_listing(FeedKey("category", slug, "rss"), cat.title, cat.description or "",
+                           views, config)
+                  for slug, cat in config.categories.items()]
     all_feed = _listing(FeedKey("all", "all", "rss"), f"{site.title} · 全部",
-                        site.description or "所有分类的最新文章", home_page(config), everything,
-                        config)
-    tags = [_listing(FeedKey("tag", tag, "rss"), tag, "", home_page(config), views.tags[tag],
-                     config)
-            for tag in sorted(url_tags(views), key=lambda t: (-len(views.tags[t]), t))]
+                        site.description or "所有分类的最新文章", views, config)
+    by_size = sorted(url_tags(views), key=lambda t: (-len(views.tags[t]), t))
+    tags = [_listing(FeedKey("tag", tag, "rss"), tag, "", views, config) for tag in by_size]
     return {
         "site": site,
         "lang": site.language or "zh-CN",
