@@ -13,9 +13,12 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import feedparser
 import pytest
 import requests
 from support import REPO, Server, running
+
+from feedsvc.config import load_config
 
 CHROMIUM = os.environ.get("FEEDSVC_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -56,9 +59,10 @@ def test_index_page_in_a_browser(sample: Server, browser: object, shots: Path) -
     page = browser.new_page(viewport={"width": 960, "height": 900})  # type: ignore[attr-defined]
     resp = page.goto(sample.url + "/")
     assert resp.status == 200
-    assert page.title() == "财经新闻 · 订阅源"
-    for title in ["昆明日报新闻", "财经要闻", "科技新闻"]:
-        assert page.get_by_role("heading", name=title).is_visible()
+    config = load_config(sample.config)
+    assert page.title() == f"{config.site.title} · 订阅源"
+    for cat in config.categories.values():
+        assert page.get_by_role("heading", name=cat.title, exact=True).is_visible()
     assert page.locator("a.btn.rss").first.is_visible()
     assert page.locator("#opml-url").input_value() == "http://127.0.0.1:8000/opml.xml"
     page.screenshot(path=str(shots / "index.png"), full_page=True)
@@ -68,6 +72,12 @@ def test_index_page_in_a_browser(sample: Server, browser: object, shots: Path) -
 def test_feed_url_shows_as_a_page_while_readers_get_rss(sample: Server, browser: object,
                                                        shots: Path) -> None:
     url = sample.url + "/feeds/kunmingribao.rss"
+    reader = requests.get(url, timeout=10)
+    assert reader.headers["Content-Type"] == "application/rss+xml; charset=utf-8"
+    assert reader.content.startswith(b"<?xml")
+    expected = [e.title for e in feedparser.parse(reader.content).entries]
+    assert expected
+
     page = browser.new_page(viewport={"width": 430, "height": 900})  # type: ignore[attr-defined]
     resp = page.goto(url)
     assert resp.status == 200
@@ -75,15 +85,11 @@ def test_feed_url_shows_as_a_page_while_readers_get_rss(sample: Server, browser:
     assert resp.headers["content-type"] == "text/html; charset=utf-8"
     assert resp.headers["cache-control"].startswith("private")
     entries = page.locator("article h3")
-    assert entries.count() == 2
     assert entries.first.is_visible()
-    assert entries.all_inner_texts() == ["云南绿色能源产业加快发展",
-                                         "奉“1%工作法”为工作准则 安宁打造招商引资强磁场"]
+    assert entries.all_inner_texts() == expected
     assert page.locator("#feed-url").input_value() == "http://127.0.0.1:8000/feeds/kunmingribao.rss"
     page.screenshot(path=str(shots / "feed-in-browser.png"), full_page=True)
     page.close()
 
-    reader = requests.get(url, timeout=10)
-    assert reader.headers["Content-Type"] == "application/rss+xml; charset=utf-8"
-    assert reader.content.startswith(b"<?xml")
-    assert "云南绿色能源产业加快发展".encode() in reader.content
+    # The browser's visit changed nothing for feed readers.
+    assert requests.get(url, timeout=10).content == reader.content
