@@ -26,6 +26,9 @@ def create_app(config: Config, *, clock: Clock = utcnow, watch: bool = True,
                service: FeedService | None = None) -> Flask:
     """Build the Flask app for a loaded, validated config."""
     app = Flask(__name__)
+    # Werkzeug would answer "//x" with a 308 to an absolute URL built from the
+    # request's Host header; feeds never use the Host (DESIGN.md), redirects included.
+    app.url_map.merge_slashes = False
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     service = service or FeedService(config, clock=clock)
     service.start()
