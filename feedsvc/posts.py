@@ -189,9 +189,11 @@ def absolute(base: str, path: str) -> str:
     if re.match(r"^https?://", path):
         return path
     quoted = quote(path if path.startswith("/") else "/" + path, safe="/:@!$&'()*+,;=-._~%")
-    # Dot segments go (RFC 3986 5.2.4): readers would resolve them differently.
-    # site.url may have a path of its own (/blog), so join by hand after that.
-    return base + urlsplit(urljoin("http://h/", quoted)).path
+    if "/." in quoted:
+        # Dot segments go (RFC 3986 5.2.4): readers would resolve them differently.
+        # site.url may have a path of its own (/blog), so join by hand after that.
+        quoted = urlsplit(urljoin("http://h/", quoted)).path
+    return base + quoted
 
 
 def parse_post(rel: str, raw: bytes, stat: os.stat_result, config: Config) -> Post:
