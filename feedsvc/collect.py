@@ -26,7 +26,7 @@ from feedsvc.posts import Post, post_kind, read_post
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], dt.datetime]
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2   # bump when reading rules change: saved Post records would be stale
 
 
 def utcnow() -> dt.datetime:
