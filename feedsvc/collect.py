@@ -13,7 +13,6 @@ import hashlib
 import logging
 import os
 import pickle
-import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from feedsvc.posts import Post, post_kind, read_post
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], dt.datetime]
-INDEX_FORMAT = 2   # bump when reading rules change: saved Post records would be stale
+INDEX_FORMAT = 2
 
 
 def utcnow() -> dt.datetime:
@@ -78,7 +77,6 @@ class Index:
         self._seen: dict[str, tuple[int, int]] = {}
         self._lock = threading.RLock()
         self._views: Views | None = None
-        self._root: str | None = None
         self.generation = 0
 
     # -- reading ---------------------------------------------------------
@@ -92,7 +90,6 @@ class Index:
     def update(self, rels: Iterable[str]) -> set[str]:
         """Re-read the given paths (relative to posts_dir) if they changed."""
         changed = set()
-        self._root = None    # posts_dir resolved once per pass
         for rel in rels:
             if self._refresh(rel):
                 changed.add(rel)
@@ -103,20 +100,18 @@ class Index:
         return changed
 
     def _refresh(self, rel: str) -> bool:
-        path = os.path.join(self.config.posts_dir, rel)
+        path = self.config.posts_dir / rel
         try:
-            st = os.stat(path)
+            st = path.stat()
         except OSError:
+            return self._forget(rel)
+        if not (is_post_path(rel, self.config.posts_dir) and path.is_file()
+                and self._inside(path)):
             return self._forget(rel)
         key = (st.st_mtime_ns, st.st_size)
         with self._lock:
-            # Unchanged since it was accepted: the common case of a rescan, kept
-            # to one stat() (a file swapped for a symlink stats differently).
             if self._seen.get(rel) == key:
                 return False
-        if not (is_post_path(rel, self.config.posts_dir) and stat.S_ISREG(st.st_mode)
-                and self._inside(path)):
-            return self._forget(rel)
         try:
             post: Post | None = read_post(self.config.posts_dir, rel, self.config)
             problem = None
@@ -128,11 +123,10 @@ class Index:
             self._set(rel, post, problem)
         return True
 
-    def _inside(self, path: str) -> bool:
+    def _inside(self, path: Path) -> bool:
         # A symlink may point anywhere; only files really inside posts_dir count.
-        if self._root is None:
-            self._root = os.path.realpath(self.config.posts_dir).rstrip(os.sep) + os.sep
-        return os.path.realpath(path).startswith(self._root)
+        root = self.config.posts_dir.resolve()
+        return path.resolve().is_relative_to(root)
 
     def _set(self, rel: str, post: Post | None, problem: str | None) -> None:
         self.posts.pop(rel, None)
