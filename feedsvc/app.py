@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import lru_cache
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, request
+from werkzeug.http import parse_accept_header
 
 from feedsvc.collect import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import NotFound, QueryError
 from feedsvc.feeds import FeedKey, parse_query
+from feedsvc.leader import Leader
 from feedsvc.service import FeedService
 from feedsvc.store import Document
 
@@ -33,6 +36,9 @@ def create_app(config: Config, *, clock: Clock = utcnow, watch: bool = True,
         from feedsvc.watch import Watcher
 
         app.extensions["feedsvc.watcher"] = Watcher(service).start()
+    # Work that must happen once across worker processes asks this for a turn
+    # (see leader.py); nothing is acquired until someone does.
+    app.extensions["feedsvc.leader"] = Leader(service.config.state_dir / "leader.lock")
     _routes(app)
     return app
 
@@ -60,7 +66,9 @@ def _routes(app: Flask) -> None:
 
     @app.get("/status")
     def status() -> Response:
-        resp = jsonify(get_service().status())
+        data = get_service().status()
+        data["worker"] = current_app.extensions["feedsvc.leader"].describe()
+        resp = jsonify(data)
         resp.headers["Cache-Control"] = "no-store"
         return resp
 
@@ -100,10 +108,19 @@ def feed_response(key: FeedKey) -> Response:
 
 
 def conditional(doc: Document, max_age: int) -> Response:
-    """The feed bytes with validators; Werkzeug answers 304 and HEAD."""
-    gz = request.accept_encodings["gzip"] > 0
+    """The feed bytes with validators; Werkzeug answers 304, 412 and HEAD.
+
+    The identity and gzip bytes of one version have distinct strong ETags
+    (`H` and `H-gzip`, RFC 9110 8.8.3). A client holding either coding of the
+    current version gets 304 carrying the ETag it holds, so that its cache
+    finds the stored response to refresh (RFC 9111 4.3.4).
+    """
+    gz = accepts_gzip(request.headers.get("Accept-Encoding", ""))
     body, etag, other = ((doc.gzip, doc.gzip_etag, doc.etag) if gz
                          else (doc.body, doc.etag, doc.gzip_etag))
+    held = request.if_none_match
+    if held and not held.contains_weak(etag) and held.contains_weak(other):
+        etag = other
     resp = Response(body, content_type=doc.mimetype)
     headers = resp.headers
     if gz:
@@ -111,12 +128,14 @@ def conditional(doc: Document, max_age: int) -> Response:
     headers["Vary"] = "Accept-Encoding, Sec-Fetch-Dest"
     headers["Cache-Control"] = f"public, max-age={max_age}"
     headers["Access-Control-Allow-Origin"] = "*"
-    resp.set_etag(etag)
-    resp.last_modified = doc.last_modified
-    # A client holding the other coding of this same version has it already.
-    if request.if_none_match.contains_weak(other):
-        resp.set_etag(etag)
-        resp.status_code = 304
-        resp.set_data(b"")
-        return resp
-    return resp.make_conditional(request)
+    headers["ETag"] = f'"{etag}"'
+    headers["Last-Modified"] = doc.last_modified_http
+    resp.make_conditional(request)
+    return resp
+
+
+@lru_cache(maxsize=256)
+def accepts_gzip(accept_encoding: str) -> bool:
+    """gzip acceptable (q > 0, named or by `*`)? Cached: clients send a few
+    distinct headers, over and over."""
+    return parse_accept_header(accept_encoding)["gzip"] > 0

@@ -39,7 +39,8 @@ class ConfigState:
 
 
 class FeedService:
-    def __init__(self, config: Config, *, clock: Clock = utcnow, store: Store | None = None) -> None:
+    def __init__(self, config: Config, *, clock: Clock = utcnow,
+                 store: Store | None = None) -> None:
         self.clock = clock
         self.store = store or make_store(config.cache.type, config.cache.url)
         self.index = Index(config, clock)
@@ -70,9 +71,9 @@ class FeedService:
             self.index = index
         else:
             self.index.config = config
-        self.state = ConfigState(config, _digest(repr(config)))
-        if self.config.cache != config.cache:
+        if config.cache != self.config.cache:
             self.store = make_store(config.cache.type, config.cache.url)
+        self.state = ConfigState(config, _digest(repr(config)))
         log.info("config reloaded from %s", config.path)
 
     def config_failed(self, error: str) -> None:
@@ -83,8 +84,15 @@ class FeedService:
     def document(self, key: FeedKey) -> Document:
         """The current document for a feed key (NotFound if there is none)."""
         index, state = self.index, self.state
-        views = index.views()
-        version = (index.generation, state.digest)
+        # The generation is read before the views: if the watcher changes the
+        # index in between, the memo entry is filed one version behind and
+        # recomputed on the next request, never kept stale.
+        while True:
+            generation = index.generation
+            views = index.views()   # may itself move the generation (a future post's time came)
+            if index.generation == generation:
+                break
+        version = (generation, state.digest)
         cache_id = key.cache_id()
         memo = self._memo.get(cache_id)
         if memo is not None and memo[0] == version:
@@ -116,16 +124,18 @@ class FeedService:
         cats = {}
         for slug in self.config.categories:
             posts = views.categories.get(slug, [])
+            docs = {fmt: self.document(FeedKey("category", slug, fmt)) for fmt in FORMATS}
             cats[slug] = {
                 "posts": len(posts),
                 "newest": dates.rfc3339(posts[0].date) if posts else None,
-                "etags": {fmt: self.document(FeedKey("category", slug, fmt)).etag
-                          for fmt in FORMATS},
+                "last_modified": dates.rfc3339(docs["rss"].last_modified),
+                "etags": {fmt: doc.etag for fmt, doc in docs.items()},
             }
         return {
             "categories": cats,
             "posts": len(views.all),
             "skipped": [{"file": f, "reason": r} for f, r in self.index.problem_list()],
+            "config": str(self.config.path),
             "config_error": self.state.error,
             "cache": self.store.describe(),
         }

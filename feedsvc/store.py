@@ -13,10 +13,12 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
+from werkzeug.http import http_date
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,11 @@ class Document:
     etag: str                   # unquoted hash of `body`
     last_modified: dt.datetime
     mimetype: str
+    # The Last-Modified header, formatted once per version rather than per request.
+    last_modified_http: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "last_modified_http", http_date(self.last_modified))
 
     @property
     def gzip_etag(self) -> str:
@@ -64,6 +71,9 @@ class MemoryStore:
             while len(self._items) > self.max_items:
                 self._items.popitem(last=False)
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def describe(self) -> dict[str, object]:
         return {"type": "memory", "documents": len(self._items)}
 
@@ -80,7 +90,7 @@ class RedisStore:
     TTL = 7 * 86400
 
     def __init__(self, url: str, retry: float = 2.0, timeout: float = 0.5) -> None:
-        self.url, self.retry = url, retry
+        self.url, self.retry = _redact(url), retry
         self.client = redis.Redis.from_url(url, socket_connect_timeout=timeout,
                                            socket_timeout=timeout)
         self.local = MemoryStore()
@@ -107,7 +117,7 @@ class RedisStore:
         if doc is not None or not self._available():
             return doc
         try:
-            raw = self.client.hgetall(self.PREFIX + digest)
+            raw: dict[bytes, bytes] = self.client.hgetall(self.PREFIX + digest)  # type: ignore[assignment]
         except redis.RedisError as e:
             self._failed(e)
             return None
@@ -135,9 +145,21 @@ class RedisStore:
             return
         self._recovered()
 
+    def ping(self) -> bool:
+        """Check Redis now (for /status), whatever the retry schedule says."""
+        try:
+            self.client.ping()
+        except redis.RedisError as e:
+            self._failed(e)
+            return False
+        self._down_until = 0.0
+        self._recovered()
+        return True
+
     def describe(self) -> dict[str, object]:
-        return {"type": "redis", "url": self.url, "available": self.last_error is None,
-                "last_error": self.last_error, **{"local_documents": len(self.local._items)}}
+        available = self.ping()
+        return {"type": "redis", "url": self.url, "available": available,
+                "last_error": self.last_error, "local_documents": len(self.local)}
 
 
 def _decode(raw: dict[bytes, bytes]) -> Document | None:
@@ -149,6 +171,16 @@ def _decode(raw: dict[bytes, bytes]) -> Document | None:
         )
     except (KeyError, ValueError, UnicodeDecodeError):
         return None
+
+
+def _redact(url: str) -> str:
+    # /status is public: never show a password from redis://:secret@host/0.
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def make_store(kind: str, url: str | None) -> Store:
