@@ -24,6 +24,8 @@ from feedsvc.posts import post_kind
 from feedsvc.service import FeedService
 
 log = logging.getLogger(__name__)
+# watchfiles logs every batch at INFO; ours says what the changes did instead.
+logging.getLogger("watchfiles").setLevel(logging.WARNING)
 RETRY = 2.0
 
 
@@ -56,10 +58,14 @@ class Watcher:
     def stop(self) -> None:
         self.stop_event.set()
 
-    def _watch(self, root: Path, *, recursive: bool, stop: _Either) -> None:
+    def _watch(self, root: Path, *, recursive: bool, stop: _Either,
+               only: Path | None = None) -> None:
+        # With `only`, other files in the folder (a log file next to config.yaml,
+        # say) are dropped before they wake anything up.
+        keep = None if only is None else (lambda _change, path: path == str(only))
         for changes in watchfiles.watch(
             root, debounce=self.debounce_ms, step=30, stop_event=stop, recursive=recursive,
-            watch_filter=None, raise_interrupt=False, yield_on_timeout=False,
+            watch_filter=keep, raise_interrupt=False, yield_on_timeout=False,
         ):
             self.handle({Path(p) for _, p in changes})
 
@@ -77,9 +83,10 @@ class Watcher:
 
     def _watch_config(self) -> None:
         while not self.stop_event.is_set():
-            folder = self.service.config.path.parent
+            path = self.service.config.path
+            folder = path.parent
             try:
-                self._watch(folder, recursive=False, stop=_Either(self.stop_event))
+                self._watch(folder, recursive=False, stop=_Either(self.stop_event), only=path)
             except Exception as e:  # noqa: BLE001
                 log.error("cannot watch %s (%s); trying again in %.0f s", folder, e, RETRY)
                 self.stop_event.wait(RETRY)
