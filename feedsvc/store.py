@@ -83,7 +83,8 @@ class RedisStore:
 
     When Redis cannot be reached the service goes on from the in-process store
     and its own rendering, logs it once, and tries Redis again after `retry`
-    seconds.
+    seconds. The documents rendered meanwhile are written to Redis when it is
+    back, so the other instances find them there.
     """
 
     PREFIX = "feedsvc:doc:"
@@ -96,6 +97,8 @@ class RedisStore:
         self.local = MemoryStore()
         self._down_until = 0.0
         self.last_error: str | None = None
+        self._pending: OrderedDict[str, None] = OrderedDict()  # rendered while Redis was away
+        self._pending_lock = threading.Lock()
 
     def _available(self) -> bool:
         return time.monotonic() >= self._down_until
@@ -111,6 +114,28 @@ class RedisStore:
         if self.last_error is not None:
             log.warning("redis at %s is back", self.url)
             self.last_error = None
+            self._flush()
+
+    def _remember(self, digest: str) -> None:
+        with self._pending_lock:
+            self._pending[digest] = None
+            while len(self._pending) > self.local.max_items:
+                self._pending.popitem(last=False)
+
+    def _flush(self) -> None:
+        with self._pending_lock:
+            digests, self._pending = list(self._pending), OrderedDict()
+        for i, digest in enumerate(digests):
+            doc = self.local.get(digest)
+            if doc is None:
+                continue
+            try:
+                self._write(digest, doc)
+            except redis.RedisError as e:
+                self._failed(e)
+                for rest in digests[i:]:
+                    self._remember(rest)
+                return
 
     def get(self, digest: str) -> Document | None:
         doc = self.local.get(digest)
@@ -130,20 +155,25 @@ class RedisStore:
     def put(self, digest: str, doc: Document) -> None:
         self.local.put(digest, doc)
         if not self._available():
+            self._remember(digest)
             return
-        key = self.PREFIX + digest
         try:
-            with self.client.pipeline() as pipe:
-                pipe.hset(key, mapping={
-                    "body": doc.body, "gzip": doc.gzip, "etag": doc.etag,
-                    "last_modified": doc.last_modified.isoformat(), "mimetype": doc.mimetype,
-                })
-                pipe.expire(key, self.TTL)
-                pipe.execute()
+            self._write(digest, doc)
         except redis.RedisError as e:
             self._failed(e)
+            self._remember(digest)
             return
         self._recovered()
+
+    def _write(self, digest: str, doc: Document) -> None:
+        key = self.PREFIX + digest
+        with self.client.pipeline() as pipe:
+            pipe.hset(key, mapping={
+                "body": doc.body, "gzip": doc.gzip, "etag": doc.etag,
+                "last_modified": doc.last_modified.isoformat(), "mimetype": doc.mimetype,
+            })
+            pipe.expire(key, self.TTL)
+            pipe.execute()
 
     def ping(self) -> bool:
         """Check Redis now (for /status), whatever the retry schedule says."""
@@ -159,7 +189,8 @@ class RedisStore:
     def describe(self) -> dict[str, object]:
         available = self.ping()
         return {"type": "redis", "url": self.url, "available": available,
-                "last_error": self.last_error, "local_documents": len(self.local)}
+                "last_error": self.last_error, "local_documents": len(self.local),
+                "waiting_for_redis": len(self._pending)}
 
 
 def _decode(raw: dict[bytes, bytes]) -> Document | None:
