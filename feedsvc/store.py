@@ -71,6 +71,16 @@ class MemoryStore:
             while len(self._items) > self.max_items:
                 self._items.popitem(last=False)
 
+    def add(self, digest: str, doc: Document) -> Document:
+        """Keep `doc` unless a document is there already; return the one kept
+        (one copy of each version in memory, whoever fetched it first)."""
+        with self._lock:
+            kept = self._items.setdefault(digest, doc)
+            self._items.move_to_end(digest)
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+            return kept
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -148,9 +158,7 @@ class RedisStore:
             return None
         self._recovered()
         doc = _decode(raw)
-        if doc is not None:
-            self.local.put(digest, doc)
-        return doc
+        return None if doc is None else self.local.add(digest, doc)
 
     def put(self, digest: str, doc: Document) -> None:
         self.local.put(digest, doc)

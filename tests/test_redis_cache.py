@@ -148,3 +148,25 @@ def test_redis_going_away_mid_run(tmp_path: Path) -> None:
             wanted = {after.etag.strip('"'), during.etag.strip('"')}
             wait_for(lambda: status(server) and wanted <= stored_etags(client), timeout=10)
     clean(PROXY_DB)
+
+
+@pytest.mark.parametrize("cache", ["memory", "redis"])
+def test_one_rendering_per_version_under_concurrent_requests(tmp_path: Path, cache: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from feedsvc.config import load_config
+    from feedsvc.feeds import FeedKey
+    from feedsvc.service import FeedService
+
+    clean(SHARED_DB)
+    site = (redis_site(tmp_path / "site", REDIS[1], SHARED_DB) if cache == "redis"
+            else make_site(tmp_path / "site", {"2022-03-21-one.md": post("一", "2022-03-21")}))
+    service = FeedService(load_config(site))
+    service.start()
+    assert service.store.describe()["type"] == cache
+    key = FeedKey("all", "all", "atom")
+    with ThreadPoolExecutor(16) as pool:
+        docs = list(pool.map(lambda _: service.document(key), range(64)))
+    # Rendered once: every request got the very same document object.
+    assert all(doc is docs[0] for doc in docs)
+    clean(SHARED_DB)
