@@ -100,11 +100,29 @@ def _match(rest: str) -> dict[str, str]:
 
 def feed_response(key: FeedKey) -> Response:
     service = get_service()
-    key = parse_query(key, request.args, service.config)
+    key = canonical_key(key, request.environ.get("QUERY_STRING", ""), service)
     doc = service.document(key)
     max_age = (service.config.category_max_age(key.name) if key.kind == "category"
                else service.config.max_age)
     return conditional(doc, max_age)
+
+
+# Pollers repeat the same few URLs: parsing a query (or finding there is
+# none) is done once per (path, query string, config), not per request.
+_KEYS: dict[tuple[FeedKey, str, str], FeedKey] = {}
+_HEADERS: dict[tuple[str, bool, int, str, str], list[tuple[str, str]]] = {}
+MEMO_MAX = 4096
+
+
+def canonical_key(key: FeedKey, query: str, service: FeedService) -> FeedKey:
+    memo_key = (key, query, service.state.digest)
+    found = _KEYS.get(memo_key)
+    if found is None:
+        found = parse_query(key, request.args, service.config) if query else key
+        if len(_KEYS) >= MEMO_MAX:
+            _KEYS.clear()
+        _KEYS[memo_key] = found
+    return found
 
 
 def conditional(doc: Document, max_age: int) -> Response:
@@ -115,23 +133,38 @@ def conditional(doc: Document, max_age: int) -> Response:
     current version gets 304 carrying the ETag it holds, so that its cache
     finds the stored response to refresh (RFC 9111 4.3.4).
     """
-    gz = accepts_gzip(request.headers.get("Accept-Encoding", ""))
+    gz = accepts_gzip(request.environ.get("HTTP_ACCEPT_ENCODING", ""))
     body, etag, other = ((doc.gzip, doc.gzip_etag, doc.etag) if gz
                          else (doc.body, doc.etag, doc.gzip_etag))
-    held = request.if_none_match
-    if held and not held.contains_weak(etag) and held.contains_weak(other):
-        etag = other
-    resp = Response(body, content_type=doc.mimetype)
-    headers = resp.headers
-    if gz:
-        headers["Content-Encoding"] = "gzip"
-    headers["Vary"] = "Accept-Encoding, Sec-Fetch-Dest"
-    headers["Cache-Control"] = f"public, max-age={max_age}"
-    headers["Access-Control-Allow-Origin"] = "*"
-    headers["ETag"] = f'"{etag}"'
-    headers["Last-Modified"] = doc.last_modified_http
+    if "HTTP_IF_NONE_MATCH" in request.environ:
+        held = request.if_none_match
+        if held and not held.contains_weak(etag) and held.contains_weak(other):
+            etag = other
+    resp = Response(body, headers=feed_headers(doc, etag, gz, max_age))
     resp.make_conditional(request)
     return resp
+
+
+def feed_headers(doc: Document, etag: str, gz: bool, max_age: int) -> list[tuple[str, str]]:
+    """The headers of a feed response, built once per version and coding."""
+    # The same bytes can come with another Last-Modified (a file touched).
+    memo_key = (etag, gz, max_age, doc.mimetype, doc.last_modified_http)
+    headers = _HEADERS.get(memo_key)
+    if headers is None:
+        headers = [("Content-Type", doc.mimetype)]
+        if gz:
+            headers.append(("Content-Encoding", "gzip"))
+        headers += [
+            ("Vary", "Accept-Encoding, Sec-Fetch-Dest"),
+            ("Cache-Control", f"public, max-age={max_age}"),
+            ("Access-Control-Allow-Origin", "*"),
+            ("ETag", f'"{etag}"'),
+            ("Last-Modified", doc.last_modified_http),
+        ]
+        if len(_HEADERS) >= MEMO_MAX:
+            _HEADERS.clear()
+        _HEADERS[memo_key] = headers
+    return headers
 
 
 @lru_cache(maxsize=256)

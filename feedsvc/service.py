@@ -45,7 +45,7 @@ class FeedService:
         self.store = store or make_store(config.cache.type, config.cache.url)
         self.index = Index(config, clock)
         self.state = ConfigState(config, _digest(repr(config)))
-        self._memo: dict[str, tuple[tuple[int, str], Document]] = {}
+        self._memo: dict[FeedKey, tuple[tuple[int, str], Document]] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -93,8 +93,7 @@ class FeedService:
             if index.generation == generation:
                 break
         version = (generation, state.digest)
-        cache_id = key.cache_id()
-        memo = self._memo.get(cache_id)
+        memo = self._memo.get(key)
         if memo is not None and memo[0] == version:
             return memo[1]
         sel = select(key, views, state.config)
@@ -102,7 +101,7 @@ class FeedService:
         doc = self.store.get(digest) or self._render(digest, sel, state.config)
         if len(self._memo) >= MEMO_MAX:
             self._memo.clear()
-        self._memo[cache_id] = (version, doc)
+        self._memo[key] = (version, doc)
         return doc
 
     def _render(self, digest: str, sel: Selection, config: Config) -> Document:

@@ -64,7 +64,7 @@ class Watcher:
         # say) are dropped before they wake anything up.
         keep = None if only is None else (lambda _change, path: path == str(only))
         for changes in watchfiles.watch(
-            root, debounce=self.debounce_ms, step=30, stop_event=stop, recursive=recursive,
+            root, debounce=self.debounce_ms, step=100, stop_event=stop, recursive=recursive,
             watch_filter=keep, raise_interrupt=False, yield_on_timeout=False,
         ):
             self.handle({Path(p) for _, p in changes})
