@@ -11,7 +11,8 @@ import gzip
 import hashlib
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from feedsvc import build, dates
@@ -44,8 +45,8 @@ class FeedService:
         self.clock = clock
         self.store = store or make_store(config.cache.type, config.cache.url)
         self.index = Index(config, clock)
-        self.state = ConfigState(config, _digest(repr(config)))
-        self._memo: dict[FeedKey, tuple[tuple[int, str], Document]] = {}
+        self.state = ConfigState(config, config_digest(config))
+        self._memo: dict[FeedKey, tuple[tuple[Index, int, str], Document]] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -73,7 +74,7 @@ class FeedService:
             self.index.config = config
         if config.cache != self.config.cache:
             self.store = make_store(config.cache.type, config.cache.url)
-        self.state = ConfigState(config, _digest(repr(config)))
+        self.state = ConfigState(config, config_digest(config))
         log.info("config reloaded from %s", config.path)
 
     def config_failed(self, error: str) -> None:
@@ -92,7 +93,9 @@ class FeedService:
             views = index.views()   # may itself move the generation (a future post's time came)
             if index.generation == generation:
                 break
-        version = (generation, state.digest)
+        # The index itself is part of the version: a reloaded config may bring
+        # a new index whose generation happens to equal the old one's.
+        version = (index, generation, state.digest)
         memo = self._memo.get(key)
         if memo is not None and memo[0] == version:
             return memo[1]
@@ -149,6 +152,13 @@ def render_document(sel: Selection, config: Config) -> Document:
         last_modified=sel.modified,
         mimetype=FORMATS[sel.key.fmt],
     )
+
+
+def config_digest(config: Config) -> str:
+    """What in the config shapes the documents: not where the files are, so
+    that instances with the same site mounted at other paths share documents."""
+    here = Path(".")
+    return _digest(repr(replace(config, path=here, posts_dir=here, state_dir=here)))
 
 
 def _digest(text: str) -> str:
