@@ -13,8 +13,9 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -152,7 +153,7 @@ class RedisStore:
         if doc is not None or not self._available():
             return doc
         try:
-            raw: dict[bytes, bytes] = self.client.hgetall(self.PREFIX + digest)  # type: ignore[assignment]
+            raw = self.client.hgetall(self.PREFIX + digest)
         except redis.RedisError as e:
             self._failed(e)
             return None
@@ -201,7 +202,7 @@ class RedisStore:
                 "waiting_for_redis": len(self._pending)}
 
 
-def _decode(raw: dict[bytes, bytes]) -> Document | None:
+def _decode(raw: Mapping[Any, Any]) -> Document | None:
     try:
         return Document(
             body=raw[b"body"], gzip=raw[b"gzip"], etag=raw[b"etag"].decode(),
