@@ -35,6 +35,7 @@ def make_conditional_site(root: Path) -> Path:
         "2022-03-21-edited-without-updated.md": post(
             "财经新闻", "2022-03-21 09:00:00 +0800", categories="caijing"),
         "2022-03-22-world.md": post("World news", "2022-03-22 09:00:00", categories="world"),
+        "2022-03-19-no-front-matter.md": "只有正文，没有 front matter。\n",
     }, config={"max_age": 600, "categories": {
         "kunmingribao": {"title": "昆明日报新闻"},
         "caijing": {"title": "财经"},
@@ -242,6 +243,9 @@ def test_healthz_and_status(server: Server) -> None:
     assert dt.datetime.fromisoformat(kun["last_modified"]) == UPDATED
     assert '"' + kun["etags"]["rss"] + '"' == get(server).etag
     assert status["categories"]["empty"]["posts"] == 0
+    assert status["skipped"] == [{"file": "2022-03-19-no-front-matter.md",
+                                  "reason": status["skipped"][0]["reason"]}]
+    assert "front matter" in status["skipped"][0]["reason"]
     assert status["config_error"] is None
     assert status["cache"]["type"] == "memory"
     assert status["worker"]["pid"] > 0
