@@ -17,10 +17,16 @@ from flask import Flask, Response, request
 app = Flask(__name__)
 BODY = Path(os.environ["BASELINE_BODY"]).read_bytes()
 HEADERS: dict[str, str] = json.loads(Path(os.environ["BASELINE_HEADERS"]).read_text())
+# The gzip variant, served when the request mentions gzip at all.
+GZ_BODY = Path(os.environ["BASELINE_BODY"] + ".gz").read_bytes()
+GZ_HEADERS: dict[str, str] = json.loads(Path(os.environ["BASELINE_HEADERS"] + ".gz").read_text())
 
 
 @app.get("/<path:_rest>")
 def feed(_rest: str) -> Response:
-    resp = Response(BODY, headers=HEADERS)
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        resp = Response(GZ_BODY, headers=GZ_HEADERS)
+    else:
+        resp = Response(BODY, headers=HEADERS)
     resp.make_conditional(request)
     return resp

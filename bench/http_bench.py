@@ -6,8 +6,9 @@ loopback in the same run, alternating so that both see the same machine load.
     python bench/http_bench.py [--config config.yaml] [--path /feeds/x.rss]
                                [--duration 10] [--connections 32] [--rounds 3]
 
-Two cases: a cached 200 (no validators) and a 304 (If-None-Match with the
-current ETag). Prints requests/s and p99 latency per case and the ratios
+Three cases: a cached 200 (no validators, no Accept-Encoding), a 304
+(If-None-Match with the current ETag) and a cached 200 with
+`Accept-Encoding: gzip` (what most pollers send). Prints requests/s and p99 latency per case and the ratios
 feedsvc / baseline. `measure_serving()` returns the same figures as a dict
 for bench/run.py.
 """
@@ -135,9 +136,14 @@ def measure_serving(config_path: str | Path, *, path: str | None = None, duratio
             server(feedsvc_cmd, fs_url + path, cwd=config_path.parent):
         reply = requests.get(fs_url + path, headers={"Accept-Encoding": "identity"}, timeout=10)
         reply.raise_for_status()
+        zipped = requests.get(fs_url + path, headers={"Accept-Encoding": "gzip"}, timeout=10,
+                              stream=True)
         body, headers = Path(tmp, "body"), Path(tmp, "headers.json")
         body.write_bytes(reply.content)
         headers.write_text(json.dumps({h: reply.headers[h] for h in COPIED}))
+        Path(tmp, "body.gz").write_bytes(zipped.raw.read(decode_content=False))
+        Path(tmp, "headers.json.gz").write_text(json.dumps(
+            {h: zipped.headers[h] for h in (*COPIED, "Content-Encoding")}))
         etag = reply.headers["ETag"]
         baseline_cmd = [sys.executable, "-m", "gunicorn", *GUNICORN_FLAGS,
                         "--bind", f"127.0.0.1:{base_port}", "baseline_app:app"]
@@ -146,7 +152,8 @@ def measure_serving(config_path: str | Path, *, path: str | None = None, duratio
         with server(baseline_cmd, base_url + path, env=env):
             check = requests.get(base_url + path, headers={"Accept-Encoding": "identity"})
             assert check.content == reply.content and check.headers["ETag"] == etag
-            cases = {"200": {}, "304": {"If-None-Match": etag}}
+            cases = {"200": {}, "304": {"If-None-Match": etag},
+                     "200-gzip": {"Accept-Encoding": "gzip"}}
             runs: dict[str, dict[str, list[dict[str, float]]]] = {
                 case: {"feedsvc": [], "baseline": []} for case in cases}
             for _ in range(rounds):
@@ -175,13 +182,13 @@ def report(result: dict[str, Any]) -> str:
              f"{result['settings']['workers']} gthread workers x "
              f"{result['settings']['threads']} threads, wrk -c{result['settings']['connections']}"
              f" -d{result['settings']['duration_s']}s, median of {result['settings']['rounds']}",
-             f"{'case':<6}{'server':<10}{'req/s':>10}{'p99 ms':>10}"]
-    for case in ("200", "304"):
+             f"{'case':<9}{'server':<10}{'req/s':>10}{'p99 ms':>10}"]
+    for case in ("200", "304", "200-gzip"):
         for name in ("baseline", "feedsvc"):
             r = result[case][name]
-            lines.append(f"{case:<6}{name:<10}{r['rps']:>10.0f}{r['p99_ms']:>10.2f}")
+            lines.append(f"{case:<9}{name:<10}{r['rps']:>10.0f}{r['p99_ms']:>10.2f}")
         ratio = result[case]["ratio"]
-        lines.append(f"{case:<6}{'ratio':<10}{ratio['rps']:>10.2f}{ratio['p99']:>10.2f}"
+        lines.append(f"{case:<9}{'ratio':<10}{ratio['rps']:>10.2f}{ratio['p99']:>10.2f}"
                      "   (feedsvc / baseline)")
     return "\n".join(lines)
 
