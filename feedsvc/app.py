@@ -33,6 +33,9 @@ def create_app(config: Config, *, clock: Clock = utcnow, watch: bool = True,
         from feedsvc.watch import Watcher
 
         app.extensions["feedsvc.watcher"] = Watcher(service).start()
+        from feedsvc.schedule import Scheduler
+
+        app.extensions["feedsvc.scheduler"] = Scheduler(service).start()
     _routes(app)
     return app
 
@@ -96,7 +99,12 @@ def feed_response(key: FeedKey) -> Response:
     doc = service.document(key)
     max_age = (service.config.category_max_age(key.name) if key.kind == "category"
                else service.config.max_age)
-    return conditional(doc, max_age)
+    resp = conditional(doc, max_age)
+    websub = service.config.websub
+    if websub:
+        resp.headers["Link"] = (f'<{websub.hub}>; rel="hub", '
+                                f'<{key.url(service.config.feeds_url)}>; rel="self"')
+    return resp
 
 
 def conditional(doc: Document, max_age: int) -> Response:
