@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from feedsvc import build, dates
+from feedsvc import build, dates, upstream
 from feedsvc.collect import Clock, Index, utcnow
 from feedsvc.config import Config
 from feedsvc.feeds import FeedKey, Selection, feed_model, select
@@ -128,6 +128,7 @@ class FeedService:
             "skipped": [{"file": f, "reason": r} for f, r in self.index.problem_list()],
             "config_error": self.state.error,
             "cache": self.store.describe(),
+            "sources": upstream.source_status(self.config),
         }
 
 
