@@ -59,15 +59,13 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
-        st = self.server.state
-        route = st.routes.get(self.path)
-        status = self._answer(route)
-        with st.lock:
-            st.seen.append(Seen("GET", self.path, dict(self.headers.items()), status))
+        self._record("GET", b"")
+        self._answer(self.server.state.routes.get(self.path))
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
+        self._record("POST", body)
         st = self.server.state
         route = st.routes.get(self.path, Route(status=204))
         status = 204
@@ -78,8 +76,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Length", "0")
         self.end_headers()
-        with st.lock:
-            st.seen.append(Seen("POST", self.path, dict(self.headers.items()), status, body))
+
+    def _record(self, method: str, body: bytes) -> None:
+        self.current = Seen(method, self.path, dict(self.headers.items()), 0, body)
+        with self.server.state.lock:
+            self.server.state.seen.append(self.current)
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        # Recorded before the answer goes out, so a client that has it sees it here.
+        self.current.status = code
+        super().send_response(code, message)
 
     def _answer(self, route: Route | None) -> int:
         if route is None:
@@ -101,7 +107,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(route.status, b"upstream error", "text/plain")
         etag = '"' + hashlib.sha256(route.body).hexdigest()[:16] + '"' if route.etag else None
         if (etag and self.headers.get("If-None-Match") == etag) or (
-                not self.headers.get("If-None-Match")
+                not self.headers.get("If-None-Match") and route.last_modified
                 and self.headers.get("If-Modified-Since") == route.last_modified):
             self.send_response(304)
             if etag:
