@@ -17,6 +17,9 @@ from feedsvc.posts import post_kind
 from feedsvc.service import FeedService
 
 log = logging.getLogger(__name__)
+# watchfiles logs every batch at INFO: with a log file inside the watched folder
+# each line is itself a change, and the watcher spins on its own output.
+logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
 
 class Watcher:
