@@ -143,7 +143,7 @@ class Fetcher:
         The hub is the admin's choice, not an upstream's: no private-address check.
         """
         self._check_target(url, private_ok=True)
-        resp = self._send("POST", url, data=data, allow_redirects=False)
+        resp = self._send("POST", url, data=data)
         resp.close()
         return resp.status_code
 

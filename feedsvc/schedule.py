@@ -72,6 +72,7 @@ class Scheduler:
         self._fetcher: tuple[Config, Fetcher] | None = None
         self.publisher: Publisher | None = None
         self.stop_event = threading.Event()
+        self.lock = threading.RLock()
         self.threads = [threading.Thread(target=self._loop, args=(self.collect_due,),
                                          name="feedsvc-collect", daemon=True),
                         threading.Thread(target=self._loop, args=(self.publish,),
@@ -105,15 +106,22 @@ class Scheduler:
                 wait = MAX_SLEEP
 
     def fetcher(self) -> Fetcher:
-        config = self.service.config
-        if self._fetcher is None or self._fetcher[0] is not config:
-            self._fetcher = (config, self._fetcher_factory(config))
-        return self._fetcher[1]
+        with self.lock:
+            config = self.service.config
+            if self._fetcher is None or self._fetcher[0] is not config:
+                if self._fetcher is not None:
+                    self._fetcher[1].close()
+                self._fetcher = (config, self._fetcher_factory(config))
+            return self._fetcher[1]
 
     # -- polling ---------------------------------------------------------------
     def collect_due(self) -> float:
         """Collect every due source; return the seconds until the next is due."""
         service = self.service
+        if self.publisher is None:
+            # The hub's baseline is the feeds as they were before this process
+            # collected anything, so that what it collects is announced.
+            self.publish()
         collector = Collector(service.config, fetcher=self.fetcher(), clock=self.clock,
                               index=service.index)
         results = collector.run(collector.due())
@@ -134,13 +142,15 @@ class Scheduler:
 
     # -- WebSub ------------------------------------------------------------------
     def publish(self) -> float:
-        config = self.service.config
-        if config.websub is None:
+        """Announce changed feeds to the hub (both threads call this: one at a time)."""
+        with self.lock:
+            config = self.service.config
+            if config.websub is None:
+                return self.tick
+            if self.publisher is None or self.publisher.fetcher is not self.fetcher():
+                self.publisher = Publisher(config.state_dir, self.fetcher(), clock=self.clock)
+            self.publisher.check(config.websub.hub, feed_etags(self.service))
             return self.tick
-        if self.publisher is None or self.publisher.fetcher is not self.fetcher():
-            self.publisher = Publisher(config.state_dir, self.fetcher(), clock=self.clock)
-        self.publisher.check(config.websub.hub, feed_etags(self.service))
-        return self.tick
 
 
 def _default_fetcher(config: Config) -> Fetcher:

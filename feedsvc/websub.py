@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,9 +62,14 @@ class Publisher:
         self.fetcher, self.clock, self.retry_base = fetcher, clock, retry_base
         self.announced: dict[str, str] | None = None     # feed URL → ETag the hub knows
         self.pending: dict[str, _Pending] = {}
+        self.lock = threading.Lock()
 
     def check(self, hub: str, current: dict[str, str]) -> int:
         """Ping the hub for each feed whose ETag moved; return how many pings it took."""
+        with self.lock:
+            return self._check(hub, current)
+
+    def _check(self, hub: str, current: dict[str, str]) -> int:
         if self.announced is None:
             self.announced = self._load()
         fresh = [url for url in current if url not in self.announced]
