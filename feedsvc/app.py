@@ -127,4 +127,5 @@ def conditional(doc: Document, max_age: int) -> Response:
         resp.status_code = 304
         resp.set_data(b"")
         return resp
-    return resp.make_conditional(request)
+    resp.make_conditional(request)
+    return resp

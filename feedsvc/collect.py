@@ -29,7 +29,7 @@ INDEX_FORMAT = 1
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def is_post_path(rel: str, posts_dir: Path) -> bool:

@@ -53,7 +53,7 @@ def _tzinfos(name: str | None, offset: int | None) -> dt.tzinfo | None:
     if name is None:
         return None if offset is None else dt.timezone(dt.timedelta(seconds=offset))
     if name.upper() in UTC_NAMES:
-        return dt.timezone.utc
+        return dt.UTC
     raise DateError(f"unknown time zone abbreviation {name!r} (write a numeric offset)")
 
 
@@ -113,4 +113,4 @@ def rfc3339(value: dt.datetime) -> str:
     return value.isoformat(timespec="seconds")
 
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

@@ -50,7 +50,7 @@ class Post:
     @property
     def modified(self) -> dt.datetime:
         """The post's last change: `updated`, or the file's mtime when later."""
-        mtime = dt.datetime.fromtimestamp(self.mtime_ns // 1_000_000_000, dt.timezone.utc)
+        mtime = dt.datetime.fromtimestamp(self.mtime_ns // 1_000_000_000, dt.UTC)
         return max(self.updated, mtime)
 
     @property

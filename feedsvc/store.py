@@ -13,8 +13,9 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
 
@@ -140,7 +141,7 @@ class RedisStore:
                 "last_error": self.last_error, **{"local_documents": len(self.local._items)}}
 
 
-def _decode(raw: dict[bytes, bytes]) -> Document | None:
+def _decode(raw: Mapping[Any, Any]) -> Document | None:
     try:
         return Document(
             body=raw[b"body"], gzip=raw[b"gzip"], etag=raw[b"etag"].decode(),
