@@ -57,7 +57,7 @@ def leader_check(config: Config) -> Callable[[], bool]:
         leader_cls = importlib.import_module("feedsvc.leader").Leader
     except (ImportError, AttributeError):
         leader_cls = FlockLeader
-    acquire: Callable[[], bool] = leader_cls(config.state_dir / "leader.lock").acquire
+    acquire: Callable[[], bool] = leader_cls(config.state_dir / "schedule.lock").acquire
     return acquire
 
 

@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 import feedparser
 import yaml
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from feedsvc import content, dates
 from feedsvc.collect import Clock, Index, utcnow
@@ -343,6 +344,8 @@ class Collector:
 
     def run(self, todo: list[tuple[Category, Source]],
             progress: Callable[[SourceResult], None] | None = None) -> list[SourceResult]:
+        if not todo:
+            return []
         known = self._stored_guids()
         results = []
         for cat, src in todo:
@@ -443,8 +446,10 @@ def run_collect(config: Config, category: str | None) -> int:
     if not todo:
         print("no upstream sources configured" + (f" for {category}" if category else ""))
         return 0
+    # The summary below says what each stored post would log.
+    log.setLevel(max(log.getEffectiveLevel(), logging.WARNING))
     with tqdm(total=len(todo), unit="source", disable=not sys.stderr.isatty(),
-              file=sys.stderr, leave=False) as bar:
+              file=sys.stderr, leave=False) as bar, logging_redirect_tqdm():
         results = collector.run(todo, lambda r: bar.update(1))
     for r in results:
         print(r.line())

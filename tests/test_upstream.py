@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
+import os
+import struct
 import subprocess
 import sys
+import termios
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -328,3 +333,26 @@ def test_state_files_are_json_under_state_dir(tmp_path: Path, up: Upstream) -> N
     assert data["last_modified"] == "Mon, 21 Mar 2022 00:00:00 GMT"
     assert len(data["seen"]) == 3 and data["last_error"] is None
     assert not [p for p in config.state_dir.rglob("*.tmp")]
+
+
+def test_collect_command_shows_a_progress_bar_on_a_terminal(tmp_path: Path, up: Upstream) -> None:
+    config = site_with(tmp_path, {"kunmingribao": [up.url + "/rss.xml"]})
+    main, child = os.openpty()
+    # A terminal of 80×24 (a fresh pty has no size, and tqdm draws nothing in 0 columns).
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "feedsvc", "collect", "--config",
+                                 str(config.path)], stdout=subprocess.PIPE, stderr=child,
+                                text=True)
+        os.close(child)
+        screen = b""
+        with contextlib.suppress(OSError):  # EIO once the child side is closed and drained
+            while chunk := os.read(main, 4096):
+                screen += chunk
+        stdout, _ = proc.communicate(timeout=60)
+    finally:
+        os.close(main)
+    assert proc.returncode == 0
+    assert "0/1 [" in screen.decode(errors="replace")
+    assert "INFO" not in screen.decode(errors="replace")   # the summary says it all
+    assert stdout.splitlines()[-1] == "1 source(s): 1 answered, 0 failed, 3 new post(s)"
