@@ -189,8 +189,10 @@ def file_slug(item: Item) -> str:
 
 def post_text(item: Item, date: dt.datetime, cat: Category, source: Source) -> str:
     meta: dict[str, Any] = {"layout": "post"}
-    if item.title:
-        meta["title"] = item.title
+    # No title upstream: the start of the text says more than a hash would.
+    meta["title"] = item.title or content.cut(content.text_of(item.html)[0], 60)
+    if not meta["title"]:
+        del meta["title"]
     meta["date"] = date.strftime("%Y-%m-%d %H:%M:%S %z")
     meta["categories"] = cat.slug
     # The sample post carries its category's title as a tag; source and item tags follow.

@@ -209,6 +209,8 @@ FAILURES = {
     "bad-json": (Route(b'{"version": "https://jsonfeed.org/version/1.1", "items": [',
                        "application/feed+json"), "invalid JSON"),
     "huge": (Route(b"<rss>" + b" " * 200_000 + b"</rss>"), "byte limit"),
+    "huge-unannounced": (Route(b"<rss>" + b" " * 200_000 + b"</rss>", no_length=True),
+                         "body is over the 65536-byte limit"),
     "loop": (Route(status=302, location="/loop"), "more than 5 redirects"),
     "to-file": (Route(status=301, location="file:///etc/passwd"), "only http and https"),
     "to-ftp": (Route(status=302, location="ftp://127.0.0.1/feed.xml"), "only http and https"),
@@ -356,3 +358,18 @@ def test_collect_command_shows_a_progress_bar_on_a_terminal(tmp_path: Path, up: 
     assert "0/1 [" in screen.decode(errors="replace")
     assert "INFO" not in screen.decode(errors="replace")   # the summary says it all
     assert stdout.splitlines()[-1] == "1 source(s): 1 answered, 0 failed, 3 new post(s)"
+
+
+def test_an_item_without_title_is_titled_by_its_text(tmp_path: Path, up: Upstream) -> None:
+    up.routes["/untitled.json"] = Route(json.dumps({
+        "version": "https://jsonfeed.org/version/1.1", "title": "t",
+        "items": [{"id": "u-1", "content_html": "<p>只有正文的快讯，没有标题。</p>",
+                   "date_published": "2022-03-21T10:00:00+08:00"}]}).encode(),
+        "application/feed+json")
+    config = site_with(tmp_path, {"kunmingribao": [up.url + "/untitled.json"]})
+    assert collect(config)["untitled.json"].new == 1
+    post = stored(config)["u-1"]
+    assert post.title == "只有正文的快讯，没有标题。"
+    assert post.source_url is None
+    assert len(post.slug) == 10 and post.slug.isalnum() and post.slug.isascii()  # a hash
+    assert read_body(post.path).rstrip().endswith("</div>")   # no link to end with

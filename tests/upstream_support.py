@@ -29,6 +29,7 @@ class Route:
     last_modified: str | None = "Mon, 21 Mar 2022 00:00:00 GMT"
     fail_first: int = 0                  # answer 500 this many times first
     etag: bool = True                    # send an ETag (else Last-Modified only)
+    no_length: bool = False              # no Content-Length: the body runs until close
 
     @classmethod
     def fixture(cls, name: str) -> Route:
@@ -114,13 +115,19 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("ETag", etag)
             self.end_headers()
             return 304
-        return self._send(200, route.body, route.content_type, etag, route.last_modified)
+        if route.no_length:
+            self.close_connection = True
+        return self._send(200, route.body, route.content_type, etag, route.last_modified,
+                          length=not route.no_length)
 
     def _send(self, status: int, body: bytes, ctype: str, etag: str | None = None,
-              last_modified: str | None = None) -> int:
+              last_modified: str | None = None, *, length: bool = True) -> int:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
+        if length:
+            self.send_header("Content-Length", str(len(body)))
+        else:
+            self.send_header("Connection", "close")
         if etag:
             self.send_header("ETag", etag)
         if last_modified:
