@@ -71,6 +71,7 @@ class Scheduler:
         self._fetcher_factory = fetcher_factory or _default_fetcher
         self._fetcher: tuple[Config, Fetcher] | None = None
         self.publisher: Publisher | None = None
+        self._published: tuple[int, str] | None = None
         self.stop_event = threading.Event()
         self.lock = threading.RLock()
         self.threads = [threading.Thread(target=self._loop, args=(self.collect_due,),
@@ -149,7 +150,14 @@ class Scheduler:
                 return self.tick
             if self.publisher is None or self.publisher.fetcher is not self.fetcher():
                 self.publisher = Publisher(config.state_dir, self.fetcher(), clock=self.clock)
-            self.publisher.check(config.websub.hub, feed_etags(self.service))
+                self._published = None
+            # Feed bytes change only with the index or the config (views() also
+            # notices a future post coming due): otherwise there is nothing to check.
+            self.service.index.views()
+            version = (self.service.index.generation, self.service.state.digest)
+            if version != self._published or self.publisher.pending:
+                self.publisher.check(config.websub.hub, feed_etags(self.service))
+                self._published = version
             return self.tick
 
 
