@@ -33,10 +33,14 @@ def create_app(config: Config, *, clock: Clock = utcnow, watch: bool = True,
         from feedsvc.watch import Watcher
 
         app.extensions["feedsvc.watcher"] = Watcher(service).start()
+    _routes(app)
+    if watch:
+        # Upstream polling and WebSub pings, by the worker that leads (schedule.py).
         from feedsvc.schedule import Scheduler
 
-        app.extensions["feedsvc.scheduler"] = Scheduler(service).start()
-    _routes(app)
+        leader = app.extensions.get("feedsvc.leader")
+        app.extensions["feedsvc.scheduler"] = Scheduler(
+            service, is_leader=leader.acquire if leader else None).start()
     return app
 
 
