@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from feedsvc.collect import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import NotFound
 from feedsvc.feeds import FeedKey
@@ -21,8 +22,8 @@ def feed_keys(service: FeedService) -> list[FeedKey]:
     return [FeedKey(kind, name, fmt) for kind, name in names for fmt in FORMATS]
 
 
-def export(config: Config, out: str | os.PathLike[str]) -> list[Path]:
-    service = FeedService(config)
+def export(config: Config, out: str | os.PathLike[str], *, clock: Clock = utcnow) -> list[Path]:
+    service = FeedService(config, clock=clock)
     service.start()
     root = Path(out)
     written = []

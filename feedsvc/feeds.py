@@ -179,12 +179,13 @@ def feed_model(sel: Selection, config: Config) -> Feed:
 
 def _describe(key: FeedKey, config: Config) -> tuple[str, str, str]:
     site = config.site
+    home = site.url + "/"    # readers normalise a bare origin to end in "/"; agree with them
     if key.kind == "category":
         cat = config.categories[key.name]
-        return cat.title, cat.description or cat.title, cat.link or site.url
+        return cat.title, cat.description or cat.title, cat.link or home
     if key.kind == "tag":
-        return f"{site.title} · {key.name}", f"{site.title}: {key.name}", site.url
-    return site.title, site.description or site.title, site.url
+        return f"{site.title} · {key.name}", f"{site.title}: {key.name}", home
+    return site.title, site.description or site.title, home
 
 
 def _page_links(key: FeedKey, pages: int, config: Config) -> dict[str, str]:
