@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import sys
+import tempfile
 import time
 import xml.sax
 from collections.abc import Callable, Iterable
@@ -227,9 +228,13 @@ def write_new(folder: Path, name: str, text: str) -> Path | None:
     """Write a file atomically, never replacing one that exists (None then)."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / name
-    tmp = folder / f".{name}.{os.getpid()}.tmp"   # hidden: the index ignores it
+    # Hidden (the index and the watcher ignore it) and unique to this writer.
+    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
     try:
-        tmp.write_text(text, encoding="utf-8")
+        os.fchmod(fd, 0o644)                      # mkstemp's 0600 would hide it from others
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
         try:
             os.link(tmp, target)                  # fails if the target exists
         except FileExistsError:

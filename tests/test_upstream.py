@@ -147,6 +147,7 @@ def test_posts_go_under_a_posts_folder_of_the_category(tmp_path: Path, up: Upstr
     assert len(files) == 3
     assert all(f.startswith("content/kunmingribao/_posts/2022-03-") for f in files)
     assert all(f.isascii() and "%" not in f for f in files)
+    assert {(root / f).stat().st_mode & 0o777 for f in files} == {0o644}
     assert len(stored(config)) == 3
 
 
