@@ -365,9 +365,12 @@ class Collector:
     def _stored_guids(self) -> dict[str, set[str]]:
         index = self.index
         if index is None:
+            # `feedsvc collect`: the index saved by the last run (or by serve)
+            # spares reading every post again.
             index = Index(self.config, self.clock)
             index.load_state()
-            index.scan()
+            if index.scan():
+                index.save_state()
         known: dict[str, set[str]] = {}
         # dict() copies atomically under the GIL while the watcher may update it.
         for post in dict(index.posts).values():
