@@ -70,6 +70,8 @@ def _json_feed(body: bytes, url: str, tz: ZoneInfo) -> list[Item]:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise FetchError(f"invalid JSON: {e}") from e
+    except RecursionError as e:
+        raise FetchError("invalid JSON: nested too deeply") from e
     if not isinstance(data, dict) or "jsonfeed.org/version" not in str(data.get("version", "")):
         raise FetchError("not a JSON Feed (no jsonfeed.org version)")
     if not isinstance(data.get("items"), list):

@@ -209,6 +209,8 @@ FAILURES = {
     "not-a-feed": (Route(b"<html><body>hello</body></html>", "text/html"), "not an RSS"),
     "bad-json": (Route(b'{"version": "https://jsonfeed.org/version/1.1", "items": [',
                        "application/feed+json"), "invalid JSON"),
+    "deep-json": (Route(b"[" * 30_000 + b"]" * 30_000, "application/feed+json"),
+                  "nested too deeply"),
     "huge": (Route(b"<rss>" + b" " * 200_000 + b"</rss>"), "byte limit"),
     "huge-unannounced": (Route(b"<rss>" + b" " * 200_000 + b"</rss>", no_length=True),
                          "body is over the 65536-byte limit"),
