@@ -58,14 +58,20 @@ class Item:
     tags: tuple[str, ...] = ()
 
 
-def parse_feed(body: bytes, content_type: str, url: str, tz: ZoneInfo) -> list[Item]:
+@dataclass(frozen=True)
+class Parsed:
+    items: list[Item]
+    warning: str | None = None      # read, but something was wrong with the document
+
+
+def parse_feed(body: bytes, content_type: str, url: str, tz: ZoneInfo) -> Parsed:
     """The items of an RSS 2.0, Atom 1.0 or JSON Feed 1.x document (FetchError if none)."""
     if "json" in content_type.lower() or body.lstrip()[:1] == b"{":
         return _json_feed(body, url, tz)
     return _xml_feed(body, content_type, url, tz)
 
 
-def _json_feed(body: bytes, url: str, tz: ZoneInfo) -> list[Item]:
+def _json_feed(body: bytes, url: str, tz: ZoneInfo) -> Parsed:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
@@ -77,7 +83,7 @@ def _json_feed(body: bytes, url: str, tz: ZoneInfo) -> list[Item]:
     if not isinstance(data.get("items"), list):
         raise FetchError("JSON Feed without an items list")
     items = [_json_item(it, url, tz) for it in data["items"] if isinstance(it, dict)]
-    return [it for it in items if it is not None]
+    return Parsed([it for it in items if it is not None])
 
 
 def _json_item(it: dict[str, Any], base: str, tz: ZoneInfo) -> Item | None:
@@ -94,7 +100,7 @@ def _json_item(it: dict[str, Any], base: str, tz: ZoneInfo) -> Item | None:
                 tags=_tags(tags if isinstance(tags, list) else []))
 
 
-def _xml_feed(body: bytes, content_type: str, url: str, tz: ZoneInfo) -> list[Item]:
+def _xml_feed(body: bytes, content_type: str, url: str, tz: ZoneInfo) -> Parsed:
     d = feedparser.parse(body, response_headers={"content-location": url,
                                                  "content-type": content_type or "text/xml"})
     problem = d.get("bozo_exception")
@@ -102,12 +108,14 @@ def _xml_feed(body: bytes, content_type: str, url: str, tz: ZoneInfo) -> list[It
         raise FetchError(f"invalid XML: {problem}")
     if not d.get("version") and not d.entries:
         raise FetchError("not an RSS, Atom or JSON feed")
+    warning = None
     if isinstance(problem, xml.sax.SAXException):
-        # feedparser's lenient parser still read items; keep them, say so.
-        log.warning("%s is not well-formed XML (%s); %d items read leniently",
-                    url, problem, len(d.entries))
+        # feedparser's lenient parser still read items (an undefined &nbsp; is
+        # common): keep them, and say so.
+        warning = f"not well-formed XML ({problem}); {len(d.entries)} items read leniently"
+        log.warning("%s: %s", url, warning)
     items = [_xml_item(e, url, tz) for e in d.entries]
-    return [it for it in items if it is not None]
+    return Parsed([it for it in items if it is not None], warning)
 
 
 def _xml_item(e: Any, base: str, tz: ZoneInfo) -> Item | None:
@@ -261,6 +269,7 @@ class SourceState:
     last_attempt: str | None = None
     last_success: str | None = None
     last_error: str | None = None
+    last_warning: str | None = None
     failures: int = 0
     next_attempt: str | None = None
     seen: list[str] = field(default_factory=list)
@@ -323,6 +332,7 @@ class SourceResult:
     unchanged: int = 0
     not_modified: bool = False
     error: str | None = None
+    warning: str | None = None
 
     def line(self) -> str:
         where = f"{self.category} {self.url}"
@@ -330,7 +340,8 @@ class SourceResult:
             return f"{where}: failed: {self.error}"
         if self.not_modified:
             return f"{where}: not modified"
-        return f"{where}: {self.new} new, {self.unchanged} unchanged"
+        extra = f" (warning: {self.warning})" if self.warning else ""
+        return f"{where}: {self.new} new, {self.unchanged} unchanged{extra}"
 
 
 class Collector:
@@ -413,10 +424,11 @@ class Collector:
         if fetched.status == 304:
             return SourceResult(cat.slug, src.url, not_modified=True)
         tz = dates.zone(post_zone((cat.slug,), self.config))
-        items = parse_feed(fetched.body, fetched.content_type, fetched.url, tz)
+        parsed = parse_feed(fetched.body, fetched.content_type, fetched.url, tz)
+        state.last_warning = parsed.warning
         seen = set(state.seen)
         new = unchanged = 0
-        for item in items:
+        for item in parsed.items:
             if item.guid in known or item.guid in seen:
                 unchanged += 1
                 continue
@@ -431,7 +443,8 @@ class Collector:
         # Remember the validators only once every item is stored: a 304 later
         # must never hide an item that a failed write left behind.
         state.etag, state.last_modified = fetched.validators.etag, fetched.validators.last_modified
-        return SourceResult(cat.slug, src.url, new=new, unchanged=unchanged)
+        return SourceResult(cat.slug, src.url, new=new, unchanged=unchanged,
+                            warning=parsed.warning)
 
     def _store(self, item: Item, cat: Category, src: Source) -> bool:
         tz = dates.zone(post_zone((cat.slug,), self.config))

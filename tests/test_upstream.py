@@ -376,3 +376,15 @@ def test_an_item_without_title_is_titled_by_its_text(tmp_path: Path, up: Upstrea
     assert post.source_url is None
     assert len(post.slug) == 10 and post.slug.isalnum() and post.slug.isascii()  # a hash
     assert read_body(post.path).rstrip().endswith("</div>")   # no link to end with
+
+
+def test_a_not_quite_well_formed_feed_is_read_and_reported(tmp_path: Path, up: Upstream) -> None:
+    up.routes["/lenient.xml"] = Route.fixture("lenient.xml")
+    config = site_with(tmp_path, {"kunmingribao": [up.url + "/lenient.xml"]})
+    result = collect(config)["lenient.xml"]
+    assert result.new == 1 and result.error is None
+    assert result.warning and "not well-formed XML (" in result.warning
+    assert "(warning: not well-formed XML" in result.line()
+    assert load_state(config, "kunmingribao", up.url + "/lenient.xml").last_warning == \
+        result.warning
+    assert stored(config)["lenient-1"].title == "Spaces everywhere"
