@@ -36,8 +36,13 @@ class FlockLeader:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.fd: int | None = None
+        self._lock = threading.Lock()
 
     def acquire(self) -> bool:
+        with self._lock:
+            return self._acquire()
+
+    def _acquire(self) -> bool:
         if self.fd is not None:
             return True
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,6 +79,7 @@ class Scheduler:
         self._published: tuple[int, str] | None = None
         self.stop_event = threading.Event()
         self.lock = threading.RLock()
+        self._leader_lock = threading.Lock()
         self.threads = [threading.Thread(target=self._loop, args=(self.collect_due,),
                                          name="feedsvc-collect", daemon=True),
                         threading.Thread(target=self._loop, args=(self.publish,),
@@ -91,11 +97,12 @@ class Scheduler:
         """Once the leader, always (the lock is held until the process ends)."""
         config = self.service.config
         has_work = config.websub is not None or any(c.sources for c in config.categories.values())
-        if has_work and not self._leading:
-            self._leading = self._is_leader()
-            if self._leading:
-                log.info("this process (pid %d) polls sources and pings hubs", os.getpid())
-        return self._leading and has_work
+        with self._leader_lock:   # both threads ask; one answer
+            if has_work and not self._leading:
+                self._leading = self._is_leader()
+                if self._leading:
+                    log.info("this process (pid %d) polls sources and pings hubs", os.getpid())
+            return self._leading and has_work
 
     def _loop(self, step: Callable[[], float]) -> None:
         wait = 0.0
@@ -110,8 +117,8 @@ class Scheduler:
         with self.lock:
             config = self.service.config
             if self._fetcher is None or self._fetcher[0] is not config:
-                if self._fetcher is not None:
-                    self._fetcher[1].close()
+                # The old one is left to the garbage collector: the other
+                # thread may still be using it.
                 self._fetcher = (config, self._fetcher_factory(config))
             return self._fetcher[1]
 
