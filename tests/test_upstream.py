@@ -19,6 +19,7 @@ import feedparser
 import pytest
 import yaml
 from support import REPO, make_site
+from test_feedcheck import feedcheck  # noqa: F401  (the fixture)
 from upstream_support import Route, Upstream, upstream
 
 from feedsvc.app import create_app
@@ -388,3 +389,17 @@ def test_a_not_quite_well_formed_feed_is_read_and_reported(tmp_path: Path, up: U
     assert load_state(config, "kunmingribao", up.url + "/lenient.xml").last_warning == \
         result.warning
     assert stored(config)["lenient-1"].title == "Spaces everywhere"
+
+
+def test_collected_posts_make_feeds_every_reader_accepts(
+        tmp_path: Path, up: Upstream, feedcheck: Path) -> None:  # noqa: F811
+    config = site_with(tmp_path, {"kunmingribao": [up.url + "/rss.xml", up.url + "/atom.xml"],
+                                  "world": [up.url + "/feed.json"]})
+    collect(config)
+    out = tmp_path / "out"
+    feedsvc("build", "--config", str(config.path), "--out", str(out))
+    files = [str(out / "feeds" / f"{slug}.{fmt}") for slug in ("kunmingribao", "world")
+             for fmt in ("rss", "atom", "json")]
+    run = subprocess.run([str(feedcheck), *files], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "6 file(s), 6 passed, 0 failed" in run.stdout
