@@ -182,8 +182,10 @@ def _is_private(host: str, port: int | None) -> bool:
         raise FetchError(f"cannot resolve {host}: {e}") from e
     for info in infos:
         addr = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if (addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_reserved
-                or addr.is_multicast or addr.is_unspecified):
+        # not is_global also covers 100.64.0.0/10 (carrier-grade NAT), which is not
+        # "private" to ipaddress; Alibaba Cloud's metadata service is 100.100.100.200.
+        if (not addr.is_global or addr.is_private or addr.is_loopback or addr.is_link_local
+                or addr.is_reserved or addr.is_multicast or addr.is_unspecified):
             return True
     return False
 
