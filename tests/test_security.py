@@ -3,20 +3,31 @@ is in each test's docstring."""
 
 from __future__ import annotations
 
+import functools
+import gzip
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import lxml.html
 import pytest
 from flask.testing import FlaskClient
 from lxml import etree
 from support import Server, make_site, post, running
+from upstream_support import Route, Upstream, upstream
 
 from feedsvc.app import create_app
-from feedsvc.config import load_config
+from feedsvc.config import Config, load_config
+from feedsvc.errors import FetchError
+from feedsvc.fetch import Fetcher, Limits
+from feedsvc.upstream import Collector, SourceResult
 
 SECRET = "db_password: hunter2"
 
@@ -269,3 +280,182 @@ def test_posts_dir_may_be_outside_the_config_folder(tmp_path: Path) -> None:
     with create_app(load_config(cfg), watch=False).test_client() as c:
         body = c.get("/feeds/kunmingribao.json").get_json()
     assert [i["title"] for i in body["items"]] == ["Outside"]
+
+
+# -- S6-S9: upstream sources ----------------------------------------------------------
+
+QUICK = Limits(connect_timeout=2, read_timeout=2, deadline=20, retries=0, backoff=0)
+
+
+def upstream_site(tmp_path: Path, urls: list[str], **extra: Any) -> Config:
+    cats = {"kunmingribao": {"title": "昆明日报新闻", "sources": urls}}
+    return load_config(make_site(tmp_path / "site", config={"categories": cats, **extra}))
+
+
+def collect_one(config: Config, limits: Limits = QUICK) -> SourceResult:
+    fetcher = Fetcher(limits, allow_private=config.allow_private_sources)
+    collector = Collector(config, fetcher=fetcher)
+    [result] = collector.run(collector.sources())
+    return result
+
+
+def stored_text(config: Config) -> str:
+    return "".join(p.read_text(encoding="utf-8", errors="replace")
+                   for p in config.posts_dir.rglob("*") if p.is_file())
+
+
+def rss(items: str, doctype: str = "") -> bytes:
+    return (f'<?xml version="1.0" encoding="utf-8"?>\n{doctype}\n<rss version="2.0"><channel>'
+            f"<title>t</title><link>http://example.com/</link><description>d</description>"
+            f"{items}</channel></rss>").encode()
+
+
+def item(title: str, guid: str = "g1", description: str = "<p>x</p>") -> str:
+    return (f"<item><title>{title}</title><guid>{guid}</guid><link>http://example.com/{guid}</link>"
+            f"<pubDate>Mon, 21 Mar 2022 06:00:08 +0800</pubDate>"
+            f"<description>{description}</description></item>")
+
+
+@pytest.fixture
+def up() -> Iterator[Upstream]:
+    with upstream() as server:
+        yield server
+
+
+LAUGHS = "".join(f'<!ENTITY l{i} "{"&l" + str(i - 1) + ";" * 1}' + f'{("&l" + str(i - 1) + ";") * 9}">'
+                 for i in range(1, 10))
+
+
+def test_entity_expansion_in_an_upstream_feed_is_not_performed(tmp_path: Path, up: Upstream) -> None:
+    """S6: a billion-laughs DOCTYPE neither hangs the collector nor fills a post."""
+    doctype = f'<!DOCTYPE rss [<!ENTITY l0 "lol">{LAUGHS}]>'
+    up.routes["/bomb.xml"] = Route(rss(item("&l9;", "bomb") + item("fine", "ok"), doctype))
+    config = upstream_site(tmp_path, [up.url + "/bomb.xml"])
+    started = time.monotonic()
+    result = collect_one(config)
+    assert time.monotonic() - started < 10
+    assert sum(p.stat().st_size for p in config.posts_dir.rglob("*") if p.is_file()) < 100_000
+    assert "lollollollol" not in stored_text(config)
+    assert result.error is None or "XML" in result.error
+
+
+def test_external_entities_in_an_upstream_feed_are_not_resolved(tmp_path: Path, up: Upstream) -> None:
+    """S6: SYSTEM entities (a local file, a URL) and external DTDs are never read."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-VALUE\n", encoding="utf-8")
+    doctype = (f'<!DOCTYPE rss SYSTEM "{up.url}/evil.dtd" [<!ENTITY file SYSTEM "file://{secret}">'
+               f'<!ENTITY web SYSTEM "{up.url}/entity.txt">]>')
+    up.routes["/xxe.xml"] = Route(rss(item("a &file; b", "f", "&file; &web;") + item("c &web; d", "w"),
+                                      doctype))
+    up.routes["/entity.txt"] = Route(b"FETCHED-ENTITY", "text/plain")
+    up.routes["/evil.dtd"] = Route(b'<!ENTITY web "FETCHED-DTD">', "application/xml-dtd")
+    config = upstream_site(tmp_path, [up.url + "/xxe.xml"])
+    collect_one(config)
+    text = stored_text(config)
+    assert "TOP-SECRET" not in text and "FETCHED" not in text
+    assert [s.path for s in up.seen()] == ["/xxe.xml"]
+
+
+@pytest.mark.parametrize("location", ["file:///etc/passwd", "ftp://127.0.0.1/feed.xml",
+                                      "gopher://127.0.0.1:70/_x", "javascript:alert(1)",
+                                      "data:text/xml,<rss/>", "dict://127.0.0.1:6379/info"])
+def test_redirects_to_other_schemes_are_refused(tmp_path: Path, up: Upstream, location: str) -> None:
+    """S7: only http and https are followed, at every hop."""
+    up.routes["/moved"] = Route(status=302, location=location)
+    config = upstream_site(tmp_path, [up.url + "/moved"])
+    result = collect_one(config)
+    assert result.error and "only http and https" in result.error
+    assert list(config.posts_dir.rglob("*.md")) == []
+
+
+def test_redirect_loops_end(tmp_path: Path, up: Upstream) -> None:
+    """S7: a redirect loop ends after a few hops."""
+    up.routes["/a"] = Route(status=302, location="/b")
+    up.routes["/b"] = Route(status=302, location="/a")
+    result = collect_one(upstream_site(tmp_path, [up.url + "/a"]))
+    assert result.error and "redirects" in result.error
+    assert len(up.seen()) <= 6
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "127.1", "0x7f000001",
+                                  "2130706433", "0.0.0.0", "[::ffff:127.0.0.1]"])
+def test_private_and_loopback_sources_are_refused_when_not_allowed(tmp_path: Path, up: Upstream,
+                                                                   host: str) -> None:
+    """S8: allow_private_sources: false refuses loopback however it is spelt, before connecting."""
+    port = up.url.rsplit(":", 1)[1]
+    config = upstream_site(tmp_path, [f"http://{host}:{port}/rss.xml"], allow_private_sources=False)
+    result = collect_one(config)
+    assert result.error and ("private, loopback or link-local" in result.error
+                             or "cannot resolve" in result.error)
+    assert up.seen() == []
+
+
+def test_private_addresses_are_refused_for_redirect_hops_too(tmp_path: Path) -> None:
+    """S8: the check runs on every hop (a public feed redirecting to 169.254.169.254)."""
+    fetcher = Fetcher(QUICK, allow_private=False)
+    for url in ("http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/", "http://[fe80::1]/",
+                "http://192.168.1.1/", "http://[fc00::1]/",
+                # Carrier-grade NAT space; Alibaba Cloud's metadata service is 100.100.100.200.
+                "http://100.64.0.1/", "http://100.100.100.200/latest/meta-data/"):
+        with pytest.raises(FetchError, match="private, loopback or link-local"):
+            fetcher._check_target(url)
+
+
+class _Endless(BaseHTTPRequestHandler):
+    """An upstream that never stops: a body without end, or a gzip bomb."""
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/rss+xml")
+        if self.path == "/bomb.xml":
+            bomb = _bomb()
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(bomb)))
+            self.end_headers()
+            self.wfile.write(bomb)
+            return
+        if self.path == "/declared.xml":
+            self.send_header("Content-Length", str(50 * 2**30))
+        self.end_headers()
+        self.wfile.write(rss("")[:-20])
+        chunk = b"<!-- " + b"x" * 65536 + b" -->"
+        try:
+            for _ in range(100_000):            # bounded: ~6.5 GB at most, stopped far sooner
+                self.wfile.write(chunk)
+        except OSError:
+            pass
+
+
+@functools.cache
+def _bomb() -> bytes:
+    """100 MiB of XML in about 100 KiB of gzip."""
+    return gzip.compress(rss("") + b" " * (100 * 2**20), compresslevel=6)
+
+
+@contextmanager
+def endless_upstream() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Endless)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("path", ["/endless.xml", "/declared.xml", "/bomb.xml"])
+def test_upstream_bodies_are_capped(tmp_path: Path, path: str) -> None:
+    """S9: a body without end, a huge Content-Length and a gzip bomb all stop at the
+    10 MiB cap (counted after decompression), in bounded time."""
+    _bomb()
+    with endless_upstream() as base:
+        config = upstream_site(tmp_path, [base + path])
+        started = time.monotonic()
+        result = collect_one(config, Limits(connect_timeout=2, read_timeout=5, retries=0))
+    assert time.monotonic() - started < 30
+    assert result.error and "limit" in result.error
