@@ -459,3 +459,38 @@ def test_upstream_bodies_are_capped(tmp_path: Path, path: str) -> None:
         result = collect_one(config, Limits(connect_timeout=2, read_timeout=5, retries=0))
     assert time.monotonic() - started < 30
     assert result.error and "limit" in result.error
+
+
+# -- S11: caches filled through query variants --------------------------------------------
+
+def _rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_query_variants_do_not_fill_the_caches(tmp_path: Path) -> None:
+    """S11: every ?filter= term is another document; 150 of them (a 1 MB feed each,
+    the whole site matches) must leave no trace in Redis and only a bounded one in memory."""
+    import redis
+
+    body = "<p>" + "长文。" * 10_000 + "</p>"               # 90 KB of UTF-8 per post
+    posts = {f"2022-03-{d:02d}-p.md": post(f"P{d}", f"2022-03-{d:02d} 06:00:00 +0800", body=body)
+             for d in range(1, 13)}
+    cfg = make_site(tmp_path / "site", posts, config={
+        "cache": {"type": "redis", "url": "redis://127.0.0.1:6379/7"}})
+    db = redis.Redis(db=7)
+    app = create_app(load_config(cfg), watch=False)
+    client = app.test_client()
+    assert client.get("/feeds/all.json").status_code == 200
+    keys_before, rss_before = db.dbsize(), _rss_mib()
+    for i in range(150):
+        resp = client.get(f"/feeds/all.json?filter=p,zz{i}", headers={"Sec-Fetch-Dest": "document"}
+                          if i % 2 else {})
+        assert resp.status_code == 200
+    grown, new_keys = _rss_mib() - rss_before, db.dbsize() - keys_before
+    assert new_keys == 0
+    assert grown < 90, f"{grown:.0f} MiB"     # kept, the 150 documents took 158 MiB and 75 keys
+    for key in db.scan_iter("feedsvc:*"):          # DB 7 is this suite's own
+        db.delete(key)
