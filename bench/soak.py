@@ -420,6 +420,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                                              random.Random(rng.random()), args.max_requests))
                        for _ in range(args.pollers)]
             threads.append(threading.Thread(target=chaos, args=(writer, proxy, stop, rng, args)))
+            timeline: list[tuple[int, int]] = []
+            threads.append(threading.Thread(target=sample_memory, args=(proc.pid, stop, timeline)))
             started = time.monotonic()
             for t in threads:
                 t.start()
@@ -431,7 +433,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             final_missing = settle(base, ledger, args.settle)
             mem_end = rss_kib(proc.pid)
             server_log = (root / "server.log").read_text(errors="replace")
-            stored = redis_documents()
+            stored, stored_bytes = redis_documents(), redis_bytes()
     finally:
         proxy.cut()
         if not args.keep:
@@ -439,6 +441,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result = report(stats, ledger, elapsed, mem_start, mem_end, final_missing, proxy.cuts, args,
                     server_log)
     result["redis_documents_at_end"] = stored
+    result["redis_mib_at_end"] = round(stored_bytes / 2**20, 1)
+    result["rss_mib_every_30s"] = timeline
     result["server_tracebacks"] = result["server_log"]["tracebacks"]
     return result
 
@@ -464,6 +468,18 @@ def chaos(writer: Writer, proxy: Proxy, stop: threading.Event, rng: random.Rando
             restore_at, next_cut = None, now + args.cut_every
     if restore_at is not None:
         proxy.restore()
+
+
+def sample_memory(pid: int, stop: threading.Event, timeline: list[tuple[int, int]]) -> None:
+    """RSS (MiB) every 30 s, to tell a plateau from a leak."""
+    started = time.monotonic()
+    while not stop.wait(30):
+        timeline.append((round(time.monotonic() - started), rss_kib(pid) // 1024))
+
+
+def redis_bytes() -> int:
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB)
+    return sum(client.memory_usage(k) or 0 for k in client.scan_iter("feedsvc:*", count=500))
 
 
 def settle(base: str, ledger: Ledger, timeout: float) -> list[tuple[int, int]]:
