@@ -143,7 +143,8 @@ def _render(path: str, mtime_ns: int, size: int, kind: str, page_url: str,
             excerpt: str | None, site_url: str, summary_length: int) -> Rendered:
     # Stripped before Markdown too: CommonMark turns NUL into U+FFFD, a visible mark.
     html = sanitise(body_html(strip_illegal(_body(path)), kind), page_url, site_url)
-    source = text_of(excerpt)[1] if excerpt else text_of(html)[0]
+    # An excerpt may hold HTML too: its text, never the text of a <script> in it.
+    source = text_of(sanitise(excerpt, page_url, site_url))[1] if excerpt else text_of(html)[0]
     return Rendered(html=html, summary=strip_illegal(cut(source, summary_length)))
 
 

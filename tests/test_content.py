@@ -137,6 +137,10 @@ def test_summary_from_excerpt_description_or_first_paragraph(config: Config, cas
     assert rendered(config, case).summary == summary
 
 
+def test_summary_from_an_excerpt_never_holds_script_text(config: Config) -> None:
+    assert rendered(config, "2022-04-01-excerpt-with-script.md").summary == "Hi there"
+
+
 def test_summary_is_cut_by_characters_with_an_ellipsis(config: Config) -> None:
     summary = rendered(config, "2022-04-01-long-first-paragraph.md").summary
     assert len(summary) == 201 and summary.endswith("…")
