@@ -25,7 +25,7 @@ from feedsvc.posts import Post, post_kind, read_post
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], dt.datetime]
-INDEX_FORMAT = 2
+INDEX_FORMAT = 3   # bump when post reading rules change: saved Post records go stale
 
 
 def utcnow() -> dt.datetime:
