@@ -249,7 +249,10 @@ def paths(draw: st.DrawFn) -> str:
     tail = draw(st.sampled_from(["", ".rss", ".atom", ".json", ".xml", ".RSS", "/"]))
     raw = draw(st.sampled_from(["/feeds/", "/tags/", "/", "/status", "/healthz", "/feeds/all/"]))
     raw += "/".join(parts) + tail
-    return quote(raw, safe=draw(st.sampled_from(["/%", "/", "/%.?#&="])))
+    path = quote(raw, safe=draw(st.sampled_from(["/%", "/", "/%.?#&="])))
+    # "//host…" would be a network-path reference to the test client, which then
+    # fails on its own (IDNA); test_security sends such paths over a raw socket.
+    return "/" + path.lstrip("/")
 
 
 queries = st.lists(st.tuples(
