@@ -25,7 +25,7 @@ from feedsvc.posts import Post, post_kind, read_post
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], dt.datetime]
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
 
 
 def utcnow() -> dt.datetime:
