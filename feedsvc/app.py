@@ -42,6 +42,13 @@ def create_app(config: Config, *, clock: Clock = utcnow, watch: bool = True,
     # (see leader.py); nothing is acquired until someone does.
     app.extensions["feedsvc.leader"] = Leader(service.config.state_dir / "leader.lock")
     _routes(app)
+    if watch:
+        # Upstream polling and WebSub pings, by the worker that leads (schedule.py).
+        from feedsvc.schedule import Scheduler
+
+        leader = app.extensions.get("feedsvc.leader")
+        app.extensions["feedsvc.scheduler"] = Scheduler(
+            service, is_leader=leader.acquire if leader else None).start()
     return app
 
 
@@ -124,7 +131,12 @@ def feed_response(key: FeedKey) -> Response:
     if wants_page(request.headers.get("Sec-Fetch-Dest")):
         return browser_view(key, max_age)
     doc = service.document(key)
-    return conditional(doc, max_age)
+    resp = conditional(doc, max_age)
+    websub = service.config.websub
+    if websub:
+        resp.headers["Link"] = (f'<{websub.hub}>; rel="hub", '
+                                f'<{key.url(service.config.feeds_url)}>; rel="self"')
+    return resp
 
 
 def browser_view(key: FeedKey, max_age: int) -> Response:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from feedsvc import build, dates
+from feedsvc import build, dates, upstream
 from feedsvc.collect import Clock, Index, utcnow
 from feedsvc.config import Config
 from feedsvc.feeds import FeedKey, Selection, feed_model, select
@@ -140,6 +140,7 @@ class FeedService:
             "config": str(self.config.path),
             "config_error": self.state.error,
             "cache": self.store.describe(),
+            "sources": upstream.source_status(self.config),
         }
 
 
