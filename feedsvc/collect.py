@@ -14,7 +14,7 @@ import logging
 import os
 import pickle
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +58,33 @@ def iter_post_files(posts_dir: Path) -> Iterator[str]:
                 yield rel_dir + name
 
 
+def stat_post_files(posts_dir: Path) -> dict[str, tuple[int, int] | None]:
+    """The files of iter_post_files with their (mtime_ns, size), taken from the
+    directory scan itself: a rescan of an unchanged tree costs one stat per file
+    and nothing else. A symlink maps to None: only resolving it says if it counts."""
+    found: dict[str, tuple[int, int] | None] = {}
+
+    def walk(folder: str, rel_dir: str, in_posts: bool) -> None:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                walk(entry.path, rel_dir + entry.name + "/", in_posts or entry.name == "_posts")
+            elif in_posts and post_kind(entry.name):
+                if entry.is_symlink():
+                    found[rel_dir + entry.name] = None
+                else:
+                    st = entry.stat(follow_symlinks=False)
+                    found[rel_dir + entry.name] = (st.st_mtime_ns, st.st_size)
+
+    walk(str(posts_dir), "", posts_dir.name == "_posts")
+    return found
+
+
 @dataclass(frozen=True)
 class Views:
     """What the feeds are cut from, valid until `expires` (a future post's time)."""
@@ -82,16 +109,19 @@ class Index:
     # -- reading ---------------------------------------------------------
     def scan(self) -> set[str]:
         """Bring the index up to date with the disk; return the changed paths."""
-        found = set(iter_post_files(self.config.posts_dir))
+        found = stat_post_files(self.config.posts_dir)
         with self._lock:
-            gone = set(self._seen) - found
-        return self.update(found | gone)
+            seen = self._seen
+            todo = {rel for rel, key in found.items() if key is None or seen.get(rel) != key}
+            todo |= seen.keys() - found.keys()
+        # A regular file reached without following a symlink lies inside posts_dir.
+        return self.update(todo, inside={rel for rel in todo if found.get(rel) is not None})
 
-    def update(self, rels: Iterable[str]) -> set[str]:
+    def update(self, rels: Iterable[str], inside: Collection[str] = ()) -> set[str]:
         """Re-read the given paths (relative to posts_dir) if they changed."""
         changed = set()
         for rel in rels:
-            if self._refresh(rel):
+            if self._refresh(rel, rel in inside):
                 changed.add(rel)
         if changed:
             with self._lock:
@@ -99,14 +129,14 @@ class Index:
                 self.generation += 1
         return changed
 
-    def _refresh(self, rel: str) -> bool:
+    def _refresh(self, rel: str, inside: bool = False) -> bool:
         path = self.config.posts_dir / rel
         try:
             st = path.stat()
         except OSError:
             return self._forget(rel)
         if not (is_post_path(rel, self.config.posts_dir) and path.is_file()
-                and self._inside(path)):
+                and (inside or self._inside(path))):
             return self._forget(rel)
         key = (st.st_mtime_ns, st.st_size)
         with self._lock:
