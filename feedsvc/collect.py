@@ -9,12 +9,14 @@ set of posts changes or when a future-dated post's time comes.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import logging
 import os
 import pickle
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,6 +183,17 @@ class Index:
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         return c.state_dir / f"index-{digest}.pickle"
 
+    def restore(self) -> set[str]:
+        """Saved index + rescan + save, one process at a time: of several workers
+        starting together, the first reads the posts and saves the index, and the
+        others wait for it and then only load it and compare stats."""
+        with _exclusive(self._state_file().with_suffix(".lock")):
+            self.load_state()
+            changed = self.scan()
+            if changed or not self._state_file().exists():
+                self.save_state()
+        return changed
+
     def load_state(self) -> bool:
         """Start from the index saved by an earlier run (only unchanged files are trusted)."""
         try:
@@ -222,6 +235,23 @@ class Index:
             items = dict(self.problems)
         items.update(self.views().duplicates)
         return sorted(items.items())
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """An flock held while the body runs; no lock (but no failure) if state_dir
+    cannot be written."""
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(lock_path, "a+b")  # noqa: SIM115 - closed below, after the body
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+    finally:
+        fh.close()
 
 
 def build_views(posts: Iterable[Post], now: dt.datetime) -> Views:

@@ -54,10 +54,7 @@ class FeedService:
 
     def start(self) -> None:
         """Read every post, starting from the saved index when there is one."""
-        self.index.load_state()
-        changed = self.index.scan()
-        if changed or not self.index._state_file().exists():
-            self.index.save_state()
+        self.index.restore()
 
     # -- config reload -------------------------------------------------------
     def reload_config(self, config: Config) -> None:
