@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 
 from feedsvc import dates
@@ -265,8 +266,12 @@ def build_views(posts: Iterable[Post], now: dt.datetime) -> Views:
             continue
         visible.append(post)
         newest = max(newest, post.updated)
-    visible.sort(key=lambda p: (p.sort_key, p.rel))
+    # Post.sort_key order, by stable passes on single keys: tuple keys made this
+    # sort most of a view rebuild (1 s of CPU at 100,000 posts).
+    visible.sort(key=_PATH)
     unique, duplicates = _unique(visible)
+    unique.sort(key=_ID)
+    unique.sort(key=lambda p: -p.date.timestamp())
     cats: dict[str, list[Post]] = {}
     tags: dict[str, list[Post]] = {}
     for post in unique:
@@ -277,12 +282,18 @@ def build_views(posts: Iterable[Post], now: dt.datetime) -> Views:
     return Views(cats, tags, unique, newest, expires, duplicates)
 
 
+_PATH, _ID = attrgetter("rel"), attrgetter("guid")
+
+
 def _unique(posts: list[Post]) -> tuple[list[Post], dict[str, str]]:
     """One post per id: a second file with the same permalink or guid would be a
-    duplicate entry in every reader; the lexically first file wins."""
+    duplicate entry in every reader; the lexically first file wins (`posts` is
+    sorted by path)."""
     owner: dict[str, Post] = {}
-    for post in sorted(posts, key=lambda p: p.rel):
+    for post in posts:
         owner.setdefault(post.guid, post)
+    if len(owner) == len(posts):
+        return list(posts), {}
     duplicates = {p.rel: f"same id as {owner[p.guid].rel} ({p.guid}); skipped"
                   for p in posts if owner[p.guid] is not p}
     return [p for p in posts if owner[p.guid] is p], duplicates
