@@ -17,9 +17,10 @@ import pickle
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from pathlib import Path
+from typing import Any
 
 from feedsvc import dates
 from feedsvc.config import Config
@@ -28,7 +29,10 @@ from feedsvc.posts import Post, post_kind, read_post
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], dt.datetime]
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
+STATE_CHUNK = 5000
+_POST_FIELDS = tuple(f.name for f in fields(Post))
+_POST_VALUES = attrgetter(*_POST_FIELDS)
 
 
 def utcnow() -> dt.datetime:
@@ -129,6 +133,7 @@ class Index:
             with self._lock:
                 self._views = None
                 self.generation += 1
+            self.views()  # rebuilt now, by the watcher, rather than by the next request
         return changed
 
     def _refresh(self, rel: str, inside: bool = False) -> bool:
@@ -178,7 +183,7 @@ class Index:
     # -- persisted index --------------------------------------------------
     def _state_file(self) -> Path:
         c = self.config
-        key = repr((INDEX_FORMAT, str(c.posts_dir), c.site.url, c.site.timezone, c.permalink,
+        key = repr((INDEX_FORMAT, _POST_FIELDS, str(c.posts_dir), c.site.url, c.site.timezone, c.permalink,
                     sorted((s, cat.timezone) for s, cat in c.categories.items())))
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         return c.state_dir / f"index-{digest}.pickle"
@@ -187,18 +192,30 @@ class Index:
         """Saved index + rescan + save, one process at a time: of several workers
         starting together, the first reads the posts and saves the index, and the
         others wait for it and then only load it and compare stats."""
-        with _exclusive(self._state_file().with_suffix(".lock")):
+        with _exclusive(self._lock_file()):
             self.load_state()
             changed = self.scan()
             if changed or not self._state_file().exists():
-                self.save_state()
+                self._write_state()
         return changed
+
+    def _lock_file(self) -> Path:
+        return self._state_file().with_suffix(".lock")
 
     def load_state(self) -> bool:
         """Start from the index saved by an earlier run (only unchanged files are trusted)."""
+        seen: dict[str, tuple[int, int]] = {}
+        posts: dict[str, Post] = {}
+        problems: dict[str, str] = {}
         try:
             with open(self._state_file(), "rb") as fh:
-                seen, posts, problems = pickle.load(fh)  # noqa: S301 - our own state_dir
+                while (rows := pickle.load(fh)) is not None:  # noqa: S301 - our own state_dir
+                    for rel, key, post, problem in rows:
+                        seen[rel] = key
+                        if post is not None:
+                            posts[rel] = post
+                        if problem is not None:
+                            problems[rel] = problem
         except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError,
                 AttributeError):
             return False
@@ -207,14 +224,27 @@ class Index:
         return True
 
     def save_state(self) -> None:
+        """Save the index for the next start, unless another process is saving or
+        restoring it right now: any saved index is safe to start from, since only
+        files whose stats still match are trusted, so one writer is enough."""
+        with _exclusive(self._lock_file(), wait=False) as mine:
+            if mine:
+                self._write_state()
+
+    def _write_state(self) -> None:
         target = self._state_file()
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_suffix(f".{os.getpid()}.tmp")
             with self._lock:
-                data = (dict(self._seen), dict(self.posts), dict(self.problems))
+                rows = [(rel, key, self.posts.get(rel), self.problems.get(rel))
+                        for rel, key in self._seen.items()]
             with open(tmp, "wb") as fh:
-                pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                # Pickled in chunks: one pickle of everything keeps a memo entry per
+                # object, 80 MB at 100,000 posts. None marks a complete file.
+                for i in range(0, len(rows), STATE_CHUNK):
+                    _StatePickler(fh, pickle.HIGHEST_PROTOCOL).dump(rows[i:i + STATE_CHUNK])
+                pickle.dump(None, fh)
             os.replace(tmp, target)
         except OSError as e:
             log.warning("cannot save the index to %s: %s", target, e)
@@ -237,19 +267,34 @@ class Index:
         return sorted(items.items())
 
 
+class _StatePickler(pickle.Pickler):
+    """Posts pickled as their field values and rebuilt by Post(*values): twice as
+    fast both ways as a slots dataclass's own __getstate__/__setstate__."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is Post:
+            return Post, _POST_VALUES(obj)
+        return NotImplemented
+
+
 @contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """An flock held while the body runs; no lock (but no failure) if state_dir
-    cannot be written."""
+def _exclusive(lock_path: Path, wait: bool = True) -> Iterator[bool]:
+    """An flock held while the body runs; yields whether it is held. Without a
+    writable state_dir there is nothing to share: the body runs, unlocked."""
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         fh = open(lock_path, "a+b")  # noqa: SIM115 - closed below, after the body
     except OSError:
-        yield
+        yield True
         return
     try:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
+        fcntl.flock(fh, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        yield False
+        return
+    try:
+        yield True
     finally:
         fh.close()
 
