@@ -186,9 +186,9 @@ def minimal_server(body_file: Path, headers_file: Path, log: Path, workers: int 
 
 def timed(fn: Callable[[], object]) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process and its waited-for children) of fn()."""
-    r0, c0 = time.perf_counter(), os.times()
+    r0, p0, c0 = time.perf_counter(), time.process_time(), os.times()
     fn()
-    r1, c1 = time.perf_counter(), os.times()
-    cpu = (c1.user + c1.system + c1.children_user + c1.children_system
-           - c0.user - c0.system - c0.children_user - c0.children_system)
-    return r1 - r0, cpu
+    r1, p1, c1 = time.perf_counter(), time.process_time(), os.times()
+    children = (c1.children_user + c1.children_system
+                - c0.children_user - c0.children_system)
+    return r1 - r0, max(0.0, p1 - p0 + children)
