@@ -14,6 +14,7 @@ from feedsvc.collect import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import NotFound, QueryError
 from feedsvc.feeds import FeedKey, parse_query
+from feedsvc.replay import ReplayCache
 from feedsvc.service import FeedService
 from feedsvc.store import Document
 
@@ -34,6 +35,9 @@ def create_app(config: Config, *, clock: Clock = utcnow, watch: bool = True,
 
         app.extensions["feedsvc.watcher"] = Watcher(service).start()
     _routes(app)
+    # Polled feeds are answered from the response made for the same request
+    # while their version stands (replay.py).
+    app.wsgi_app = ReplayCache(app.wsgi_app, service)  # type: ignore[method-assign]
     return app
 
 
