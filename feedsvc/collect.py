@@ -100,6 +100,17 @@ class Views:
     newest_updated: dt.datetime
     expires: dt.datetime | None
     duplicates: dict[str, str] = field(default_factory=dict)
+    _in_any: dict[frozenset[str], list[Post]] = field(default_factory=dict, compare=False,
+                                                      repr=False)
+
+    def in_any(self, categories: frozenset[str]) -> list[Post]:
+        """The posts in any of `categories` (the site-wide feed), worked out once
+        per views: every page of /feeds/all filtered every post again."""
+        posts = self._in_any.get(categories)
+        if posts is None:
+            posts = [p for p in self.all if not categories.isdisjoint(p.categories)]
+            self._in_any[categories] = posts
+        return posts
 
 
 class Index:
