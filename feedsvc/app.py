@@ -14,6 +14,7 @@ from feedsvc.collect import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import NotFound, QueryError
 from feedsvc.feeds import FeedKey, parse_query
+from feedsvc.pages import Pages, wants_page
 from feedsvc.replay import ReplayCache
 from feedsvc.service import FeedService
 from feedsvc.store import Document
@@ -30,6 +31,7 @@ def create_app(config: Config, *, clock: Clock = utcnow, watch: bool = True,
     service = service or FeedService(config, clock=clock)
     service.start()
     app.extensions["feedsvc"] = service
+    app.extensions["feedsvc.pages"] = Pages(service)
     if watch:
         from feedsvc.watch import Watcher
 
@@ -46,7 +48,20 @@ def get_service() -> FeedService:
     return service
 
 
+def get_pages() -> Pages:
+    pages: Pages = current_app.extensions["feedsvc.pages"]
+    return pages
+
+
 def _routes(app: Flask) -> None:
+    @app.get("/")
+    def index() -> Response:
+        return conditional(get_pages().index(), get_service().config.max_age)
+
+    @app.get("/opml.xml")
+    def opml_file() -> Response:
+        return conditional(get_pages().opml(), get_service().config.max_age)
+
     @app.get("/feeds/<path:rest>")
     def category_feed(rest: str) -> Response:
         m = _match(rest)
@@ -91,16 +106,30 @@ def _match(rest: str) -> dict[str, str]:
     m = FEED_PATH.match(rest)
     if not m:
         raise NotFound(f"no feed at {request.path} (try /feeds/<category>.rss, .atom or .json)")
+    if m["page"] == "1":
+        # Page 1 has one URL, the feed's own (as the static export has it).
+        raise NotFound(f"page 1 is {request.path.rsplit('/', 1)[0]}.{m['fmt']}")
     return m.groupdict()
 
 
 def feed_response(key: FeedKey) -> Response:
     service = get_service()
-    key = parse_query(key, request.args, service.config)
-    doc = service.document(key)
+    key = parse_query(key, request.args.items(multi=True), service.config)
     max_age = (service.config.category_max_age(key.name) if key.kind == "category"
                else service.config.max_age)
+    if wants_page(request.headers.get("Sec-Fetch-Dest")):
+        return browser_view(key, max_age)
+    doc = service.document(key)
     return conditional(doc, max_age)
+
+
+def browser_view(key: FeedKey, max_age: int) -> Response:
+    """A person who clicked a feed link gets it as a page; `private` and `Vary`
+    keep shared caches from ever handing this HTML to a feed reader."""
+    resp = conditional(get_pages().feed_view(key), max_age)
+    resp.headers["Cache-Control"] = f"private, max-age={max_age}"
+    resp.headers["Vary"] = "Accept-Encoding, Sec-Fetch-Dest"
+    return resp
 
 
 def conditional(doc: Document, max_age: int) -> Response:

@@ -76,7 +76,8 @@ def _check(config: Config, args: argparse.Namespace) -> int:
     for rel, reason in problems:
         print(f"{config.posts_dir / rel}: {reason}")
     views = index.views()
-    print(f"{config.path}: ok; {len(index.posts)} posts, {len(views.all)} in feeds, "
+    verdict = "problems found" if problems else "ok"
+    print(f"{config.path}: {verdict}; {len(index.posts)} posts, {len(views.all)} in feeds, "
           f"{len(problems)} problem(s)")
     return 1 if problems else 0
 

@@ -63,8 +63,12 @@ def absolute_srcset(value: str, page_url: str, site_url: str) -> str:
     out = []
     for candidate in value.split(","):
         parts = candidate.split()
-        if parts:
-            out.append(" ".join([absolute_url(parts[0], page_url, site_url), *parts[1:]]))
+        if not parts:
+            continue
+        url = absolute_url(parts[0], page_url, site_url)
+        # nh3 checks the scheme of href/src but not of srcset candidates.
+        if url.lower().startswith(("http://", "https://")):
+            out.append(" ".join([url, *parts[1:]]))
     return ", ".join(out)
 
 
@@ -142,7 +146,8 @@ def render(post: Post, site_url: str, summary_length: int) -> Rendered:
 @lru_cache(maxsize=8192)
 def _render(path: str, mtime_ns: int, size: int, kind: str, page_url: str,
             excerpt: str | None, site_url: str, summary_length: int) -> Rendered:
-    html = sanitise(body_html(_body(path), kind), page_url, site_url)
+    # Stripped before Markdown too: CommonMark turns NUL into U+FFFD, a visible mark.
+    html = sanitise(body_html(strip_illegal(_body(path)), kind), page_url, site_url)
     source = text_of(excerpt)[1] if excerpt else text_of(html)[0]
     return Rendered(html=html, summary=strip_illegal(cut(source, summary_length)))
 

@@ -27,6 +27,7 @@ _PROBE_B = dt.datetime(1902, 2, 2)
 # Jekyll's own shape, `2022-03-21 06:00:08 +0800`: read without dateutil, which
 # costs a third of reading a post (bench/, docs/PERFORMANCE.md).
 JEKYLL_DATE = re.compile(r"(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d) ?([+-])(\d\d):?(\d\d)")
+MIN_YEAR, MAX_YEAR = 2, 9998
 
 
 class DateError(ValueError):
@@ -82,7 +83,7 @@ def parse_string(text: str, tz: ZoneInfo) -> dt.datetime:
         # dateutil fills missing parts from the default: the string has no
         # full calendar date and would silently become "today".
         raise DateError(f"date {text!r} has no full calendar date")
-    return _fixed(a) if a.tzinfo else localize(a, tz)
+    return in_range(_fixed(a) if a.tzinfo else localize(a, tz), text)
 
 
 def _jekyll(m: re.Match[str]) -> dt.datetime:
@@ -94,6 +95,10 @@ def _jekyll(m: re.Match[str]) -> dt.datetime:
 
 def normalise(value: Any, tz: ZoneInfo) -> dt.datetime:
     """Any of PyYAML's date shapes (str, aware/naive datetime, date) → aware datetime."""
+    return in_range(_normalise(value, tz), value)
+
+
+def _normalise(value: Any, tz: ZoneInfo) -> dt.datetime:
     if isinstance(value, dt.datetime):
         return _fixed(value) if value.tzinfo else localize(value, tz)
     if isinstance(value, dt.date):
@@ -101,6 +106,14 @@ def normalise(value: Any, tz: ZoneInfo) -> dt.datetime:
     if isinstance(value, str):
         return parse_string(value, tz)
     raise DateError(f"cannot parse date {value!r}")
+
+
+def in_range(value: dt.datetime, source: Any) -> dt.datetime:
+    """Refuse instants at the edge of datetime's range: converting `0001-01-01
+    +0800` to UTC or to another zone overflows, and one post must not stop a scan."""
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise DateError(f"date {source!s} is out of range (years {MIN_YEAR}-{MAX_YEAR})")
+    return value
 
 
 def from_filename(name: str, tz: ZoneInfo) -> dt.datetime | None:
@@ -112,7 +125,7 @@ def from_filename(name: str, tz: ZoneInfo) -> dt.datetime | None:
         day = dt.datetime(int(m.group(1)), int(m.group(2)), int(m.group(3)))
     except ValueError as e:
         raise DateError(f"file name has an invalid date {name[:10]!r}") from e
-    return localize(day, tz)
+    return in_range(localize(day, tz), name[:10])
 
 
 def rfc822(value: dt.datetime) -> str:

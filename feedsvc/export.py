@@ -6,10 +6,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from feedsvc.collect import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import NotFound
-from feedsvc.feeds import FeedKey
+from feedsvc.feeds import FeedKey, url_tags
 from feedsvc.model import FORMATS
+from feedsvc.opml import PATH as OPML_PATH
+from feedsvc.pages import Pages
 from feedsvc.service import FeedService
 
 
@@ -17,12 +20,12 @@ def feed_keys(service: FeedService) -> list[FeedKey]:
     """Page 1 of every category, site-wide and tag feed, in every format."""
     views = service.index.views()
     names = [("category", s) for s in service.config.categories]
-    names += [("all", "all")] + [("tag", t) for t in sorted(views.tags)]
+    names += [("all", "all")] + [("tag", t) for t in url_tags(views)]
     return [FeedKey(kind, name, fmt) for kind, name in names for fmt in FORMATS]
 
 
-def export(config: Config, out: str | os.PathLike[str]) -> list[Path]:
-    service = FeedService(config)
+def export(config: Config, out: str | os.PathLike[str], *, clock: Clock = utcnow) -> list[Path]:
+    service = FeedService(config, clock=clock)
     service.start()
     root = Path(out)
     written = []
@@ -36,7 +39,14 @@ def export(config: Config, out: str | os.PathLike[str]) -> list[Path]:
                 break
             written.append(_write(root, key.path(), doc.body))
             page += 1
+    written += export_pages(Pages(service), root)
     return written
+
+
+def export_pages(pages: Pages, root: Path) -> list[Path]:
+    """The index page and the OPML file, as `/` and `/opml.xml` serve them."""
+    return [_write(root, "/index.html", pages.index().body),
+            _write(root, OPML_PATH, pages.opml().body)]
 
 
 def _write(root: Path, url_path: str, body: bytes) -> Path:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-from collections.abc import Mapping
+import re
+import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from urllib.parse import quote, urlencode
 
@@ -19,7 +21,10 @@ from feedsvc.posts import Post
 
 log = logging.getLogger(__name__)
 OPENCC = ("s2t", "t2s")
+PARAMETERS = frozenset({"limit", "filter", "filterout", "opencc"})
 MAX_TERMS = 20
+MAX_TERM_LENGTH = 100
+LIMIT_RE = re.compile(r"[0-9]{1,6}")
 
 
 @dataclass(frozen=True)
@@ -59,31 +64,64 @@ class FeedKey:
         return f"{self.fmt}:{self.path()}?{self.query()}"
 
 
-def _terms(value: str, name: str) -> tuple[str, ...]:
-    terms = sorted({t.strip().casefold() for t in value.split(",") if t.strip()})
-    if not terms:
-        raise QueryError(f"{name} needs at least one term")
-    if len(terms) > MAX_TERMS or any(len(t) > 100 for t in terms):
-        raise QueryError(f"{name} allows at most {MAX_TERMS} terms of 100 characters")
-    return tuple(terms)
+def _fold(text: str) -> str:
+    """The form terms and titles are compared in: full-width letters and case folded."""
+    return unicodedata.normalize("NFKC", text).casefold()
 
 
-def parse_query(key: FeedKey, args: Mapping[str, str], config: Config) -> FeedKey:
-    """Apply the known query parameters; unknown ones (utm_* …) are ignored."""
+def _terms(values: list[str], name: str) -> tuple[str, ...]:
+    """Comma-separated terms (from one or several `name=` parameters), folded,
+    deduplicated and sorted; a term containing another one is dropped, since
+    the shorter term matches wherever the longer one does."""
+    folded = {_fold(t).strip() for v in values for t in v.split(",")}
+    folded.discard("")
+    if not folded:
+        raise QueryError(f"{name} needs at least one term (comma-separated)")
+    if len(folded) > MAX_TERMS or any(len(t) > MAX_TERM_LENGTH for t in folded):
+        raise QueryError(f"{name} allows at most {MAX_TERMS} terms of "
+                         f"{MAX_TERM_LENGTH} characters")
+    return tuple(sorted(t for t in folded if not any(u != t and u in t for u in folded)))
+
+
+def _single(values: list[str], name: str) -> str:
+    if len(set(values)) > 1:
+        raise QueryError(f"{name} is given more than once with different values")
+    return values[0].strip()
+
+
+def _limit(raw: str, key: FeedKey, config: Config) -> int | None:
+    # Not str.isdigit(): it accepts '²' and other digits int() refuses.
+    if not LIMIT_RE.fullmatch(raw) or not 1 <= int(raw) <= config.max_limit:
+        raise QueryError(f"limit must be a whole number from 1 to {config.max_limit}")
+    # The configured limit is the default: asking for it is the same document.
+    return None if int(raw) == limit_of(key, config) else int(raw)
+
+
+def parse_query(key: FeedKey, args: Iterable[tuple[str, str]], config: Config) -> FeedKey:
+    """Apply the known query parameters, normalised so that equivalent requests
+    give the same key; unknown ones (utm_* …) are ignored."""
+    given: dict[str, list[str]] = {}
+    for name, value in args:
+        if name in PARAMETERS:
+            given.setdefault(name, []).append(value)
     changes: dict[str, object] = {}
-    if "limit" in args:
-        raw = args["limit"]
-        if not raw.isdigit() or not 1 <= int(raw) <= config.max_limit:
-            raise QueryError(f"limit must be a whole number from 1 to {config.max_limit}")
-        changes["limit"] = int(raw)
+    if "limit" in given:
+        changes["limit"] = _limit(_single(given["limit"], "limit"), key, config)
     for name in ("filter", "filterout"):
-        if name in args:
-            changes[name] = _terms(args[name], name)
-    if "opencc" in args:
-        if args["opencc"] not in OPENCC:
-            raise QueryError("opencc must be s2t or t2s")
-        changes["opencc"] = args["opencc"]
+        if name in given:
+            changes[name] = _terms(given[name], name)
+    if "opencc" in given:
+        mode = _single(given["opencc"], "opencc").lower()
+        if mode not in OPENCC:
+            raise QueryError("opencc must be s2t (简→繁) or t2s (繁→简)")
+        changes["opencc"] = mode
     return replace(key, **changes)  # type: ignore[arg-type]
+
+
+def url_tags(views: Views) -> list[str]:
+    """The tags that can have a feed URL, sorted. A "/" in a tag cannot: servers
+    decode %2F before routing, so /tags/TCP%2FIP.rss arrives as /tags/TCP/IP.rss."""
+    return sorted(t for t in views.tags if "/" not in t)
 
 
 def exists(key: FeedKey, config: Config, views: Views) -> bool:
@@ -110,8 +148,8 @@ def posts_of(key: FeedKey, views: Views, config: Config) -> list[Post]:
 
 
 def _keep(post: Post, key: FeedKey) -> bool:
-    hay = [post.title.casefold(), *(c.casefold() for c in post.categories),
-           *(t.casefold() for t in post.tags)]
+    hay = [_fold(post.title), *(_fold(c) for c in post.categories),
+           *(_fold(t) for t in post.tags)]
     def hit(terms: tuple[str, ...]) -> bool:
         return any(term in h for term in terms for h in hay)
     return (not key.filter or hit(key.filter)) and not (key.filterout and hit(key.filterout))
@@ -177,14 +215,26 @@ def feed_model(sel: Selection, config: Config) -> Feed:
     )
 
 
+def home_page(config: Config) -> str:
+    # With its slash: readers normalise "https://host" to "https://host/" and
+    # some then disagree with the others about the feed's link.
+    return config.site.url + "/"
+
+
+def html_page(key: FeedKey, config: Config) -> str:
+    """The HTML page a feed belongs to: its category's `link`, else the site."""
+    cat = config.categories.get(key.name) if key.kind == "category" else None
+    return (cat.link if cat else None) or home_page(config)
+
+
 def _describe(key: FeedKey, config: Config) -> tuple[str, str, str]:
     site = config.site
     if key.kind == "category":
         cat = config.categories[key.name]
-        return cat.title, cat.description or cat.title, cat.link or site.url
+        return cat.title, cat.description or cat.title, html_page(key, config)
     if key.kind == "tag":
-        return f"{site.title} · {key.name}", f"{site.title}: {key.name}", site.url
-    return site.title, site.description or site.title, site.url
+        return f"{site.title} · {key.name}", f"{site.title}: {key.name}", home_page(config)
+    return site.title, site.description or site.title, home_page(config)
 
 
 def _page_links(key: FeedKey, pages: int, config: Config) -> dict[str, str]:
@@ -213,7 +263,8 @@ def _entry(post: Post, key: FeedKey, config: Config) -> Entry | None:
         updated=post.updated,
         summary=_text(body.summary, key),
         content_html=content.convert_html(body.html, key.opencc),
-        categories=tuple(dict.fromkeys(content.strip_illegal(c) for c in (*post.categories, *post.tags))),
+        categories=tuple(dict.fromkeys(
+            content.strip_illegal(c) for c in (*post.categories, *post.tags))),
     )
 
 

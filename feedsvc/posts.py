@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urljoin, urlsplit
 
 from feedsvc import dates, yamlsafe
 from feedsvc.config import Config
@@ -188,7 +188,10 @@ def permalink(pattern: str, *, categories: tuple[str, ...], local: dt.datetime, 
 def absolute(base: str, path: str) -> str:
     if re.match(r"^https?://", path):
         return path
-    return base + quote(path if path.startswith("/") else "/" + path, safe="/:@!$&'()*+,;=-._~%")
+    quoted = quote(path if path.startswith("/") else "/" + path, safe="/:@!$&'()*+,;=-._~%")
+    # Dot segments go (RFC 3986 5.2.4): readers would resolve them differently.
+    # site.url may have a path of its own (/blog), so join by hand after that.
+    return base + urlsplit(urljoin("http://h/", quoted)).path
 
 
 def parse_post(rel: str, raw: bytes, stat: os.stat_result, config: Config) -> Post:
@@ -201,6 +204,9 @@ def parse_post(rel: str, raw: bytes, stat: os.stat_result, config: Config) -> Po
         return _parse(rel, raw, stat, config)
     except PostError as e:
         raise PostError(rel, e.reason) from e
+    except (ValueError, TypeError, OverflowError, RecursionError) as e:
+        # A value no rule above foresaw must still cost one post, not the scan.
+        raise PostError(rel, f"cannot read post: {type(e).__name__}: {e}") from e
 
 
 def _parse(rel: str, raw: bytes, stat: os.stat_result, config: Config) -> Post:

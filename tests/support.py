@@ -97,7 +97,7 @@ class Server:
             try:
                 if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # busy machine: keep waiting
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"server did not start:\n{self.output()}")

@@ -1,0 +1,228 @@
+"""The pages for people: the index (`/`) with autodiscovery links, the OPML
+file, and the HTML view a browser gets when it navigates to a feed URL.
+
+Rendered from Jinja2 templates (autoescaped) out of the service's views and
+feed model, once per index version; `feedsvc build` writes the same bytes.
+Flask stays in app.py: this module only turns data into Documents.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import hashlib
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import jinja2
+
+from feedsvc import dates, opml
+from feedsvc.collect import Views
+from feedsvc.config import Config
+from feedsvc.feeds import FeedKey, feed_model, html_page, posts_of, select, url_tags
+from feedsvc.model import FORMATS, Entry, Feed
+from feedsvc.posts import Post
+from feedsvc.service import FeedService
+from feedsvc.store import Document
+
+HTML = "text/html; charset=utf-8"
+FORMAT_NAMES = {"rss": "RSS", "atom": "Atom", "json": "JSON Feed"}
+MEMO_MAX = 512
+
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("feedsvc", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def wants_page(sec_fetch_dest: str | None) -> bool:
+    """A browser navigating to the URL: `Sec-Fetch-Dest: document`, a header
+    that browsers set themselves and feed readers never send."""
+    return (sec_fetch_dest or "").strip().lower() == "document"
+
+
+# -- what the templates show -------------------------------------------------
+@dataclass(frozen=True)
+class FeedLink:
+    fmt: str
+    label: str
+    url: str
+    media_type: str               # without parameters, as <link type> wants it
+
+
+@dataclass(frozen=True)
+class Item:
+    title: str
+    url: str
+    when: str                     # local date and time in the feed's zone
+    iso: str                      # RFC 3339, for <time datetime>
+    summary: str = ""
+    content_html: str = ""        # already sanitised by content.py
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One subscribable feed on the index page."""
+    title: str
+    description: str
+    html_url: str
+    count: int
+    newest: Item | None
+    links: tuple[FeedLink, ...]
+
+
+def links_for(key: FeedKey, config: Config) -> tuple[FeedLink, ...]:
+    return tuple(FeedLink(fmt, FORMAT_NAMES[fmt], FeedKey(key.kind, key.name, fmt).url(
+        config.feeds_url), FORMATS[fmt].split(";")[0]) for fmt in FORMATS)
+
+
+def zone_of(key: FeedKey, config: Config) -> str:
+    """The zone a feed's dates are shown in: its category's, else the site's."""
+    cat = config.categories.get(key.name) if key.kind == "category" else None
+    return (cat.timezone if cat and cat.timezone else None) or config.site.timezone
+
+
+def local(value: dt.datetime, zone: str) -> tuple[str, str]:
+    when = value.astimezone(dates.zone(zone))
+    return f"{when:%Y-%m-%d %H:%M}", dates.rfc3339(when)
+
+
+def post_item(post: Post, zone: str) -> Item:
+    when, iso = local(post.date, zone)
+    return Item(post.title, post.url, when, iso)
+
+
+def entry_item(entry: Entry, zone: str, config: Config) -> Item:
+    when, iso = local(entry.published, zone)
+    # People read category titles, not slugs.
+    terms = (config.categories[t].title if t in config.categories else t
+             for t in entry.categories)
+    return Item(entry.title, entry.link, when, iso, entry.summary, entry.content_html,
+                tuple(dict.fromkeys(terms)))
+
+
+def _listing(key: FeedKey, title: str, description: str, views: Views,
+             config: Config) -> Listing:
+    posts = posts_of(key, views, config)
+    newest = post_item(posts[0], zone_of(key, config)) if posts else None
+    return Listing(title, description, html_page(key, config), len(posts), newest,
+                   links_for(key, config))
+
+
+def index_context(config: Config, views: Views) -> dict[str, object]:
+    site = config.site
+    categories = [_listing(FeedKey("category", slug, "rss"), cat.title, cat.description or "",
+                           views, config)
+                  for slug, cat in config.categories.items()]
+    all_feed = _listing(FeedKey("all", "all", "rss"), f"{site.title} · 全部",
+                        site.description or "所有分类的最新文章", views, config)
+    by_size = sorted(url_tags(views), key=lambda t: (-len(views.tags[t]), t))
+    tags = [_listing(FeedKey("tag", tag, "rss"), tag, "", views, config) for tag in by_size]
+    return {
+        "site": site,
+        "lang": site.language or "zh-CN",
+        "categories": categories,
+        "all_feed": all_feed,
+        "tags": tags,
+        "opml_url": config.feeds_url + opml.PATH,
+        "home_url": config.feeds_url + "/",
+        "example": (categories[0] if categories else all_feed).links[0].url,
+        "max_limit": config.max_limit,
+        "updated": local(views.newest_updated, site.timezone)[0],
+    }
+
+
+def feed_context(feed: Feed, key: FeedKey, pages: int, config: Config) -> dict[str, object]:
+    zone = zone_of(key, config)
+    return {
+        "site": config.site,
+        "lang": config.site.language or "zh-CN",
+        "feed": feed,
+        "format": FORMAT_NAMES[key.fmt],
+        "current": key.fmt,
+        "media_type": FORMATS[key.fmt].split(";")[0],
+        "items": [entry_item(e, zone, config) for e in feed.entries],
+        "others": [FeedLink(fmt, FORMAT_NAMES[fmt], _with_format(key, fmt).url(config.feeds_url),
+                            FORMATS[fmt].split(";")[0]) for fmt in FORMATS],
+        "zone": zone,
+        "page": key.page,
+        "pages": pages,
+        "home_url": config.feeds_url + "/",
+        "opencc": key.opencc,
+    }
+
+
+def _with_format(key: FeedKey, fmt: str) -> FeedKey:
+    return FeedKey(key.kind, key.name, fmt, key.page, key.limit, key.filter, key.filterout,
+                   key.opencc)
+
+
+def render(template: str, context: Mapping[str, object]) -> bytes:
+    return _env.get_template(template).render(context).encode("utf-8")
+
+
+def document(body: bytes, mimetype: str, modified: dt.datetime) -> Document:
+    return Document(body=body, gzip=gzip.compress(body, compresslevel=9, mtime=0),
+                    etag=hashlib.sha256(body).hexdigest()[:40], last_modified=modified,
+                    mimetype=mimetype)
+
+
+def newest_change(config: Config, views: Views) -> dt.datetime:
+    """Last-Modified of the index and OPML: the newest post change or config edit."""
+    newest = max((p.modified for p in views.all), default=dates.EPOCH)
+    try:
+        mtime = config.path.stat().st_mtime
+    except OSError:
+        return newest
+    return max(newest, dt.datetime.fromtimestamp(int(mtime), dt.UTC))
+
+
+# -- rendered once per version -------------------------------------------------
+class Pages:
+    """The index, OPML and browser views of one FeedService, each rendered once
+    per (index generation, config) and reused until either changes."""
+
+    def __init__(self, service: FeedService) -> None:
+        self.service = service
+        self._memo: dict[str, tuple[tuple[int, str], Document]] = {}
+        self._lock = threading.Lock()
+
+    def index(self) -> Document:
+        return self._cached("index", lambda config, views: document(
+            render("index.html", index_context(config, views)), HTML,
+            newest_change(config, views)))
+
+    def opml(self) -> Document:
+        return self._cached("opml", lambda config, views: document(
+            opml.build(config), opml.MIMETYPE, newest_change(config, views)))
+
+    def feed_view(self, key: FeedKey) -> Document:
+        """The HTML rendering of the feed document `key` names (NotFound as it)."""
+        def make(config: Config, views: Views) -> Document:
+            sel = select(key, views, config)
+            context = feed_context(feed_model(sel, config), key, sel.pages, config)
+            return document(render("feed.html", context), HTML, sel.modified)
+        return self._cached("view:" + key.cache_id(), make)
+
+    def _cached(self, name: str, make: Callable[[Config, Views], Document]) -> Document:
+        service = self.service
+        # The version is read before the views: a change in between makes the
+        # next request render again rather than keep stale bytes.
+        state, index = service.state, service.index
+        version = (index.generation, state.digest)
+        config, views = state.config, index.views()
+        with self._lock:
+            memo = self._memo.get(name)
+        if memo is not None and memo[0] == version:
+            return memo[1]
+        doc = make(config, views)
+        with self._lock:
+            if len(self._memo) >= MEMO_MAX:
+                self._memo.clear()
+            self._memo[name] = (version, doc)
+        return doc
