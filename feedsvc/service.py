@@ -22,7 +22,7 @@ from feedsvc.model import FORMATS
 from feedsvc.store import Document, Store, make_store
 
 log = logging.getLogger(__name__)
-MEMO_MAX = 4096
+MEMO_MAX = 256  # documents of ~200 kB at 20 posts each: the store below bounds the rest
 
 
 def index_identity(config: Config) -> tuple[Any, ...]:
