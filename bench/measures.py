@@ -268,20 +268,27 @@ def serving(server: Server, base: Server, feed: str, s: Settings) -> list[Figure
     for case, headers in cases.items():
         rps: dict[str, list[float]] = {"f": [], "b": []}
         p99: dict[str, list[float]] = {"f": [], "b": []}
+        cpu: dict[str, list[float]] = {"f": [], "b": []}
         for _ in range(s.runs):
             for who, srv in (("f", server), ("b", base)):
-                r, p = load(srv.url + feed, headers, s)
+                c0 = srv.cpu()
+                r, p, n = load(srv.url + feed, headers, s)
                 rps[who].append(r)
                 p99[who].append(p)
+                # Server CPU per request: less at the mercy of other load than req/s.
+                cpu[who].append((srv.cpu() - c0) / max(1, n) * 1e6)
         figures.append(Figure(f"{case} throughput", "req/s", rps["f"], "minimal Flask app",
                               rps["b"], higher_is_better=True, note=tool))
         figures.append(Figure(f"{case} p99 latency", "ms", p99["f"], "minimal Flask app",
                               p99["b"], note=tool))
+        figures.append(Figure(f"{case} server CPU per request", "µs", cpu["f"],
+                              "minimal Flask app", cpu["b"], note=tool))
     return figures
 
 
-def load(url: str, headers: dict[str, str], s: Settings) -> tuple[float, float]:
-    """(requests/s, p99 in ms) of wrk against url; a small Python client without wrk."""
+def load(url: str, headers: dict[str, str], s: Settings) -> tuple[float, float, int]:
+    """(requests/s, p99 in ms, requests) of wrk against url; a small Python client
+    without wrk."""
     wrk = shutil.which("wrk")
     if wrk is None:
         return _python_load(url, headers, s.wrk_seconds)
@@ -290,15 +297,16 @@ def load(url: str, headers: dict[str, str], s: Settings) -> tuple[float, float]:
         cmd += ["-H", f"{k}: {v}"]
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    count = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     m = re.search(r"\s99%\s+([\d.]+)(us|ms|s)\b", out)
     assert m, out
     p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
     if "Non-2xx or 3xx" in out or "Socket errors" in out:
         print(f"bench: wrk reported errors for {url}:\n{out}", file=sys.stderr)
-    return rps, p99
+    return rps, p99, count
 
 
-def _python_load(url: str, headers: dict[str, str], seconds: float) -> tuple[float, float]:
+def _python_load(url: str, headers: dict[str, str], seconds: float) -> tuple[float, float, int]:
     import http.client
     from urllib.parse import urlsplit
 
@@ -328,7 +336,7 @@ def _python_load(url: str, headers: dict[str, str], seconds: float) -> tuple[flo
     elapsed = time.perf_counter() - start
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
-    return len(latencies) / elapsed, p99
+    return len(latencies) / elapsed, p99, len(latencies)
 
 
 # -- memory ---------------------------------------------------------------------------------

@@ -116,7 +116,7 @@ def fmt(value: object, unit: str = "") -> str:
     assert isinstance(value, float | int)
     if unit == "req/s":
         return f"{value:,.0f}"
-    if unit in ("MB",):
+    if unit in ("MB", "µs"):
         return f"{value:.0f}"
     return f"{value:.3f}" if value < 10 else f"{value:.1f}"
 
