@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import lru_cache
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, request
+from werkzeug.http import parse_accept_header
 
 from feedsvc.collect import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import NotFound, QueryError
 from feedsvc.feeds import FeedKey, parse_query
+from feedsvc.leader import Leader
 from feedsvc.pages import Pages, wants_page
 from feedsvc.replay import ReplayCache
 from feedsvc.service import FeedService
@@ -36,6 +39,9 @@ def create_app(config: Config, *, clock: Clock = utcnow, watch: bool = True,
         from feedsvc.watch import Watcher
 
         app.extensions["feedsvc.watcher"] = Watcher(service).start()
+    # Work that must happen once across worker processes asks this for a turn
+    # (see leader.py); nothing is acquired until someone does.
+    app.extensions["feedsvc.leader"] = Leader(service.config.state_dir / "leader.lock")
     _routes(app)
     # Polled feeds are answered from the response made for the same request
     # while their version stands (replay.py).
@@ -79,7 +85,9 @@ def _routes(app: Flask) -> None:
 
     @app.get("/status")
     def status() -> Response:
-        resp = jsonify(get_service().status())
+        data = get_service().status()
+        data["worker"] = current_app.extensions["feedsvc.leader"].describe()
+        resp = jsonify(data)
         resp.headers["Cache-Control"] = "no-store"
         return resp
 
@@ -114,7 +122,7 @@ def _match(rest: str) -> dict[str, str]:
 
 def feed_response(key: FeedKey) -> Response:
     service = get_service()
-    key = parse_query(key, request.args.items(multi=True), service.config)
+    key = canonical_key(key, request.environ.get("QUERY_STRING", ""), service)
     max_age = (service.config.category_max_age(key.name) if key.kind == "category"
                else service.config.max_age)
     if wants_page(request.headers.get("Sec-Fetch-Dest")):
@@ -132,25 +140,69 @@ def browser_view(key: FeedKey, max_age: int) -> Response:
     return resp
 
 
+# Pollers repeat the same few URLs: parsing a query (or finding there is
+# none) is done once per (path, query string, config), not per request.
+_KEYS: dict[tuple[FeedKey, str, str], FeedKey] = {}
+_HEADERS: dict[tuple[str, bool, int, str, str], list[tuple[str, str]]] = {}
+MEMO_MAX = 4096
+
+
+def canonical_key(key: FeedKey, query: str, service: FeedService) -> FeedKey:
+    memo_key = (key, query, service.state.digest)
+    found = _KEYS.get(memo_key)
+    if found is None:
+        found = (parse_query(key, request.args.items(multi=True), service.config) if query
+                 else key)
+        if len(_KEYS) >= MEMO_MAX:
+            _KEYS.clear()
+        _KEYS[memo_key] = found
+    return found
+
+
 def conditional(doc: Document, max_age: int) -> Response:
-    """The feed bytes with validators; Werkzeug answers 304 and HEAD."""
-    gz = request.accept_encodings["gzip"] > 0
+    """The feed bytes with validators; Werkzeug answers 304, 412 and HEAD.
+
+    The identity and gzip bytes of one version have distinct strong ETags
+    (`H` and `H-gzip`, RFC 9110 8.8.3). A client holding either coding of the
+    current version gets 304 carrying the ETag it holds, so that its cache
+    finds the stored response to refresh (RFC 9111 4.3.4).
+    """
+    gz = accepts_gzip(request.environ.get("HTTP_ACCEPT_ENCODING", ""))
     body, etag, other = ((doc.gzip, doc.gzip_etag, doc.etag) if gz
                          else (doc.body, doc.etag, doc.gzip_etag))
-    resp = Response(body, content_type=doc.mimetype)
-    headers = resp.headers
-    if gz:
-        headers["Content-Encoding"] = "gzip"
-    headers["Vary"] = "Accept-Encoding, Sec-Fetch-Dest"
-    headers["Cache-Control"] = f"public, max-age={max_age}"
-    headers["Access-Control-Allow-Origin"] = "*"
-    resp.set_etag(etag)
-    resp.last_modified = doc.last_modified
-    # A client holding the other coding of this same version has it already.
-    if request.if_none_match.contains_weak(other):
-        resp.set_etag(etag)
-        resp.status_code = 304
-        resp.set_data(b"")
-        return resp
+    if "HTTP_IF_NONE_MATCH" in request.environ:
+        held = request.if_none_match
+        if held and not held.contains_weak(etag) and held.contains_weak(other):
+            etag = other
+    resp = Response(body, headers=feed_headers(doc, etag, gz, max_age))
     resp.make_conditional(request)
     return resp
+
+
+def feed_headers(doc: Document, etag: str, gz: bool, max_age: int) -> list[tuple[str, str]]:
+    """The headers of a feed response, built once per version and coding."""
+    # The same bytes can come with another Last-Modified (a file touched).
+    memo_key = (etag, gz, max_age, doc.mimetype, doc.last_modified_http)
+    headers = _HEADERS.get(memo_key)
+    if headers is None:
+        headers = [("Content-Type", doc.mimetype)]
+        if gz:
+            headers.append(("Content-Encoding", "gzip"))
+        headers += [
+            ("Vary", "Accept-Encoding, Sec-Fetch-Dest"),
+            ("Cache-Control", f"public, max-age={max_age}"),
+            ("Access-Control-Allow-Origin", "*"),
+            ("ETag", f'"{etag}"'),
+            ("Last-Modified", doc.last_modified_http),
+        ]
+        if len(_HEADERS) >= MEMO_MAX:
+            _HEADERS.clear()
+        _HEADERS[memo_key] = headers
+    return headers
+
+
+@lru_cache(maxsize=256)
+def accepts_gzip(accept_encoding: str) -> bool:
+    """gzip acceptable (q > 0, named or by `*`)? Cached: clients send a few
+    distinct headers, over and over."""
+    return parse_accept_header(accept_encoding)["gzip"] > 0

@@ -20,6 +20,7 @@ from feedsvc import yamlsafe
 from feedsvc.errors import ConfigError, YamlError
 
 RESERVED_SLUGS = frozenset({"all"})
+NOT_ZONES = frozenset({"localtime", "Factory", "posixrules"})
 SLUG_RE = re.compile(r"^[\w-]+$")
 INTERVAL_RE = re.compile(r"^(\d+)\s*([smhd])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -104,7 +105,9 @@ class Config:
 
 @cache
 def _zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+    # "localtime" is the host's zone under another name (a link to /etc/localtime),
+    # and "Factory" is a placeholder: neither is a zone a site can mean.
+    return frozenset(zoneinfo.available_timezones()) - NOT_ZONES
 
 
 def parse_interval(text: str) -> int:

@@ -21,6 +21,8 @@ from feedsvc.config import Config
 from feedsvc.errors import PostError, YamlError
 
 POST_EXTENSIONS = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html"}
+# Jekyll allows trailing blanks on both lines.
+FRONT_MATTER_START = re.compile(r"---[ \t]*\n")
 FRONT_MATTER_END = re.compile(r"^(?:---|\.\.\.)[ \t]*$", re.MULTILINE)
 FILENAME_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
 MAX_FRONT_MATTER = 64 * 1024
@@ -77,14 +79,15 @@ def decode(raw: bytes) -> str:
 def split_front_matter(text: str) -> tuple[str, str]:
     """Return (front matter, body) of a decoded post."""
     text = text.replace("\r\n", "\n")
-    if not text.startswith("---\n"):
+    start = FRONT_MATTER_START.match(text)
+    if not start:
         raise PostError("", "no front matter (the file must start with a '---' line)")
-    m = FRONT_MATTER_END.search(text, 4)
+    m = FRONT_MATTER_END.search(text, start.end())
     if not m:
         raise PostError("", "front matter is not closed by a '---' line")
-    if m.start() - 4 > MAX_FRONT_MATTER:
+    if m.start() - start.end() > MAX_FRONT_MATTER:
         raise PostError("", f"front matter is larger than {MAX_FRONT_MATTER // 1024} KiB")
-    return text[4:m.start()], text[m.end() + 1:]
+    return text[start.end():m.start()], text[m.end() + 1:]
 
 
 def _str(value: Any) -> str:
@@ -189,9 +192,11 @@ def absolute(base: str, path: str) -> str:
     if re.match(r"^https?://", path):
         return path
     quoted = quote(path if path.startswith("/") else "/" + path, safe="/:@!$&'()*+,;=-._~%")
-    # Dot segments go (RFC 3986 5.2.4): readers would resolve them differently.
-    # site.url may have a path of its own (/blog), so join by hand after that.
-    return base + urlsplit(urljoin("http://h/", quoted)).path
+    if "/." in quoted:
+        # Dot segments go (RFC 3986 5.2.4): readers would resolve them differently.
+        # site.url may have a path of its own (/blog), so join by hand after that.
+        quoted = urlsplit(urljoin("http://h/", quoted)).path
+    return base + quoted
 
 
 def parse_post(rel: str, raw: bytes, stat: os.stat_result, config: Config) -> Post:

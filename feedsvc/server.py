@@ -9,14 +9,21 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from feedsvc.config import load_config
+from feedsvc.errors import ConfigError
 
 
 class Server(BaseApplication):  # type: ignore[misc]
     """Each worker loads the config and builds its own app (own index, own
-    watcher thread); the config was already validated in the master."""
+    watcher thread).
+
+    A worker that boots while config.yaml holds a bad edit (a late start, a
+    restart after a crash) serves the config the master validated at start
+    and reports the error, like its siblings do: failing to boot would make
+    gunicorn shut the whole server down."""
 
     def __init__(self, config_path: str, options: dict[str, Any]) -> None:
         self.config_path, self.options = config_path, options
+        self.startup_config = load_config(config_path)
         super().__init__()
 
     def load_config(self) -> None:
@@ -25,9 +32,17 @@ class Server(BaseApplication):  # type: ignore[misc]
                 self.cfg.set(key, value)
 
     def load(self) -> Flask:
-        from feedsvc.app import create_app
+        from feedsvc.app import create_app, get_service
 
-        return create_app(load_config(self.config_path))
+        try:
+            config, error = load_config(self.config_path), None
+        except ConfigError as e:
+            config, error = self.startup_config, str(e)
+        app = create_app(config)
+        if error:
+            with app.app_context():
+                get_service().config_failed(error)
+        return app
 
 
 def serve(config_path: str, host: str, port: int, workers: int, threads: int,

@@ -11,7 +11,8 @@ import gzip
 import hashlib
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from feedsvc import build, dates
@@ -39,12 +40,13 @@ class ConfigState:
 
 
 class FeedService:
-    def __init__(self, config: Config, *, clock: Clock = utcnow, store: Store | None = None) -> None:
+    def __init__(self, config: Config, *, clock: Clock = utcnow,
+                 store: Store | None = None) -> None:
         self.clock = clock
         self.store = store or make_store(config.cache.type, config.cache.url)
         self.index = Index(config, clock)
-        self.state = ConfigState(config, _digest(repr(config)))
-        self._memo: dict[str, tuple[tuple[int, str], Document]] = {}
+        self.state = ConfigState(config, config_digest(config))
+        self._memo: dict[FeedKey, tuple[tuple[Index, int, str], Document]] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -61,15 +63,13 @@ class FeedService:
         """Swap in a new, valid config; the index is kept unless post rules changed."""
         if index_identity(config) != index_identity(self.config):
             index = Index(config, self.clock)
-            index.load_state()
-            index.scan()
-            index.save_state()
+            index.restore()
             self.index = index
         else:
             self.index.config = config
-        self.state = ConfigState(config, _digest(repr(config)))
-        if self.config.cache != config.cache:
+        if config.cache != self.config.cache:
             self.store = make_store(config.cache.type, config.cache.url)
+        self.state = ConfigState(config, config_digest(config))
         log.info("config reloaded from %s", config.path)
 
     def config_failed(self, error: str) -> None:
@@ -80,10 +80,18 @@ class FeedService:
     def document(self, key: FeedKey) -> Document:
         """The current document for a feed key (NotFound if there is none)."""
         index, state = self.index, self.state
-        views = index.views()
-        version = (index.generation, state.digest)
-        cache_id = key.cache_id()
-        memo = self._memo.get(cache_id)
+        # The generation is read before the views: if the watcher changes the
+        # index in between, the memo entry is filed one version behind and
+        # recomputed on the next request, never kept stale.
+        while True:
+            generation = index.generation
+            views = index.views()   # may itself move the generation (a future post's time came)
+            if index.generation == generation:
+                break
+        # The index itself is part of the version: a reloaded config may bring
+        # a new index whose generation happens to equal the old one's.
+        version = (index, generation, state.digest)
+        memo = self._memo.get(key)
         if memo is not None and memo[0] == version:
             return memo[1]
         sel = select(key, views, state.config)
@@ -91,7 +99,7 @@ class FeedService:
         doc = self.store.get(digest) or self._render(digest, sel, state.config)
         if len(self._memo) >= MEMO_MAX:
             self._memo.clear()
-        self._memo[cache_id] = (version, doc)
+        self._memo[key] = (version, doc)
         return doc
 
     def _render(self, digest: str, sel: Selection, config: Config) -> Document:
@@ -113,16 +121,18 @@ class FeedService:
         cats = {}
         for slug in self.config.categories:
             posts = views.categories.get(slug, [])
+            docs = {fmt: self.document(FeedKey("category", slug, fmt)) for fmt in FORMATS}
             cats[slug] = {
                 "posts": len(posts),
                 "newest": dates.rfc3339(posts[0].date) if posts else None,
-                "etags": {fmt: self.document(FeedKey("category", slug, fmt)).etag
-                          for fmt in FORMATS},
+                "last_modified": dates.rfc3339(docs["rss"].last_modified),
+                "etags": {fmt: doc.etag for fmt, doc in docs.items()},
             }
         return {
             "categories": cats,
             "posts": len(views.all),
             "skipped": [{"file": f, "reason": r} for f, r in self.index.problem_list()],
+            "config": str(self.config.path),
             "config_error": self.state.error,
             "cache": self.store.describe(),
         }
@@ -137,6 +147,13 @@ def render_document(sel: Selection, config: Config) -> Document:
         last_modified=sel.modified,
         mimetype=FORMATS[sel.key.fmt],
     )
+
+
+def config_digest(config: Config) -> str:
+    """What in the config shapes the documents: not where the files are, so
+    that instances with the same site mounted at other paths share documents."""
+    here = Path(".")
+    return _digest(repr(replace(config, path=here, posts_dir=here, state_dir=here)))
 
 
 def _digest(text: str) -> str:

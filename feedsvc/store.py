@@ -14,10 +14,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
+from werkzeug.http import http_date
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,11 @@ class Document:
     etag: str                   # unquoted hash of `body`
     last_modified: dt.datetime
     mimetype: str
+    # The Last-Modified header, formatted once per version rather than per request.
+    last_modified_http: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "last_modified_http", http_date(self.last_modified))
 
     @property
     def gzip_etag(self) -> str:
@@ -66,9 +73,26 @@ class MemoryStore:
             old = self._items.pop(digest, None)
             self._bytes += _weight(doc) - (_weight(old) if old else 0)
             self._items[digest] = doc
-            while len(self._items) > 1 and (len(self._items) > self.max_items
-                                            or self._bytes > self.max_bytes):
-                self._bytes -= _weight(self._items.popitem(last=False)[1])
+            self._evict()
+
+    def _evict(self) -> None:
+        while len(self._items) > 1 and (len(self._items) > self.max_items
+                                        or self._bytes > self.max_bytes):
+            self._bytes -= _weight(self._items.popitem(last=False)[1])
+
+    def add(self, digest: str, doc: Document) -> Document:
+        """Keep `doc` unless a document is there already; return the one kept
+        (one copy of each version in memory, whoever fetched it first)."""
+        with self._lock:
+            kept = self._items.setdefault(digest, doc)
+            self._items.move_to_end(digest)
+            if kept is doc:
+                self._bytes += _weight(doc)
+            self._evict()
+            return kept
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def describe(self) -> dict[str, object]:
         return {"type": "memory", "documents": len(self._items)}
@@ -79,19 +103,22 @@ class RedisStore:
 
     When Redis cannot be reached the service goes on from the in-process store
     and its own rendering, logs it once, and tries Redis again after `retry`
-    seconds.
+    seconds. The documents rendered meanwhile are written to Redis when it is
+    back, so the other instances find them there.
     """
 
     PREFIX = "feedsvc:doc:"
     TTL = 7 * 86400
 
     def __init__(self, url: str, retry: float = 2.0, timeout: float = 0.5) -> None:
-        self.url, self.retry = url, retry
+        self.url, self.retry = _redact(url), retry
         self.client = redis.Redis.from_url(url, socket_connect_timeout=timeout,
                                            socket_timeout=timeout)
         self.local = MemoryStore()
         self._down_until = 0.0
         self.last_error: str | None = None
+        self._pending: OrderedDict[str, None] = OrderedDict()  # rendered while Redis was away
+        self._pending_lock = threading.Lock()
 
     def _available(self) -> bool:
         return time.monotonic() >= self._down_until
@@ -107,6 +134,28 @@ class RedisStore:
         if self.last_error is not None:
             log.warning("redis at %s is back", self.url)
             self.last_error = None
+            self._flush()
+
+    def _remember(self, digest: str) -> None:
+        with self._pending_lock:
+            self._pending[digest] = None
+            while len(self._pending) > self.local.max_items:
+                self._pending.popitem(last=False)
+
+    def _flush(self) -> None:
+        with self._pending_lock:
+            digests, self._pending = list(self._pending), OrderedDict()
+        for i, digest in enumerate(digests):
+            doc = self.local.get(digest)
+            if doc is None:
+                continue
+            try:
+                self._write(digest, doc)
+            except redis.RedisError as e:
+                self._failed(e)
+                for rest in digests[i:]:
+                    self._remember(rest)
+                return
 
     def get(self, digest: str) -> Document | None:
         doc = self.local.get(digest)
@@ -119,31 +168,47 @@ class RedisStore:
             return None
         self._recovered()
         doc = _decode(raw)
-        if doc is not None:
-            self.local.put(digest, doc)
-        return doc
+        return None if doc is None else self.local.add(digest, doc)
 
     def put(self, digest: str, doc: Document) -> None:
         self.local.put(digest, doc)
         if not self._available():
+            self._remember(digest)
             return
-        key = self.PREFIX + digest
         try:
-            with self.client.pipeline() as pipe:
-                pipe.hset(key, mapping={
-                    "body": doc.body, "gzip": doc.gzip, "etag": doc.etag,
-                    "last_modified": doc.last_modified.isoformat(), "mimetype": doc.mimetype,
-                })
-                pipe.expire(key, self.TTL)
-                pipe.execute()
+            self._write(digest, doc)
         except redis.RedisError as e:
             self._failed(e)
+            self._remember(digest)
             return
         self._recovered()
 
+    def _write(self, digest: str, doc: Document) -> None:
+        key = self.PREFIX + digest
+        with self.client.pipeline() as pipe:
+            pipe.hset(key, mapping={
+                "body": doc.body, "gzip": doc.gzip, "etag": doc.etag,
+                "last_modified": doc.last_modified.isoformat(), "mimetype": doc.mimetype,
+            })
+            pipe.expire(key, self.TTL)
+            pipe.execute()
+
+    def ping(self) -> bool:
+        """Check Redis now (for /status), whatever the retry schedule says."""
+        try:
+            self.client.ping()
+        except redis.RedisError as e:
+            self._failed(e)
+            return False
+        self._down_until = 0.0
+        self._recovered()
+        return True
+
     def describe(self) -> dict[str, object]:
-        return {"type": "redis", "url": self.url, "available": self.last_error is None,
-                "last_error": self.last_error, **{"local_documents": len(self.local._items)}}
+        available = self.ping()
+        return {"type": "redis", "url": self.url, "available": available,
+                "last_error": self.last_error, "local_documents": len(self.local),
+                "waiting_for_redis": len(self._pending)}
 
 
 def _decode(raw: Mapping[Any, Any]) -> Document | None:
@@ -159,6 +224,16 @@ def _decode(raw: Mapping[Any, Any]) -> Document | None:
 
 def _weight(doc: Document) -> int:
     return len(doc.body) + len(doc.gzip)
+
+
+def _redact(url: str) -> str:
+    # /status is public: never show a password from redis://:secret@host/0.
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def make_store(kind: str, url: str | None) -> Store:

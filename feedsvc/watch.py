@@ -1,6 +1,13 @@
 """Live reload: post files and config.yaml watched with inotify (watchfiles),
 so that a change reaches the feeds within a second without re-reading, or
-even re-stat-ing, the files that did not change."""
+even re-stat-ing, the files that did not change.
+
+Two watches: posts_dir recursively, and the config file's folder
+non-recursively (watching that folder recursively could mean watching a whole
+checkout, .venv and .git included; watching the file itself would lose it
+when an editor replaces it by a rename). Each worker process has its own
+watcher: inotify costs nothing while nothing changes.
+"""
 
 from __future__ import annotations
 
@@ -17,78 +24,121 @@ from feedsvc.posts import post_kind
 from feedsvc.service import FeedService
 
 log = logging.getLogger(__name__)
+# watchfiles logs every batch at INFO; ours says what the changes did instead.
+logging.getLogger("watchfiles").setLevel(logging.WARNING)
+RETRY = 2.0
+
+
+class _Either:
+    """Stops a watch when the watcher stops or the posts folder moves."""
+
+    def __init__(self, *events: threading.Event) -> None:
+        self.events = events
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self.events)
 
 
 class Watcher:
     def __init__(self, service: FeedService, *, debounce_ms: int = 150) -> None:
         self.service, self.debounce_ms = service, debounce_ms
         self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="feedsvc-watch", daemon=True)
+        self._posts_moved = threading.Event()
+        self._handling = threading.Lock()
+        self.threads = [
+            threading.Thread(target=self._watch_posts, name="feedsvc-watch-posts", daemon=True),
+            threading.Thread(target=self._watch_config, name="feedsvc-watch-config", daemon=True),
+        ]
 
     def start(self) -> Watcher:
-        self.thread.start()
+        for thread in self.threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
         self.stop_event.set()
 
-    def _roots(self) -> list[Path]:
-        config = self.service.config
-        # config.yaml's folder (for the config) and posts_dir, unless it lies inside.
-        if config.posts_dir.is_relative_to(config.root):
-            return [config.root]
-        return [config.root, config.posts_dir]
+    def _watch(self, root: Path, *, recursive: bool, stop: _Either,
+               only: Path | None = None) -> None:
+        # With `only`, other files in the folder (a log file next to config.yaml,
+        # say) are dropped before they wake anything up.
+        keep = None if only is None else (lambda _change, path: path == str(only))
+        for changes in watchfiles.watch(
+            root, debounce=self.debounce_ms, step=100, stop_event=stop, recursive=recursive,
+            watch_filter=keep, raise_interrupt=False, yield_on_timeout=False,
+        ):
+            self.handle({Path(p) for _, p in changes})
 
-    def _run(self) -> None:
+    def _watch_posts(self) -> None:
         while not self.stop_event.is_set():
-            roots = self._roots()
+            self._posts_moved.clear()
+            root = self.service.config.posts_dir
             try:
-                for changes in watchfiles.watch(
-                    *roots, debounce=self.debounce_ms, step=30, stop_event=self.stop_event,
-                    watch_filter=None, raise_interrupt=False, yield_on_timeout=False,
-                ):
-                    self.handle({Path(p) for _, p in changes})
-                    if self._roots() != roots:
-                        break  # posts_dir moved with a config edit: watch the new one
-            except Exception:  # noqa: BLE001 - the watcher must survive anything
-                log.exception("file watcher failed; falling back to a rescan every 2 s")
-                while not self.stop_event.wait(2.0):
-                    self.handle([])
+                self._watch(root, recursive=True, stop=_Either(self.stop_event, self._posts_moved))
+            except Exception as e:  # noqa: BLE001 - the watcher must survive anything
+                log.error("cannot watch %s (%s); rescanning, then watching again in %.0f s",
+                          root, e, RETRY)
+                self.handle([])
+                self.stop_event.wait(RETRY)
+
+    def _watch_config(self) -> None:
+        while not self.stop_event.is_set():
+            path = self.service.config.path
+            folder = path.parent
+            try:
+                self._watch(folder, recursive=False, stop=_Either(self.stop_event), only=path)
+            except Exception as e:  # noqa: BLE001
+                log.error("cannot watch %s (%s); trying again in %.0f s", folder, e, RETRY)
+                self.stop_event.wait(RETRY)
 
     def handle(self, paths: Iterable[Path]) -> None:
-        """React to changed paths: reload the config, re-read changed posts."""
+        """React to changed paths: reload the config, re-read changed posts.
+        No paths at all means "something may have changed": rescan the stats."""
+        with self._handling:
+            self._handle(set(paths))
+
+    def _handle(self, paths: set[Path]) -> None:
         service = self.service
-        config = service.config
-        paths = set(paths)
-        if config.path in paths:
+        if service.config.path in paths:
             self.reload_config()
-            config = service.config
-        posts_dir = config.posts_dir
-        rels = set()
-        full_scan = not paths
+        config = service.config
+        rels, full_scan = set(), not paths
         for path in paths:
-            if not path.is_relative_to(posts_dir) or path == config.path:
+            if path == config.path or not path.is_relative_to(config.posts_dir):
                 continue
-            rel = path.relative_to(posts_dir).as_posix()
+            rel = path.relative_to(config.posts_dir).as_posix()
             if any(part.startswith(".") for part in rel.split("/")):
                 continue
-            if post_kind(path.name) is None:
-                full_scan = True  # a folder created, moved or deleted: rescan stats
-            else:
+            if post_kind(path.name) is not None:
                 rels.add(rel)
+            elif path.is_dir() or self._was_folder(rel):
+                full_scan = True  # a folder created, moved or deleted: rescan the stats
         try:
-            changed = service.index.scan() if full_scan else service.index.update(rels)
-            if changed:
-                log.info("%d post file(s) changed", len(changed))
-                service.index.save_state()
+            index = service.index
+            changed = index.scan() if full_scan else index.update(rels)
         except Exception:  # noqa: BLE001
             log.exception("updating the post index failed")
+            return
+        if changed:
+            log.info("%d post file(s) changed: %s", len(changed), ", ".join(sorted(changed)[:5]))
+            index.save_state()
+
+    def _was_folder(self, rel: str) -> bool:
+        prefix = rel + "/"
+        index = self.service.index
+        return any(r.startswith(prefix) for r in (*index.posts, *index.problems))
 
     def reload_config(self) -> None:
         service = self.service
+        old_posts_dir = service.config.posts_dir
         try:
             config = load_config(service.config.path)
         except ConfigError as e:
             service.config_failed(str(e))
             return
+        except OSError as e:  # the file is gone or unreadable for a moment (editor swap)
+            service.config_failed(f"{service.config.path}: {e}")
+            return
         service.reload_config(config)
+        if config.posts_dir != old_posts_dir:
+            self._posts_moved.set()

@@ -21,6 +21,7 @@ from feedsvc.errors import YamlError
 
 MAX_ALIASES = 50
 MAX_BYTES = 64 * 1024
+MAX_CONFIG_BYTES = 1024 * 1024   # a config with hundreds of categories is still fine
 
 
 def _count_aliases(text: str) -> int:
@@ -50,7 +51,7 @@ def load_with_lines(text: str) -> tuple[Any, dict[tuple[str, ...], int]]:
     Used for config.yaml so that errors can name a line; the compose pass is
     cheap for a config-sized document.
     """
-    data = load(text)
+    data = load(text, max_bytes=MAX_CONFIG_BYTES)
     lines: dict[tuple[str, ...], int] = {}
     try:
         node = yaml.compose(text, Loader=SafeLoader)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from feedsvc.config import Config, load_config
 
 # Nothing may depend on the host's zone: run everything far from UTC and +08:00.
 os.environ.setdefault("TZ", "America/Los_Angeles")
+time.tzset()   # without it this process keeps the zone it started with
 
 
 @pytest.fixture

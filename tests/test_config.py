@@ -106,6 +106,9 @@ def test_shipped_sample_config_is_valid() -> None:
      "site: {title: T, url: https://e.com}\nposts_dir: posts\ncategories:\n  a:\n    title: A\n"
      "    timezone: America/New_Yrok\n", "categories.a.timezone", 6,
      "did you mean 'America/New_York'?"),
+    ("host zone in disguise",
+     "site:\n  title: T\n  url: https://e.com\n  timezone: localtime\nposts_dir: posts\n",
+     "site.timezone", 4, "unknown time zone 'localtime'"),
     ("url without scheme", "site: {title: T, url: finews.example.com}\nposts_dir: posts\n",
      "site.url", 1, "absolute http(s) URL"),
     ("ftp url", "site: {title: T, url: 'ftp://e.com'}\nposts_dir: posts\n", "site.url", 1,

@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dateutil import parser as dateutil_parser
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from feedsvc import dates
 
@@ -163,6 +166,26 @@ def test_rfc822_ignores_the_locale(monkeypatch: pytest.MonkeyPatch) -> None:
             assert dates.rfc822(when) == "Mon, 21 Mar 2022 06:00:08 +0800"
     finally:
         locale.setlocale(locale.LC_TIME, before)
+
+
+def _via_dateutil(text: str, tz: str) -> dt.datetime:
+    parsed = dateutil_parser.parse(text, tzinfos=dates._tzinfos)
+    return dates._fixed(parsed) if parsed.tzinfo else dates.localize(parsed, dates.zone(tz))
+
+
+@settings(deadline=None)   # a shared, loaded machine: no per-example timing
+@given(when=st.datetimes(min_value=dt.datetime(1902, 1, 1), max_value=dt.datetime(2100, 1, 1)),
+       offset=st.sampled_from(["", " +0800", "+08:00", " -0500", "-03:30", "Z", " UTC"]),
+       shape=st.sampled_from(["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M",
+                              "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%d"]),
+       tz=st.sampled_from([SH, NY, BERLIN]))
+def test_fast_path_agrees_with_dateutil(when: dt.datetime, offset: str, shape: str,
+                                        tz: str) -> None:
+    # Jekyll and RFC 3339 strings skip dateutil; the result must be the same.
+    text = when.strftime(shape) + (offset if "H" in shape else "")
+    fast = dates.parse_string(text, dates.zone(tz))
+    slow = _via_dateutil(text, tz)
+    assert (fast, fast.utcoffset()) == (slow, slow.utcoffset())
 
 
 if __name__ == "__main__":  # run by test_table_is_the_same_under_every_host_tz

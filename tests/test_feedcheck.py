@@ -89,12 +89,15 @@ def run_feedcheck(feedcheck: Path, config: Path, expect: Path, tmp_path: Path) -
     return "\n".join(report)
 
 
+# Six readers per file, ~60 files: minutes on a loaded machine, not the default 120 s.
+@pytest.mark.timeout(900)
 def test_fixture_site_passes_feedcheck(feedcheck: Path, tmp_path: Path) -> None:
     config = make_site(tmp_path / "site", fixture="site")
     report = run_feedcheck(feedcheck, config, FIXTURES / "site-expect.json", tmp_path)
     assert "RESULT: FAIL" not in report
 
 
+@pytest.mark.timeout(900)
 def test_shipped_sample_passes_feedcheck(feedcheck: Path, tmp_path: Path) -> None:
     report = run_feedcheck(feedcheck, REPO / "config.yaml", FIXTURES / "sample-expect.json",
                            tmp_path)

@@ -172,5 +172,10 @@ def test_oversized_front_matter_is_refused(config: Config) -> None:
         read_post(config.posts_dir, name, config)
 
 
+def test_front_matter_lines_may_end_in_blanks_and_crlf(config: Config) -> None:
+    post = read(config, "2022-04-02-front-matter-trailing-blanks.md")
+    assert post.title == "Opening line with trailing blanks and CRLF"
+
+
 def test_unconfigured_category_is_read_without_a_problem(config: Config) -> None:
     assert read(config, "2022-03-21-unconfigured-category.md").categories == ("sports",)

@@ -1,0 +1,122 @@
+"""One leader among the worker processes of a machine, for work that must
+happen once (polling upstream sources, WebSub pings) while every worker serves.
+
+The leader is whichever process holds a non-blocking `fcntl.flock` on a file
+in `state_dir`. The kernel drops the lock when that process dies, however it
+dies, and the next worker that tries takes over: no heartbeats, no stale
+locks, nothing to clean up.
+
+API (create_app makes one and keeps it at `app.extensions["feedsvc.leader"]`):
+
+    leader = Leader(config.state_dir / "leader.lock")
+    leader.acquire() -> bool          # non-blocking; True while this process leads
+    leader.is_leader -> bool          # without trying
+    leader.run_when_leader(poll_once, interval=60.0, name="upstream")
+        # a daemon thread: while this process leads, call poll_once() every
+        # `interval` seconds; while it does not, try to take over every
+        # `retry` seconds (so another worker takes over if the leader dies)
+    leader.stop()                     # stop the threads (tests); the lock stays held
+    leader.release()                  # give up leadership (tests, shutdown)
+    leader.describe() -> dict         # for /status: this pid, is_leader, the leader's pid
+
+Acquire in the worker, never in a process that forks afterwards: a forked
+child shares the parent's lock, so a lock taken before gunicorn forks its
+workers would make all of them leaders. `acquire()` notices when it runs in
+a forked copy and starts over with a fresh file descriptor.
+
+One machine only: several instances on several machines each have their own
+leader (flock does not cross hosts; neither should upstream polling state,
+which lives in the same state_dir).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class Leader:
+    def __init__(self, lock_path: Path, *, retry: float = 1.0) -> None:
+        self.lock_path, self.retry = Path(lock_path), retry
+        self._fd: int | None = None
+        self._pid: int | None = None      # the process that holds _fd's lock
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    @property
+    def is_leader(self) -> bool:
+        return self._fd is not None and self._pid == os.getpid()
+
+    def acquire(self) -> bool:
+        """Take the lock if no other process holds it; True while this process leads."""
+        with self._lock:
+            if self._pid != os.getpid():
+                self._fd = self._pid = None  # a forked copy: the lock is the parent's
+            if self._fd is not None:
+                return True
+            try:
+                self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as e:
+                log.error("cannot open leader lock %s: %s", self.lock_path, e)
+                return False
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                return False
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            self._fd, self._pid = fd, os.getpid()
+        log.info("process %d is the leader (%s)", os.getpid(), self.lock_path)
+        return True
+
+    def release(self) -> None:
+        with self._lock:
+            if self._fd is not None and self._pid == os.getpid():
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                os.close(self._fd)
+            self._fd = self._pid = None
+
+    def run_when_leader(self, fn: Callable[[], object], interval: float, *,
+                        name: str = "leader-task") -> threading.Thread:
+        """Run fn() every `interval` seconds in a daemon thread, only while this
+        process leads; an exception in fn is logged and the schedule goes on."""
+        thread = threading.Thread(target=self._loop, args=(fn, interval, name),
+                                  name=f"feedsvc-{name}", daemon=True)
+        self.threads.append(thread)
+        thread.start()
+        return thread
+
+    def _loop(self, fn: Callable[[], object], interval: float, name: str) -> None:
+        while not self._stop.is_set():
+            if not self.acquire():
+                self._stop.wait(self.retry)
+                continue
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - one failed round must not end the schedule
+                log.exception("leader task %s failed", name)
+            self._stop.wait(interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def leader_pid(self) -> int | None:
+        """The pid written by the current leader (informational: it may have died)."""
+        try:
+            text = self.lock_path.read_text().strip()
+        except OSError:
+            return None
+        return int(text) if text.isdigit() else None
+
+    def describe(self) -> dict[str, object]:
+        return {"pid": os.getpid(), "is_leader": self.is_leader,
+                "leader_pid": self.leader_pid()}

@@ -1,0 +1,114 @@
+"""One leader among processes (feedsvc/leader.py): real processes, a real
+lock file; when the leader dies another process takes over."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import wait_for
+
+from feedsvc.leader import Leader
+
+# A worker: while it leads, it appends its pid to `ticks` every 50 ms.
+WORKER = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    from feedsvc.leader import Leader
+
+    lock, ticks = Path(sys.argv[1]), Path(sys.argv[2])
+    def tick():
+        with ticks.open("a") as fh:
+            fh.write(f"{os.getpid()}\\n")
+    Leader(lock, retry=0.1).run_when_leader(tick, interval=0.05, name="tick")
+    time.sleep(60)
+""")
+
+
+def ticking_pids(ticks: Path) -> list[int]:
+    return [int(line) for line in ticks.read_text().split()] if ticks.exists() else []
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[tuple[list[subprocess.Popen[bytes]], Path]]:
+    lock, ticks = tmp_path / "state" / "leader.lock", tmp_path / "ticks"
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(lock), str(ticks)])
+             for _ in range(2)]
+    try:
+        yield procs, ticks
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def test_one_of_two_processes_leads_and_the_other_takes_over(
+        workers: tuple[list[subprocess.Popen[bytes]], Path]) -> None:
+    procs, ticks = workers
+    wait_for(lambda: len(ticking_pids(ticks)) >= 10, timeout=15)
+    leaders = set(ticking_pids(ticks))
+    assert len(leaders) == 1
+    leader = leaders.pop()
+    assert leader in {p.pid for p in procs}
+
+    os.kill(leader, signal.SIGKILL)   # no clean-up of any kind: the kernel drops the lock
+    (other,) = [p.pid for p in procs if p.pid != leader]
+    wait_for(lambda: other in ticking_pids(ticks), timeout=10)
+    seen = len(ticking_pids(ticks))
+    wait_for(lambda: len(ticking_pids(ticks)) >= seen + 5, timeout=10)
+    after = ticking_pids(ticks)[seen:]
+    assert set(after) == {other}
+
+
+def test_acquire_is_exclusive_until_released(tmp_path: Path) -> None:
+    lock = tmp_path / "leader.lock"
+    first, second = Leader(lock), Leader(lock)
+    assert first.acquire() and first.is_leader
+    assert first.acquire()                  # asking again while leading
+    assert not second.acquire() and not second.is_leader
+    assert second.describe()["leader_pid"] == os.getpid()
+    first.release()
+    assert second.acquire()
+    assert not first.acquire()
+    second.release()
+
+
+def _child_tries(lock: Path, leader: Leader, out: multiprocessing.SimpleQueue[object]) -> None:
+    out.put((leader.is_leader, leader.acquire(), Leader(lock).acquire()))
+
+
+def test_a_forked_child_does_not_inherit_leadership(tmp_path: Path) -> None:
+    lock = tmp_path / "leader.lock"
+    leader = Leader(lock)
+    assert leader.acquire()
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.SimpleQueue()
+    child = ctx.Process(target=_child_tries, args=(lock, leader, out))
+    child.start()
+    child.join(10)
+    assert out.get() == (False, False, False)
+    assert leader.is_leader                 # the parent still leads
+    leader.release()
+
+
+def test_a_failing_task_keeps_its_schedule(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def flaky() -> None:
+        calls.append(1)
+        raise RuntimeError("upstream down")
+
+    leader = Leader(tmp_path / "leader.lock")
+    leader.run_when_leader(flaky, interval=0.01, name="flaky")
+    try:
+        wait_for(lambda: len(calls) >= 3, timeout=5)
+    finally:
+        leader.stop()
+        leader.release()

@@ -1,0 +1,214 @@
+"""Live reload: post files and config.yaml edited under a running
+`feedsvc serve` (two workers, each with its own watcher) show up within a few
+seconds; only the affected feeds change; a bad config edit changes nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from support import Server, make_site, post, running, wait_for
+from wire import fetch
+
+from feedsvc.app import create_app
+from feedsvc.config import load_config
+from feedsvc.service import FeedService
+from feedsvc.watch import Watcher
+
+PLAIN = {"Accept-Encoding": "identity"}
+FEEDS = ["/feeds/kunmingribao.rss", "/feeds/caijing.atom", "/feeds/world.json"]
+SETTLE = 8.0   # "within a few seconds", with room for a loaded test machine
+
+
+def etag(server: Server, path: str) -> str:
+    reply = fetch(server.url, path, PLAIN)
+    assert reply.status == 200, (path, reply.status)
+    return reply.etag
+
+
+def etags(server: Server) -> dict[str, str]:
+    return {p: etag(server, p) for p in FEEDS}
+
+
+def status(server: Server) -> dict:  # type: ignore[type-arg]
+    return json.loads(fetch(server.url, "/status", PLAIN).body)  # type: ignore[no-any-return]
+
+
+def all_workers_agree(server: Server, path: str, check: object, polls: int = 8) -> bool:
+    """Several polls (new connections, so either worker answers) all pass check."""
+    return all(check(fetch(server.url, path, PLAIN)) for _ in range(polls))  # type: ignore[operator]
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    return make_site(tmp_path / "site", {
+        "kunmingribao/2022-03-21-first.md": post("第一条", "2022-03-21 06:00:08 +0800"),
+        "2022-03-22-caijing.md": post("财经一", "2022-03-22 09:00:00 +0800", categories="caijing"),
+        "2022-03-22-world.md": post("World one", "2022-03-22 09:00:00", categories="world"),
+    })
+
+
+@pytest.fixture
+def server(site: Path) -> Iterator[Server]:
+    with running(site, workers=2, threads=4) as s:
+        yield s
+
+
+def test_new_post_changes_only_its_feeds(site: Path, server: Server) -> None:
+    before = etags(server)
+    (site.parent / "_posts" / "2022-03-23-new.md").write_text(
+        post("新的一条", "2022-03-23 10:00:00 +0800"), encoding="utf-8")
+    path = "/feeds/kunmingribao.rss"
+    wait_for(lambda: all_workers_agree(
+        server, path, lambda r: r.etag != before[path] and "新的一条" in r.body.decode()),
+        timeout=SETTLE)
+    after = etags(server)
+    assert after["/feeds/caijing.atom"] == before["/feeds/caijing.atom"]
+    assert after["/feeds/world.json"] == before["/feeds/world.json"]
+    # The client holding the old version gets the new one, not a 304.
+    assert fetch(server.url, path, {**PLAIN, "If-None-Match": before[path]}).status == 200
+
+
+def test_edited_post_moves_etag_and_last_modified(site: Path, server: Server) -> None:
+    path = "/feeds/caijing.rss"
+    old = fetch(server.url, path, PLAIN)
+    target = site.parent / "_posts" / "2022-03-22-caijing.md"
+    time.sleep(1.1)  # Last-Modified has one-second resolution
+    target.write_text(post("财经一（更正）", "2022-03-22 09:00:00 +0800", categories="caijing"),
+                      encoding="utf-8")
+    wait_for(lambda: all_workers_agree(server, path, lambda r: "更正" in r.body.decode()),
+             timeout=SETTLE)
+    new = fetch(server.url, path, PLAIN)
+    assert new.etag != old.etag
+    assert new.headers["last-modified"] != old.headers["last-modified"]
+    ims = fetch(server.url, path, {**PLAIN, "If-Modified-Since": old.headers["last-modified"]})
+    assert ims.status == 200
+
+
+def test_deleted_post_leaves_its_feed(site: Path, server: Server) -> None:
+    path = "/feeds/world.json"
+    assert "World one" in fetch(server.url, path, PLAIN).body.decode()
+    (site.parent / "_posts" / "2022-03-22-world.md").unlink()
+    wait_for(lambda: all_workers_agree(server, path, lambda r: "World one" not in r.body.decode()),
+             timeout=SETTLE)
+
+
+def test_config_edit_adds_a_category_and_changes_a_title(site: Path, server: Server) -> None:
+    assert fetch(server.url, "/feeds/keji.rss", PLAIN).status == 404
+    before = etags(server)
+    (site.parent / "_posts" / "2022-03-24-keji.md").write_text(
+        post("科技一", "2022-03-24 09:00:00 +0800", categories="keji"), encoding="utf-8")
+    data = yaml.safe_load(site.read_text(encoding="utf-8"))
+    data["categories"]["keji"] = {"title": "科技新闻"}
+    data["categories"]["world"]["title"] = "World (edited)"
+    site.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+
+    wait_for(lambda: all_workers_agree(
+        server, "/feeds/keji.rss", lambda r: r.status == 200 and "科技一" in r.body.decode()),
+        timeout=SETTLE)
+    wait_for(lambda: all_workers_agree(
+        server, "/feeds/world.json", lambda r: "World (edited)" in r.body.decode()),
+        timeout=SETTLE)
+    assert etag(server, "/feeds/world.json") != before["/feeds/world.json"]
+
+
+def test_invalid_config_edit_keeps_serving_and_is_reported(site: Path, server: Server) -> None:
+    before = {p: fetch(server.url, p, PLAIN).body for p in FEEDS}
+    good = site.read_text(encoding="utf-8")
+    site.write_text(good.replace("timezone: America/New_York", "timezone: America/New_Yrok"),
+                    encoding="utf-8")
+
+    def reported() -> bool:
+        return all(status(server)["config_error"] for _ in range(6))
+    wait_for(reported, timeout=SETTLE)
+    error = status(server)["config_error"]
+    assert "America/New_Yrok" in error and "categories.world.timezone" in error
+    assert {p: fetch(server.url, p, PLAIN).body for p in FEEDS} == before
+    assert "config not reloaded" in server.output()
+
+    site.write_text(good.replace("title: World", "title: World again"), encoding="utf-8")
+    wait_for(lambda: all(status(server)["config_error"] is None for _ in range(6)),
+             timeout=SETTLE)
+    assert "World again" in fetch(server.url, "/feeds/world.rss", PLAIN).body.decode()
+
+
+def test_future_post_appears_when_its_time_comes_over_http(site: Path, server: Server) -> None:
+    path = "/feeds/kunmingribao.atom"
+    soon = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=4)
+    (site.parent / "_posts" / "2022-03-23-soon.md").write_text(
+        post("即将发布", soon.strftime("%Y-%m-%d %H:%M:%S +0000")), encoding="utf-8")
+    time.sleep(1.5)  # the watcher has read it by now
+    assert "即将发布" not in fetch(server.url, path, PLAIN).body.decode()
+    wait_for(lambda: all_workers_agree(server, path, lambda r: "即将发布" in r.body.decode()),
+             timeout=SETTLE + 4)
+
+
+class FakeClock:
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+def test_future_post_appears_without_any_file_change(tmp_path: Path) -> None:
+    site = make_site(tmp_path / "site", {
+        "2022-03-21-now.md": post("现在", "2022-03-21 06:00:00 +0800"),
+        "2022-03-21-later.md": post("稍后", "2022-03-21 12:00:00 +0800"),
+    })
+    clock = FakeClock(dt.datetime(2022, 3, 21, 3, 0, tzinfo=dt.UTC))  # 11:00 in +08:00
+    app = create_app(load_config(site), clock=clock, watch=False)
+    client = app.test_client()
+    before = client.get("/feeds/kunmingribao.rss")
+    assert "稍后" not in before.text and "现在" in before.text
+    assert client.get("/feeds/kunmingribao.rss",
+                      headers={"If-None-Match": before.headers["ETag"]}).status_code == 304
+
+    clock.now += dt.timedelta(hours=1, seconds=1)
+    after = client.get("/feeds/kunmingribao.rss", headers={"If-None-Match": before.headers["ETag"]})
+    assert after.status_code == 200 and "稍后" in after.text
+    assert after.headers["ETag"] != before.headers["ETag"]
+
+
+def test_a_change_rereads_only_the_changed_file(tmp_path: Path) -> None:
+    site = make_site(tmp_path / "site", {
+        f"2022-03-{day:02d}-post.md": post(f"新闻{day}", f"2022-03-{day:02d} 06:00:00 +0800")
+        for day in range(1, 11)
+    })
+    service = FeedService(load_config(site))
+    service.start()
+    watcher = Watcher(service)   # not started: handle() is called as the watch thread would
+    before = dict(service.index.posts)
+    changed = site.parent / "_posts" / "2022-03-05-post.md"
+    changed.write_text(post("改了", "2022-03-05 06:00:00 +0800"), encoding="utf-8")
+    added = site.parent / "_posts" / "2022-03-11-post.md"
+    added.write_text(post("新的", "2022-03-11 06:00:00 +0800"), encoding="utf-8")
+    watcher.handle([changed, added, site.parent / "_posts" / "notes.txt"])
+
+    after = service.index.posts
+    assert after["2022-03-05-post.md"].title == "改了"
+    assert after["2022-03-11-post.md"].title == "新的"
+    # Every other post is the very object read at start: not read again.
+    for rel, old in before.items():
+        if rel != "2022-03-05-post.md":
+            assert after[rel] is old
+
+
+def test_a_moved_folder_is_noticed(tmp_path: Path) -> None:
+    site = make_site(tmp_path / "site", {
+        "kunmingribao/2022-03-01-a.md": post("甲", "2022-03-01 06:00:00 +0800"),
+        "kunmingribao/2022-03-02-b.md": post("乙", "2022-03-02 06:00:00 +0800"),
+    })
+    service = FeedService(load_config(site))
+    service.start()
+    watcher = Watcher(service)
+    folder = site.parent / "_posts" / "kunmingribao"
+    folder.rename(tmp_path / "elsewhere")
+    watcher.handle([folder])
+    assert service.index.posts == {}
+
