@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import queue
-import re
 import shutil
 import subprocess
 import sys
@@ -114,19 +113,20 @@ def _start_once(make: Callable[[], Server], feed: str, wait_workers: int = 0) ->
 
 
 def _sample(config: Path, logs: Path, s: Settings, feed: str) -> tuple[Path, Path]:
-    """Body (gzip, as readers ask for it) and headers of one feed, for the baseline app."""
+    """Body and headers of one feed, identity and gzip, for the baseline app
+    (bench/minimal_app.py reads BODY and BODY.gz, HEADERS and HEADERS.gz)."""
     server = feedsvc_server(config, logs / "sample.log", s.workers, s.threads)
+    body_file, headers_file = logs / "body.bin", logs / "headers.json"
     try:
         server.wait_workers(s.workers, feed)
-        resp = requests.get(server.url + feed, headers={"Accept-Encoding": "gzip"}, stream=True,
-                            timeout=30)
-        body = resp.raw.read(decode_content=False)
-        headers = {k: resp.headers[k] for k in ECHOED if k in resp.headers}
+        for coding, suffix in (("identity", ""), ("gzip", ".gz")):
+            resp = requests.get(server.url + feed, headers={"Accept-Encoding": coding},
+                                stream=True, timeout=30)
+            Path(f"{body_file}{suffix}").write_bytes(resp.raw.read(decode_content=False))
+            headers = {k: resp.headers[k] for k in ECHOED if k in resp.headers}
+            Path(f"{headers_file}{suffix}").write_text(json.dumps(headers), encoding="utf-8")
     finally:
         server.stop()
-    body_file, headers_file = logs / "body.bin", logs / "headers.json"
-    body_file.write_bytes(body)
-    headers_file.write_text(json.dumps(headers), encoding="utf-8")
     return body_file, headers_file
 
 
@@ -144,7 +144,7 @@ def running_server(config: Path, logs: Path, s: Settings) -> list[Figure]:
         _touch_every_feed(server, config)
         figures = change_latency(server, config, feed, s)
         figures.append(idle_cpu(server, base, s))
-        figures += serving(server, base, feed, s)
+        figures += serving(server, base, feed, config, s)
         figures += memory(server, base)
         return figures
     finally:
@@ -256,57 +256,52 @@ def idle_cpu(server: Server, base: Server, s: Settings) -> Figure:
 
 
 # -- serving --------------------------------------------------------------------------------
-def serving(server: Server, base: Server, feed: str, s: Settings) -> list[Figure]:
-    """Requests/s and p99 of a cached 200 (gzip) and of a 304, feedsvc and baseline
-    alternately, so that both see the same machine."""
-    etag = requests.get(server.url + feed, headers={"Accept-Encoding": "gzip"},
-                        timeout=30).headers["ETag"]
-    cases = {"cached 200": {"Accept-Encoding": "gzip"},
-             "304": {"Accept-Encoding": "gzip", "If-None-Match": etag}}
-    figures = []
-    tool = "wrk" if shutil.which("wrk") else "python load generator (no wrk)"
+SERVING_CASES = {"200": "cached 200", "200-gzip": "cached 200 gzip", "304": "304"}
+
+
+def serving(server: Server, base: Server, feed: str, config: Path, s: Settings) -> list[Figure]:
+    """Requests/s and p99 of a cached 200 (identity and gzip) and of a 304, next to
+    a minimal Flask app returning the same bytes: bench/http_bench.py with wrk;
+    without wrk, a small Python client against the servers already running."""
+    if shutil.which("wrk"):
+        from http_bench import measure_serving
+
+        result = measure_serving(config, path=feed, duration=max(1, round(s.wrk_seconds)),
+                                 connections=s.wrk_connections, rounds=s.runs)
+        medians = {case: (result[case]["feedsvc"], result[case]["baseline"])
+                   for case in SERVING_CASES}
+        return _serving_figures(medians, "wrk, bench/http_bench.py")
+    gz = {"Accept-Encoding": "gzip"}
+    etag = requests.get(server.url + feed, timeout=30).headers["ETag"]
+    cases = {"200": {"Accept-Encoding": "identity"}, "200-gzip": gz,
+             "304": {"Accept-Encoding": "identity", "If-None-Match": etag}}
+    runs: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
     for case, headers in cases.items():
-        rps: dict[str, list[float]] = {"f": [], "b": []}
-        p99: dict[str, list[float]] = {"f": [], "b": []}
-        cpu: dict[str, list[float]] = {"f": [], "b": []}
-        for _ in range(s.runs):
-            for who, srv in (("f", server), ("b", base)):
-                c0 = srv.cpu()
-                r, p, n = load(srv.url + feed, headers, s)
-                rps[who].append(r)
-                p99[who].append(p)
-                # Server CPU per request: less at the mercy of other load than req/s.
-                cpu[who].append((srv.cpu() - c0) / max(1, n) * 1e6)
-        figures.append(Figure(f"{case} throughput", "req/s", rps["f"], "minimal Flask app",
-                              rps["b"], higher_is_better=True, note=tool))
-        figures.append(Figure(f"{case} p99 latency", "ms", p99["f"], "minimal Flask app",
-                              p99["b"], note=tool))
-        figures.append(Figure(f"{case} server CPU per request", "µs", cpu["f"],
-                              "minimal Flask app", cpu["b"], note=tool))
+        mine, theirs = [], []
+        for _ in range(s.runs):  # alternately, so that both see the same machine
+            mine.append(_python_load(server.url + feed, headers, s.wrk_seconds))
+            theirs.append(_python_load(base.url + feed, headers, s.wrk_seconds))
+        runs[case] = ({"rps": median([r for r, _ in mine]), "p99_ms": median([p for _, p in mine])},
+                      {"rps": median([r for r, _ in theirs]),
+                       "p99_ms": median([p for _, p in theirs])})
+    return _serving_figures(runs, "python load generator (no wrk)")
+
+
+def _serving_figures(medians: dict[str, tuple[dict[str, float], dict[str, float]]],
+                     tool: str) -> list[Figure]:
+    figures = []
+    for case, label in SERVING_CASES.items():
+        mine, theirs = medians[case]
+        figures.append(Figure(f"{label} throughput", "req/s", [mine["rps"]],
+                              "minimal Flask app", [theirs["rps"]], higher_is_better=True,
+                              note=tool))
+        figures.append(Figure(f"{label} p99 latency", "ms", [mine["p99_ms"]],
+                              "minimal Flask app", [theirs["p99_ms"]], note=tool))
     return figures
 
 
-def load(url: str, headers: dict[str, str], s: Settings) -> tuple[float, float, int]:
-    """(requests/s, p99 in ms, requests) of wrk against url; a small Python client
-    without wrk."""
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        return _python_load(url, headers, s.wrk_seconds)
-    cmd = [wrk, "-t2", f"-c{s.wrk_connections}", f"-d{s.wrk_seconds:g}s", "--latency"]
-    for k, v in headers.items():
-        cmd += ["-H", f"{k}: {v}"]
-    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    count = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    m = re.search(r"\s99%\s+([\d.]+)(us|ms|s)\b", out)
-    assert m, out
-    p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-    if "Non-2xx or 3xx" in out or "Socket errors" in out:
-        print(f"bench: wrk reported errors for {url}:\n{out}", file=sys.stderr)
-    return rps, p99, count
-
-
-def _python_load(url: str, headers: dict[str, str], seconds: float) -> tuple[float, float, int]:
+def _python_load(url: str, headers: dict[str, str], seconds: float) -> tuple[float, float]:
+    """(requests/s, p99 in ms) of four keep-alive clients for `seconds`."""
     import http.client
     from urllib.parse import urlsplit
 
@@ -336,7 +331,7 @@ def _python_load(url: str, headers: dict[str, str], seconds: float) -> tuple[flo
     elapsed = time.perf_counter() - start
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
-    return len(latencies) / elapsed, p99, len(latencies)
+    return len(latencies) / elapsed, p99
 
 
 # -- memory ---------------------------------------------------------------------------------
