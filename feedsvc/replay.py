@@ -18,8 +18,11 @@ KEY_HEADERS.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from werkzeug.http import http_date
 
 from feedsvc.service import FeedService
 
@@ -30,12 +33,14 @@ PREFIXES = ("/feeds/", "/tags/")
 MAX_BYTES = 32 * 2**20      # bodies are shared with the document store; this bounds the rest
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+# (version, status, headers without Date, body, whether the app sent a Date)
+_Item = tuple[Any, str, list[tuple[str, str]], bytes, bool]
 
 
 class ReplayCache:
     def __init__(self, app: WsgiApp, service: FeedService, max_bytes: int = MAX_BYTES) -> None:
         self.app, self.service, self.max_bytes = app, service, max_bytes
-        self._items: dict[tuple[Any, ...], tuple[Any, str, list[tuple[str, str]], bytes]] = {}
+        self._items: dict[tuple[Any, ...], _Item] = {}
         self._bytes = 0
         self._lock = threading.Lock()
 
@@ -48,7 +53,10 @@ class ReplayCache:
                *[environ.get(h) for h in KEY_HEADERS])
         hit = self._items.get(key)
         if hit is not None and hit[0] == version:
-            start_response(hit[1], list(hit[2]))
+            headers = hit[2]
+            if hit[4]:
+                headers = [*headers, ("Date", _now())]
+            start_response(hit[1], list(headers))
             return [hit[3]]
         return self._fill(key, version, environ, start_response)
 
@@ -77,11 +85,14 @@ class ReplayCache:
             if close is not None:
                 close()
         if captured and _replayable(*captured):
-            self._put(key, (version, captured[0], list(captured[1]), body))
+            # A Date is the time of each answer (caches compute ages from it): made
+            # afresh, never replayed. (Under gunicorn the server adds it, not the app.)
+            headers = [(k, v) for k, v in captured[1] if k.lower() != "date"]
+            dated = len(headers) != len(captured[1])
+            self._put(key, (version, captured[0], headers, body, dated))
         return [body]
 
-    def _put(self, key: tuple[Any, ...], item: tuple[Any, str, list[tuple[str, str]], bytes]
-             ) -> None:
+    def _put(self, key: tuple[Any, ...], item: _Item) -> None:
         with self._lock:
             if self._bytes + len(item[3]) > self.max_bytes:
                 self._items.clear()  # rare (a crawler paging through everything): start over
@@ -89,6 +100,13 @@ class ReplayCache:
             old = self._items.get(key)
             self._bytes += len(item[3]) - (len(old[3]) if old else 0)
             self._items[key] = item
+
+
+def _now(_memo: list[Any] = [0, ""]) -> str:  # noqa: B006 - a one-second memo
+    second = int(time.time())
+    if _memo[0] != second:
+        _memo[:] = [second, http_date(second)]
+    return str(_memo[1])
 
 
 def _replayable(status: str, headers: list[tuple[str, str]]) -> bool:

@@ -4,6 +4,7 @@ never outlive the version of the feed they were made from."""
 from __future__ import annotations
 
 import datetime as dt
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from flask import Flask
@@ -30,8 +31,13 @@ def make_app(site: Path, clock: Clock | None = None) -> Flask:
 
 def answer(app: Flask, method: str = "GET", path: str = FEED,
            **headers: str) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body; Date is checked to be now, then left out."""
     resp = app.test_client().open(path, method=method, headers=headers)
-    return resp.status_code, dict(resp.headers), resp.get_data()
+    got = dict(resp.headers)
+    if "Date" in got:
+        age = dt.datetime.now(dt.UTC) - parsedate_to_datetime(got.pop("Date"))
+        assert abs(age.total_seconds()) < 5
+    return resp.status_code, got, resp.get_data()
 
 
 def test_a_replayed_answer_is_the_answer_flask_makes(site: Path) -> None:
