@@ -8,9 +8,10 @@ loopback in the same run, alternating so that both see the same machine load.
 
 Three cases: a cached 200 (no validators, no Accept-Encoding), a 304
 (If-None-Match with the current ETag) and a cached 200 with
-`Accept-Encoding: gzip` (what most pollers send). Prints requests/s and p99 latency per case and the ratios
-feedsvc / baseline. `measure_serving()` returns the same figures as a dict
-for bench/run.py.
+`Accept-Encoding: gzip` (what most pollers send). Prints requests/s and p99
+latency per case and the ratios feedsvc / baseline (the median of the ratios
+of runs made back to back). `measure_serving()` returns the same figures as a
+dict for bench/run.py.
 """
 
 from __future__ import annotations
@@ -156,9 +157,12 @@ def measure_serving(config_path: str | Path, *, path: str | None = None, duratio
                      "200-gzip": {"Accept-Encoding": "gzip"}}
             runs: dict[str, dict[str, list[dict[str, float]]]] = {
                 case: {"feedsvc": [], "baseline": []} for case in cases}
-            for _ in range(rounds):
+            servers = [("baseline", base_url), ("feedsvc", fs_url)]
+            for i in range(rounds):
                 for case, hdrs in cases.items():
-                    for name, url in (("baseline", base_url), ("feedsvc", fs_url)):
+                    # Back to back, first one then the other first: the machine's
+                    # load drifts, a pair measured together sees the same load.
+                    for name, url in (servers if i % 2 == 0 else servers[::-1]):
                         runs[case][name].append(wrk(url + path, duration=duration,
                                                     connections=connections,
                                                     threads=wrk_threads, headers=hdrs))
@@ -169,9 +173,11 @@ def measure_serving(config_path: str | Path, *, path: str | None = None, duratio
     for case, by_name in runs.items():
         med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
                for name, rs in by_name.items()}
+        pairs = list(zip(by_name["feedsvc"], by_name["baseline"], strict=True))
+        # The median of the per-round ratios: robust to load that changes between rounds.
         med["ratio"] = {
-            "rps": med["feedsvc"]["rps"] / med["baseline"]["rps"],
-            "p99": med["feedsvc"]["p99_ms"] / med["baseline"]["p99_ms"],
+            "rps": statistics.median(f["rps"] / b["rps"] for f, b in pairs),
+            "p99": statistics.median(f["p99_ms"] / b["p99_ms"] for f, b in pairs),
         }
         result[case] = med
     return result
@@ -181,7 +187,8 @@ def report(result: dict[str, Any]) -> str:
     lines = [f"{result['path']} ({result['body_bytes']} bytes), "
              f"{result['settings']['workers']} gthread workers x "
              f"{result['settings']['threads']} threads, wrk -c{result['settings']['connections']}"
-             f" -d{result['settings']['duration_s']}s, median of {result['settings']['rounds']}",
+             f" -d{result['settings']['duration_s']}s, medians of {result['settings']['rounds']} rounds"
+             " (ratio: median of the per-round ratios)",
              f"{'case':<9}{'server':<10}{'req/s':>10}{'p99 ms':>10}"]
     for case in ("200", "304", "200-gzip"):
         for name in ("baseline", "feedsvc"):

@@ -30,6 +30,9 @@ def create_app(config: Config, *, clock: Clock = utcnow, watch: bool = True,
                service: FeedService | None = None) -> Flask:
     """Build the Flask app for a loaded, validated config."""
     app = Flask(__name__)
+    # Werkzeug would answer "//x" with a 308 to an absolute URL built from the
+    # request's Host header; feeds never use the Host (DESIGN.md), redirects included.
+    app.url_map.merge_slashes = False
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     service = service or FeedService(config, clock=clock)
     service.start()
@@ -43,6 +46,13 @@ def create_app(config: Config, *, clock: Clock = utcnow, watch: bool = True,
     # (see leader.py); nothing is acquired until someone does.
     app.extensions["feedsvc.leader"] = Leader(service.config.state_dir / "leader.lock")
     _routes(app)
+    if watch:
+        # Upstream polling and WebSub pings, by the worker that leads (schedule.py).
+        from feedsvc.schedule import Scheduler
+
+        leader = app.extensions.get("feedsvc.leader")
+        app.extensions["feedsvc.scheduler"] = Scheduler(
+            service, is_leader=leader.acquire if leader else None).start()
     # Polled feeds are answered from the response made for the same request
     # while their version stands (replay.py).
     app.wsgi_app = ReplayCache(app.wsgi_app, service)  # type: ignore[method-assign]
@@ -128,7 +138,12 @@ def feed_response(key: FeedKey) -> Response:
     if wants_page(request.headers.get("Sec-Fetch-Dest")):
         return browser_view(key, max_age)
     doc = service.document(key)
-    return conditional(doc, max_age)
+    resp = conditional(doc, max_age)
+    websub = service.config.websub
+    if websub:
+        resp.headers["Link"] = (f'<{websub.hub}>; rel="hub", '
+                                f'<{key.url(service.config.feeds_url)}>; rel="self"')
+    return resp
 
 
 def browser_view(key: FeedKey, max_age: int) -> Response:

@@ -29,7 +29,7 @@ from feedsvc.posts import Post, post_kind, read_post
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], dt.datetime]
-INDEX_FORMAT = 3
+INDEX_FORMAT = 4   # bump when post reading rules change: saved Post records go stale
 STATE_CHUNK = 5000
 _POST_FIELDS = tuple(f.name for f in fields(Post))
 _POST_VALUES = attrgetter(*_POST_FIELDS)

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from feedsvc import yamlsafe
 from feedsvc.errors import ConfigError, YamlError
+from feedsvc.xmlchars import XML_ILLEGAL
 
 RESERVED_SLUGS = frozenset({"all"})
 NOT_ZONES = frozenset({"localtime", "Factory", "posixrules"})
@@ -150,6 +151,10 @@ class _Section:
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             self.fail((key,), f"must be a string, not {_kind(value)}")
         text = str(value).strip()
+        bad = XML_ILLEGAL.search(text)
+        if bad:
+            self.fail((key,), f"contains the control character U+{ord(bad.group()):04X}, "
+                              "which no feed can carry")
         if required and not text:
             self.fail((key,), "must not be empty")
         return text

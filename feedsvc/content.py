@@ -18,9 +18,8 @@ import opencc
 from markdown_it import MarkdownIt
 
 from feedsvc.posts import Post, read_body
+from feedsvc.xmlchars import strip_illegal as strip_illegal  # re-exported: feeds.py uses it
 
-# XML 1.0 forbids C0 controls other than TAB/LF/CR, U+FFFE/U+FFFF and lone surrogates.
-XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 URL_ATTRIBUTES = frozenset({"href", "src", "poster", "cite", "longdesc"})
 TAGS = nh3.ALLOWED_TAGS | {"video", "audio", "source", "picture", "figure", "figcaption"}
 ATTRIBUTES = {
@@ -41,10 +40,6 @@ HTML_TAG = re.compile(r'(<(?:[^>"]|"[^"]*")*>)')
 class Rendered:
     html: str
     summary: str
-
-
-def strip_illegal(text: str) -> str:
-    return XML_ILLEGAL.sub("", text)
 
 
 def absolute_url(url: str, page_url: str, site_url: str) -> str:
@@ -148,7 +143,8 @@ def _render(path: str, mtime_ns: int, size: int, kind: str, page_url: str,
             excerpt: str | None, site_url: str, summary_length: int) -> Rendered:
     # Stripped before Markdown too: CommonMark turns NUL into U+FFFD, a visible mark.
     html = sanitise(body_html(strip_illegal(_body(path)), kind), page_url, site_url)
-    source = text_of(excerpt)[1] if excerpt else text_of(html)[0]
+    # An excerpt may hold HTML too: its text, never the text of a <script> in it.
+    source = text_of(sanitise(excerpt, page_url, site_url))[1] if excerpt else text_of(html)[0]
     return Rendered(html=html, summary=strip_illegal(cut(source, summary_length)))
 
 

@@ -93,9 +93,20 @@ def _jekyll(m: re.Match[str]) -> dt.datetime:
                        tzinfo=dt.timezone(offset))
 
 
+def writable(value: dt.datetime) -> dt.datetime:
+    """The instant as all three formats can write it alike: whole seconds (RSS has
+    no fractions), and an offset in whole minutes (local mean time, such as
+    Asia/Shanghai's +08:05:43 before 1901, goes to UTC)."""
+    value = value.replace(microsecond=0)
+    offset = value.utcoffset()
+    if offset is not None and offset.total_seconds() % 60:
+        return value.astimezone(dt.UTC)
+    return value
+
+
 def normalise(value: Any, tz: ZoneInfo) -> dt.datetime:
     """Any of PyYAML's date shapes (str, aware/naive datetime, date) → aware datetime."""
-    return in_range(_normalise(value, tz), value)
+    return writable(in_range(_normalise(value, tz), value))
 
 
 def _normalise(value: Any, tz: ZoneInfo) -> dt.datetime:
@@ -125,7 +136,7 @@ def from_filename(name: str, tz: ZoneInfo) -> dt.datetime | None:
         day = dt.datetime(int(m.group(1)), int(m.group(2)), int(m.group(3)))
     except ValueError as e:
         raise DateError(f"file name has an invalid date {name[:10]!r}") from e
-    return in_range(localize(day, tz), name[:10])
+    return writable(in_range(localize(day, tz), name[:10]))
 
 
 def rfc822(value: dt.datetime) -> str:

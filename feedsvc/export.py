@@ -3,6 +3,7 @@ of its URL, from the same FeedService, hence byte-identical."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -15,6 +16,17 @@ from feedsvc.model import FORMATS
 from feedsvc.opml import PATH as OPML_PATH
 from feedsvc.pages import Pages
 from feedsvc.service import FeedService
+
+log = logging.getLogger(__name__)
+MAX_NAME_BYTES = 255 - len(".atom")
+
+
+def file_name_ok(name: str) -> bool:
+    """Whether a feed name can be a file name: a tag holding '/' or NUL, a '.' or
+    '..' (page 2 would land in the parent folder) or a name longer than a
+    file name may be has no file; the server still answers it where it can."""
+    return ("/" not in name and "\0" not in name and name not in (".", "..")
+            and len(name.encode("utf-8", "surrogatepass")) <= MAX_NAME_BYTES)
 
 
 def feed_keys(service: FeedService) -> list[FeedKey]:
@@ -33,6 +45,9 @@ def export(config: Config, out: str | os.PathLike[str], *, clock: Clock = utcnow
     root = Path(out)
     written = []
     for first in feed_keys(service):
+        if not file_name_ok(first.name):
+            log.warning("no file for the %s feed %r: not a usable file name", first.kind, first.name)
+            continue
         page = 1
         while True:
             key = FeedKey(first.kind, first.name, first.fmt, page)

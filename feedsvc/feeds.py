@@ -257,7 +257,9 @@ def _entry(post: Post, key: FeedKey, config: Config) -> Entry | None:
         return None
     return Entry(
         id=post.guid,
-        title=_text(post.title, key),
+        # A title made only of characters XML forbids would be empty: feedgen refuses
+        # an entry without a title and the whole feed would fail.
+        title=_text(post.title, key) or post.url,
         link=post.url,
         published=post.date,
         updated=post.updated,

@@ -19,10 +19,10 @@ API (create_app makes one and keeps it at `app.extensions["feedsvc.leader"]`):
     leader.release()                  # give up leadership (tests, shutdown)
     leader.describe() -> dict         # for /status: this pid, is_leader, the leader's pid
 
-Acquire in the worker, never in a process that forks afterwards: a forked
-child shares the parent's lock, so a lock taken before gunicorn forks its
-workers would make all of them leaders. `acquire()` notices when it runs in
-a forked copy and starts over with a fresh file descriptor.
+Acquire in the worker, not in gunicorn's master: a forked child shares its
+parent's lock. A child forked from a leader closes its copy of the lock's
+file descriptor at once (so the lock goes when the leader dies, whatever the
+child does) and is not a leader; its `acquire()` competes like anyone's.
 
 One machine only: several instances on several machines each have their own
 leader (flock does not cross hosts; neither should upstream polling state,
@@ -35,7 +35,9 @@ import fcntl
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,13 @@ class Leader:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.threads: list[threading.Thread] = []
+        os.register_at_fork(after_in_child=partial(_after_fork, weakref.ref(self)))
+
+    def _after_fork(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = self._pid = None
+        self._lock = threading.Lock()   # it may have been held by a thread of the parent
 
     @property
     def is_leader(self) -> bool:
@@ -57,8 +66,6 @@ class Leader:
     def acquire(self) -> bool:
         """Take the lock if no other process holds it; True while this process leads."""
         with self._lock:
-            if self._pid != os.getpid():
-                self._fd = self._pid = None  # a forked copy: the lock is the parent's
             if self._fd is not None:
                 return True
             try:
@@ -120,3 +127,9 @@ class Leader:
     def describe(self) -> dict[str, object]:
         return {"pid": os.getpid(), "is_leader": self.is_leader,
                 "leader_pid": self.leader_pid()}
+
+
+def _after_fork(ref: weakref.ref[Leader]) -> None:
+    leader = ref()
+    if leader is not None:
+        leader._after_fork()

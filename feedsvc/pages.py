@@ -207,6 +207,9 @@ class Pages:
             sel = select(key, views, config)
             context = feed_context(feed_model(sel, config), key, sel.pages, config)
             return document(render("feed.html", context), HTML, sel.modified)
+        if key.query():
+            # Not memoised: query options make views without number (SECURITY.md S11).
+            return make(self.service.config, self.service.index.views())
         return self._cached("view:" + key.cache_id(), make)
 
     def _cached(self, name: str, make: Callable[[Config, Views], Document]) -> Document:

@@ -19,6 +19,7 @@ from urllib.parse import quote, urljoin, urlsplit
 from feedsvc import dates, yamlsafe
 from feedsvc.config import Config
 from feedsvc.errors import PostError, YamlError
+from feedsvc.xmlchars import strip_illegal
 
 POST_EXTENSIONS = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html"}
 # Jekyll allows trailing blanks on both lines.
@@ -93,7 +94,9 @@ def split_front_matter(text: str) -> tuple[str, str]:
 def _str(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float | dt.date):
         raise ValueError(f"must be text, not {type(value).__name__}")
-    return str(value).strip()
+    # Front-matter text loses XML-illegal characters here, so that no id, title
+    # or term can make a feed unwritable.
+    return strip_illegal(str(value)).strip()
 
 
 def _words(value: Any) -> tuple[str, ...]:

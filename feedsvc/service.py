@@ -15,15 +15,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from feedsvc import build, dates
+from feedsvc import build, dates, upstream
 from feedsvc.collect import Clock, Index, utcnow
 from feedsvc.config import Config
 from feedsvc.feeds import FeedKey, Selection, feed_model, select
 from feedsvc.model import FORMATS
-from feedsvc.store import Document, Store, make_store
+from feedsvc.store import Document, MemoryStore, Store, make_store
 
 log = logging.getLogger(__name__)
 MEMO_MAX = 256  # documents of ~200 kB at 20 posts each: the store below bounds the rest
+VARIANTS_MAX = 32          # documents with query options kept per process
 
 
 def index_identity(config: Config) -> tuple[Any, ...]:
@@ -47,6 +48,7 @@ class FeedService:
         self.index = Index(config, clock)
         self.state = ConfigState(config, config_digest(config))
         self._memo: dict[FeedKey, tuple[tuple[Index, int, str], Document]] = {}
+        self._variants = MemoryStore(VARIANTS_MAX)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -96,21 +98,27 @@ class FeedService:
             return memo[1]
         sel = select(key, views, state.config)
         digest = _digest(state.digest + "\n" + sel.fingerprint())
-        doc = self.store.get(digest) or self._render(digest, sel, state.config)
+        if key.query():
+            # Query options make documents without number (each ?filter= term is
+            # another): a small LRU of their own, never the memo or the shared store,
+            # so that no client can fill memory or Redis with them (SECURITY.md S11).
+            return self._variants.get(digest) or self._render(digest, sel, state.config,
+                                                               self._variants)
+        doc = self.store.get(digest) or self._render(digest, sel, state.config, self.store)
         if len(self._memo) >= MEMO_MAX:
             self._memo.clear()
         self._memo[key] = (version, doc)
         return doc
 
-    def _render(self, digest: str, sel: Selection, config: Config) -> Document:
+    def _render(self, digest: str, sel: Selection, config: Config, store: Store) -> Document:
         # One rendering per version at a time; the others wait and reuse it.
         with self._locks_guard:
             lock = self._locks.setdefault(digest, threading.Lock())
         with lock:
-            doc = self.store.get(digest)
+            doc = store.get(digest)
             if doc is None:
                 doc = render_document(sel, config)
-                self.store.put(digest, doc)
+                store.put(digest, doc)
         with self._locks_guard:
             self._locks.pop(digest, None)
         return doc
@@ -134,7 +142,8 @@ class FeedService:
             "skipped": [{"file": f, "reason": r} for f, r in self.index.problem_list()],
             "config": str(self.config.path),
             "config_error": self.state.error,
-            "cache": self.store.describe(),
+            "cache": {**self.store.describe(), "query_variants": len(self._variants)},
+            "sources": upstream.source_status(self.config),
         }
 
 

@@ -108,7 +108,9 @@ class RedisStore:
     """
 
     PREFIX = "feedsvc:doc:"
-    TTL = 7 * 86400
+    # Superseded versions are never asked for again; a current one is kept
+    # alive by every instance that reads it (get() renews the TTL).
+    TTL = 86400
 
     def __init__(self, url: str, retry: float = 2.0, timeout: float = 0.5) -> None:
         self.url, self.retry = _redact(url), retry
@@ -161,8 +163,12 @@ class RedisStore:
         doc = self.local.get(digest)
         if doc is not None or not self._available():
             return doc
+        key = self.PREFIX + digest
         try:
-            raw = self.client.hgetall(self.PREFIX + digest)
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.hgetall(key)
+                pipe.expire(key, self.TTL)
+                raw, _ = pipe.execute()
         except redis.RedisError as e:
             self._failed(e)
             return None

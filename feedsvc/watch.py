@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import watchfiles
@@ -58,23 +58,32 @@ class Watcher:
     def stop(self) -> None:
         self.stop_event.set()
 
-    def _watch(self, root: Path, *, recursive: bool, stop: _Either,
+    def _watch(self, root: Path, *, recursive: bool, stop: _Either, catch_up: Callable[[], None],
                only: Path | None = None) -> None:
         # With `only`, other files in the folder (a log file next to config.yaml,
         # say) are dropped before they wake anything up.
         keep = None if only is None else (lambda _change, path: path == str(only))
+        watching = False
         for changes in watchfiles.watch(
             root, debounce=self.debounce_ms, step=100, stop_event=stop, recursive=recursive,
-            watch_filter=keep, raise_interrupt=False, yield_on_timeout=False,
+            watch_filter=keep, raise_interrupt=False, yield_on_timeout=True, rust_timeout=1000,
         ):
-            self.handle({Path(p) for _, p in changes})
+            if not watching:
+                # The first yield (a change, or a quiet second) means inotify is
+                # set up: catch up with what changed between the first reading
+                # and now, which no event will ever report.
+                watching = True
+                catch_up()
+            if changes:
+                self.handle({Path(p) for _, p in changes})
 
     def _watch_posts(self) -> None:
         while not self.stop_event.is_set():
             self._posts_moved.clear()
             root = self.service.config.posts_dir
             try:
-                self._watch(root, recursive=True, stop=_Either(self.stop_event, self._posts_moved))
+                self._watch(root, recursive=True, stop=_Either(self.stop_event, self._posts_moved),
+                            catch_up=lambda: self.handle([]))
             except Exception as e:  # noqa: BLE001 - the watcher must survive anything
                 log.error("cannot watch %s (%s); rescanning, then watching again in %.0f s",
                           root, e, RETRY)
@@ -86,7 +95,8 @@ class Watcher:
             path = self.service.config.path
             folder = path.parent
             try:
-                self._watch(folder, recursive=False, stop=_Either(self.stop_event), only=path)
+                self._watch(folder, recursive=False, stop=_Either(self.stop_event), only=path,
+                            catch_up=self.catch_up_config)
             except Exception as e:  # noqa: BLE001
                 log.error("cannot watch %s (%s); trying again in %.0f s", folder, e, RETRY)
                 self.stop_event.wait(RETRY)
@@ -127,6 +137,16 @@ class Watcher:
         prefix = rel + "/"
         index = self.service.index
         return any(r.startswith(prefix) for r in (*index.posts, *index.problems))
+
+    def catch_up_config(self) -> None:
+        """Reload config.yaml if it is not what this process read at start."""
+        with self._handling:
+            try:
+                current = load_config(self.service.config.path)
+            except (ConfigError, OSError):
+                current = None
+            if current != self.service.config:
+                self.reload_config()
 
     def reload_config(self) -> None:
         service = self.service

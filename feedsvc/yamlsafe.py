@@ -43,6 +43,10 @@ def load(text: str, *, max_bytes: int = MAX_BYTES, max_aliases: int = MAX_ALIASE
         raise YamlError(f"invalid YAML: {e}") from e
     except RecursionError as e:
         raise YamlError("YAML is nested too deeply") from e
+    except (ValueError, TypeError, AttributeError, OverflowError) as e:
+        # PyYAML's constructors raise these for values its resolver accepted:
+        # `2022-02-30`, `!!timestamp x`, `!!int 0x` (a hostile post or config).
+        raise YamlError(f"invalid value: {e}") from e
 
 
 def load_with_lines(text: str) -> tuple[Any, dict[tuple[str, ...], int]]:

@@ -87,7 +87,11 @@ class Server:
                "--port", str(self.port), "--workers", str(workers), "--threads", str(threads)]
         self.proc = subprocess.Popen(cmd, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
                                      env={**os.environ, **(env or {})}, cwd=config.parent)
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()  # a server that never got ready must not outlive the test
+            raise
 
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

@@ -28,6 +28,7 @@ BAD = {
     "2022-03-27-unclosed-front-matter.md": "not closed",
     "2022-03-28-gbk-bytes.md": "not valid UTF-8",
     "2022-03-29-alias-bomb.md": "aliases",
+    "2022-03-30-date-out-of-range.md": "out of range",
     "2022-03-21-front-matter-a-list.md": "must be a mapping",
     "2022-03-21-title-a-mapping.md": "must be text",
 }

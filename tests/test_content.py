@@ -102,6 +102,19 @@ def test_illegal_characters_never_reach_a_feed(config: Config) -> None:
     assert doc["items"][0]["title"] == "Control characters in the title"
 
 
+def test_control_characters_in_ids_and_terms_cannot_break_a_feed(config: Config) -> None:
+    # feedgen refuses a whole document for one such character in any element.
+    rendered(config, "2022-04-01-control-chars-in-guid.md")
+    service = FeedService(config)
+    service.start()
+    rss = etree.fromstring(service.document(FeedKey("category", "kunmingribao", "rss")).body)
+    item = rss.find("channel/item")
+    assert item is not None
+    assert item.findtext("guid") == "urn:xy"
+    assert item.findtext("title") == "Controlcharacters in the guid and terms"
+    assert [c.text for c in item.findall("category")] == ["kunmingribao", "bc", "tag"]
+
+
 def test_cdata_end_is_kept_as_text(config: Config) -> None:
     html = rendered(config, "2022-04-01-cdata-end.md").html
     assert "Text with ]]&gt; and" in html
@@ -122,6 +135,10 @@ def test_cdata_end_is_kept_as_text(config: Config) -> None:
 def test_summary_from_excerpt_description_or_first_paragraph(config: Config, case: str,
                                                              summary: str) -> None:
     assert rendered(config, case).summary == summary
+
+
+def test_summary_from_an_excerpt_never_holds_script_text(config: Config) -> None:
+    assert rendered(config, "2022-04-01-excerpt-with-script.md").summary == "Hi there"
 
 
 def test_summary_is_cut_by_characters_with_an_ellipsis(config: Config) -> None:

@@ -215,10 +215,17 @@ def test_unknown_feeds_are_404_not_500(server: Server) -> None:
     assert get(server, path="/feeds/kunmingribao.rss?limit=0").status == 400
 
 
-def test_etags_and_dates_survive_a_restart(site: Path, server: Server) -> None:
+def test_etags_and_dates_survive_a_restart(tmp_path: Path) -> None:
+    site = make_conditional_site(tmp_path / "site")
     paths = [FEED, "/feeds/caijing.atom", "/feeds/empty.json", "/feeds/all.rss"]
-    before = {p: get(server, path=p) for p in paths}
+    with running(site) as first:
+        before = {p: get(first, path=p) for p in paths}
+        before.update({p + " gzip": get(first, GZIP, path=p) for p in paths})
     with running(site) as other:
+        for p in paths:
+            zipped = get(other, GZIP, path=p)
+            assert (zipped.body, zipped.etag) == (before[p + " gzip"].body,
+                                                  before[p + " gzip"].etag)
         for p in paths:
             reply = get(other, path=p)
             assert reply.body == before[p].body

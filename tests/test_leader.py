@@ -32,6 +32,23 @@ WORKER = textwrap.dedent("""
 """)
 
 
+# Takes the lead, forks a child that lives on, and dies.
+LEADER_WITH_CHILD = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    from feedsvc.leader import Leader
+
+    leader = Leader(Path(sys.argv[1]))
+    assert leader.acquire()
+    child = os.fork()
+    if child == 0:
+        time.sleep(60)
+        os._exit(0)
+    print(child, flush=True)
+    os._exit(0)
+""")
+
+
 def ticking_pids(ticks: Path) -> list[int]:
     return [int(line) for line in ticks.read_text().split()] if ticks.exists() else []
 
@@ -112,3 +129,20 @@ def test_a_failing_task_keeps_its_schedule(tmp_path: Path) -> None:
     finally:
         leader.stop()
         leader.release()
+
+
+def test_a_leaders_forked_child_does_not_keep_the_lock(tmp_path: Path) -> None:
+    lock = tmp_path / "leader.lock"
+    proc = subprocess.Popen([sys.executable, "-c", LEADER_WITH_CHILD, str(lock)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    child = int(proc.stdout.readline())     # (the child holds the pipe open: no read to EOF)
+    assert proc.wait(30) == 0
+    try:
+        os.kill(child, 0)                   # the child is still alive...
+        # ...and the lock went with its parent (once the child has run its
+        # after-fork hook, which a loaded machine may schedule a little late)
+        contender = Leader(lock)
+        wait_for(contender.acquire, timeout=10)
+    finally:
+        os.kill(child, signal.SIGKILL)

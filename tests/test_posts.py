@@ -103,6 +103,11 @@ def test_front_matter_permalink_wins(config: Config) -> None:
     assert read(config, "2022-03-21-permalink-override.md").url == f"{SITE}/special/page.html"
 
 
+def test_dot_segments_are_resolved_out_of_permalinks(config: Config) -> None:
+    post = read(config, "2022-03-21-permalink-dot-segments.md")
+    assert post.url == f"{SITE}/archive/2022/dots.html"
+
+
 def test_permalink_date_is_local_to_the_post_zone(config: Config) -> None:
     # 2022-03-22 06:00 +0800 is 18:00 on the 21st in New York (category world).
     post = read(config, "2022-03-22-permalink-local-date.md")
@@ -156,6 +161,7 @@ def test_dates_without_offset_take_the_post_zone(config: Config, case: str, date
     ("2022-03-27-unclosed-front-matter.md", "front matter is not closed"),
     ("2022-03-28-gbk-bytes.md", "not valid UTF-8"),
     ("2022-03-29-alias-bomb.md", "more than 50 aliases"),
+    ("2022-03-30-date-out-of-range.md", "out of range"),
     ("2022-03-21-front-matter-a-list.md", "must be a mapping"),
     ("2022-03-21-title-a-mapping.md", "'title': must be text"),
 ])

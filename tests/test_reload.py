@@ -212,3 +212,22 @@ def test_a_moved_folder_is_noticed(tmp_path: Path) -> None:
     watcher.handle([folder])
     assert service.index.posts == {}
 
+
+
+def test_changes_before_the_watch_is_set_up_are_caught_up(tmp_path: Path) -> None:
+    site = make_site(tmp_path / "site", {"2022-03-01-a.md": post("甲", "2022-03-01 06:00:00 +0800")})
+    service = FeedService(load_config(site))
+    service.start()
+    # Between the first reading and the watch (a worker booting): no event reports these.
+    (site.parent / "_posts" / "2022-03-02-b.md").write_text(
+        post("乙", "2022-03-02 06:00:00 +0800"), encoding="utf-8")
+    data = yaml.safe_load(site.read_text(encoding="utf-8"))
+    data["categories"]["keji"] = {"title": "科技"}
+    site.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+
+    watcher = Watcher(service).start()
+    try:
+        wait_for(lambda: "2022-03-02-b.md" in service.index.posts, timeout=SETTLE)
+        wait_for(lambda: "keji" in service.config.categories, timeout=SETTLE)
+    finally:
+        watcher.stop()

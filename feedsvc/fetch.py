@@ -1,0 +1,210 @@
+"""HTTP for upstream sources and hub pings: the only module that imports requests.
+
+One `requests.Session` per Fetcher, with a clear User-Agent, connect/read
+timeouts plus an overall deadline (a read timeout alone lets a trickling server
+hold us forever), a cap on the body size, redirects followed by hand (so that
+each hop's scheme and address are checked, and a loop ends after a few hops),
+urllib3 retries with backoff for 5xx and connection errors, and conditional GET
+with the ETag / Last-Modified remembered from the last answer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ReadTimeoutError
+from urllib3.util.retry import Retry
+
+from feedsvc import __version__
+from feedsvc.errors import FetchError
+
+ACCEPT = ("application/feed+json, application/atom+xml, application/rss+xml, "
+          "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5")
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Validators:
+    """What the last 200 answer said, for the next conditional GET."""
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
+class Fetched:
+    status: int                   # 200, or 304 (nothing read)
+    url: str                      # after redirects
+    body: bytes
+    content_type: str
+    validators: Validators
+
+
+@dataclass(frozen=True)
+class Limits:
+    connect_timeout: float = 5.0
+    read_timeout: float = 20.0
+    deadline: float = 60.0        # whole request, all retries and hops included
+    max_bytes: int = 10 * 2**20
+    max_redirects: int = 5
+    retries: int = 2
+    backoff: float = 0.5          # urllib3 backoff_factor: 0, 2×, 4× … seconds between tries
+
+
+class Fetcher:
+    def __init__(self, limits: Limits | None = None, *, site_url: str = "",
+                 allow_private: bool = True) -> None:
+        self.limits = limits or Limits()
+        self.allow_private = allow_private
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = user_agent(site_url)
+        self.session.max_redirects = self.limits.max_redirects
+        retry = Retry(
+            total=self.limits.retries, connect=self.limits.retries, read=self.limits.retries,
+            status=self.limits.retries, status_forcelist=(500, 502, 503, 504),
+            allowed_methods=frozenset({"GET", "POST"}), backoff_factor=self.limits.backoff,
+            backoff_max=10, raise_on_status=False, respect_retry_after_header=False,
+            redirect=False,
+        )
+        adapter = HTTPAdapter(max_retries=retry)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def close(self) -> None:
+        self.session.close()
+
+    # -- GET ---------------------------------------------------------------
+    def get(self, url: str, known: Validators = Validators()) -> Fetched:
+        """Fetch a feed; a 304 answer comes back with an empty body.
+
+        Raises FetchError with a short reason for anything but 200 and 304.
+        """
+        headers = {"Accept": ACCEPT}
+        if known.etag:
+            headers["If-None-Match"] = known.etag
+        if known.last_modified:
+            headers["If-Modified-Since"] = known.last_modified
+        start = time.monotonic()
+        resp = self._follow(url, headers, start)
+        with resp:
+            if resp.status_code == 304:
+                return Fetched(304, resp.url, b"", "", known)
+            if resp.status_code != 200:
+                raise FetchError(f"HTTP {resp.status_code} {resp.reason or ''}".strip())
+            body = self._read(resp, start)
+            return Fetched(200, resp.url, body, resp.headers.get("Content-Type", ""),
+                           Validators(resp.headers.get("ETag"),
+                                      resp.headers.get("Last-Modified")))
+
+    def _follow(self, url: str, headers: dict[str, str], start: float) -> requests.Response:
+        for _hop in range(self.limits.max_redirects + 1):
+            self._check_target(url)
+            resp = self._send("GET", url, headers=headers, stream=True)
+            if resp.status_code not in REDIRECTS:
+                return resp
+            location = resp.headers.get("Location")
+            resp.close()
+            if not location:
+                raise FetchError(f"HTTP {resp.status_code} without a Location")
+            url = urljoin(url, location)
+            if time.monotonic() - start > self.limits.deadline:
+                raise FetchError(f"took longer than {self.limits.deadline:g} s")
+        raise FetchError(f"more than {self.limits.max_redirects} redirects")
+
+    def _read(self, resp: requests.Response, start: float) -> bytes:
+        cap = self.limits.max_bytes
+        declared = resp.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise FetchError(f"body of {int(declared)} bytes is over the {cap}-byte limit")
+        chunks, size = [], 0
+        try:
+            for chunk in resp.iter_content(CHUNK):
+                size += len(chunk)
+                if size > cap:
+                    raise FetchError(f"body is over the {cap}-byte limit")
+                if time.monotonic() - start > self.limits.deadline:
+                    raise FetchError(f"took longer than {self.limits.deadline:g} s")
+                chunks.append(chunk)
+        except requests.RequestException as e:
+            raise FetchError(_reason(e)) from e
+        return b"".join(chunks)
+
+    # -- POST (WebSub pings) ---------------------------------------------------
+    def post_form(self, url: str, data: dict[str, str]) -> int:
+        """POST a form (retried on 5xx by urllib3); return the final status.
+
+        The hub is the admin's choice, not an upstream's: no private-address check.
+        """
+        self._check_target(url, private_ok=True)
+        resp = self._send("POST", url, data=data)
+        resp.close()
+        return resp.status_code
+
+    # -- shared ------------------------------------------------------------------
+    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        timeout = (self.limits.connect_timeout, self.limits.read_timeout)
+        try:
+            return self.session.request(method, url, timeout=timeout,
+                                        allow_redirects=False, **kwargs)
+        except requests.RequestException as e:
+            raise FetchError(_reason(e)) from e
+
+    def _check_target(self, url: str, *, private_ok: bool = False) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise FetchError(f"refused to follow {url!r}: only http and https URLs")
+        if not (self.allow_private or private_ok) and _is_private(parts.hostname, parts.port):
+            raise FetchError(f"refused {parts.hostname}: a private, loopback or link-local "
+                             "address (allow_private_sources is false)")
+
+
+def user_agent(site_url: str) -> str:
+    """Names us and the site we collect for, so an upstream admin knows whom to ask."""
+    return f"feedsvc/{__version__} (+{site_url})" if site_url else f"feedsvc/{__version__}"
+
+
+def _is_private(host: str, port: int | None) -> bool:
+    """True when any address the name resolves to is not public.
+
+    The check runs before each hop; a name that resolves differently a moment
+    later (DNS rebinding) is not caught here.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port or 80, proto=socket.IPPROTO_TCP)
+    except OSError as e:
+        raise FetchError(f"cannot resolve {host}: {e}") from e
+    for info in infos:
+        addr = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        # not is_global also covers 100.64.0.0/10 (carrier-grade NAT), which is not
+        # "private" to ipaddress; Alibaba Cloud's metadata service is 100.100.100.200.
+        if (not addr.is_global or addr.is_private or addr.is_loopback or addr.is_link_local
+                or addr.is_reserved or addr.is_multicast or addr.is_unspecified):
+            return True
+    return False
+
+
+def _reason(e: requests.RequestException) -> str:
+    """A one-line reason for a failed request (requests' messages nest deeply)."""
+    kinds: list[tuple[type[Exception], str]] = [
+        (requests.ConnectTimeout, "connection timed out"),
+        (requests.ReadTimeout, "timed out waiting for the answer"),
+        (requests.exceptions.RetryError, "still failing after retries"),
+        (requests.ConnectionError, "connection failed"),
+        (requests.exceptions.ChunkedEncodingError, "connection broken while reading"),
+        (requests.exceptions.ContentDecodingError, "cannot decode the compressed body"),
+        (requests.exceptions.InvalidURL, "invalid URL"),
+    ]
+    inner = getattr(e.args[0], "reason", None) if e.args else None
+    if isinstance(inner, ReadTimeoutError):
+        return "timed out waiting for the answer"
+    for kind, text in kinds:
+        if isinstance(e, kind):
+            return text
+    return type(e).__name__

@@ -1,0 +1,172 @@
+"""Background work of `feedsvc serve`: polling upstream sources when they are
+due and sending WebSub pings, in daemon threads that never block a request.
+
+With several gunicorn workers this must run once, not once per worker:
+every worker starts a Scheduler, but only the one that holds the leader lock
+does the work. The leader check is one injected callable, so tests (and the
+shared leader of leader.py) can decide it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import importlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from feedsvc.collect import Clock, utcnow
+from feedsvc.config import Config
+from feedsvc.fetch import Fetcher
+from feedsvc.service import FeedService
+from feedsvc.upstream import Collector, load_state
+from feedsvc.websub import Publisher, feed_etags
+
+log = logging.getLogger(__name__)
+MAX_SLEEP = 30.0
+
+
+class FlockLeader:
+    """Holds an exclusive flock on a file for the life of the process; the
+    kernel releases it when the process dies, so another worker takes over."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+        self._lock = threading.Lock()
+
+    def acquire(self) -> bool:
+        with self._lock:
+            return self._acquire()
+
+    def _acquire(self) -> bool:
+        if self.fd is not None:
+            return True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self.fd = fd
+        return True
+
+
+def leader_check(config: Config) -> Callable[[], bool]:
+    """The project's leader (feedsvc.leader) when present, else a flock of our own."""
+    try:
+        leader_cls = importlib.import_module("feedsvc.leader").Leader
+    except (ImportError, AttributeError):
+        leader_cls = FlockLeader
+    acquire: Callable[[], bool] = leader_cls(config.state_dir / "schedule.lock").acquire
+    return acquire
+
+
+class Scheduler:
+    def __init__(self, service: FeedService, *, is_leader: Callable[[], bool] | None = None,
+                 clock: Clock = utcnow, tick: float = 1.0,
+                 fetcher_factory: Callable[[Config], Fetcher] | None = None) -> None:
+        self.service, self.clock, self.tick = service, clock, tick
+        self._is_leader = is_leader or leader_check(service.config)
+        self._leading = False
+        self._fetcher_factory = fetcher_factory or _default_fetcher
+        self._fetcher: tuple[Config, Fetcher] | None = None
+        self.publisher: Publisher | None = None
+        self._published: tuple[int, str] | None = None
+        self.stop_event = threading.Event()
+        self.lock = threading.RLock()
+        self._leader_lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._loop, args=(self.collect_due,),
+                                         name="feedsvc-collect", daemon=True),
+                        threading.Thread(target=self._loop, args=(self.publish,),
+                                         name="feedsvc-websub", daemon=True)]
+
+    def start(self) -> Scheduler:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def leading(self) -> bool:
+        """Once the leader, always (the lock is held until the process ends)."""
+        config = self.service.config
+        has_work = config.websub is not None or any(c.sources for c in config.categories.values())
+        with self._leader_lock:   # both threads ask; one answer
+            if has_work and not self._leading:
+                self._leading = self._is_leader()
+                if self._leading:
+                    log.info("this process (pid %d) polls sources and pings hubs", os.getpid())
+            return self._leading and has_work
+
+    def _loop(self, step: Callable[[], float]) -> None:
+        wait = 0.0
+        while not self.stop_event.wait(wait):
+            try:
+                wait = step() if self.leading() else self.tick
+            except Exception:  # noqa: BLE001 - the background must outlive any bug
+                log.exception("background task failed")
+                wait = MAX_SLEEP
+
+    def fetcher(self) -> Fetcher:
+        with self.lock:
+            config = self.service.config
+            if self._fetcher is None or self._fetcher[0] is not config:
+                # The old one is left to the garbage collector: the other
+                # thread may still be using it.
+                self._fetcher = (config, self._fetcher_factory(config))
+            return self._fetcher[1]
+
+    # -- polling ---------------------------------------------------------------
+    def collect_due(self) -> float:
+        """Collect every due source; return the seconds until the next is due."""
+        service = self.service
+        if self.publisher is None:
+            # The hub's baseline is the feeds as they were before this process
+            # collected anything, so that what it collects is announced.
+            self.publish()
+        collector = Collector(service.config, fetcher=self.fetcher(), clock=self.clock,
+                              index=service.index)
+        results = collector.run(collector.due())
+        # Index new files now rather than wait for the watcher, so that the
+        # hub ping follows at once.
+        if any(r.new for r in results) and service.index.scan():
+            service.index.save_state()
+        return self._until_next(collector)
+
+    def _until_next(self, collector: Collector) -> float:
+        now = self.clock()
+        soonest = now + dt.timedelta(seconds=MAX_SLEEP)
+        for cat, src in collector.sources():
+            nxt = load_state(collector.config, cat.slug, src.url).next_attempt
+            if nxt is not None:
+                soonest = min(soonest, dt.datetime.fromisoformat(nxt))
+        return max(self.tick, (soonest - now).total_seconds())
+
+    # -- WebSub ------------------------------------------------------------------
+    def publish(self) -> float:
+        """Announce changed feeds to the hub (both threads call this: one at a time)."""
+        with self.lock:
+            config = self.service.config
+            if config.websub is None:
+                return self.tick
+            if self.publisher is None or self.publisher.fetcher is not self.fetcher():
+                self.publisher = Publisher(config.state_dir, self.fetcher(), clock=self.clock)
+                self._published = None
+            # Feed bytes change only with the index or the config (views() also
+            # notices a future post coming due): otherwise there is nothing to check.
+            self.service.index.views()
+            version = (self.service.index.generation, self.service.state.digest)
+            if version != self._published or self.publisher.pending:
+                self.publisher.check(config.websub.hub, feed_etags(self.service))
+                self._published = version
+            return self.tick
+
+
+def _default_fetcher(config: Config) -> Fetcher:
+    return Fetcher(site_url=config.site.url, allow_private=config.allow_private_sources)

@@ -1,0 +1,131 @@
+"""WebSub publish pings: when a feed's bytes change, tell the hub once.
+
+The feeds already name the hub (feeds.py sets Feed.hub; app.py adds `Link`
+headers). Here the ETag last announced for each feed URL is kept in
+state_dir/websub.json, so a ping goes out once per change — also across
+restarts — and a feed whose bytes did not change is never announced. A ping
+that fails is retried with backoff until the hub takes it; a feed that changes
+again meanwhile still costs one ping (the hub fetches the newest version).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from feedsvc.collect import Clock, utcnow
+from feedsvc.config import Config
+from feedsvc.errors import FetchError, NotFound
+from feedsvc.feeds import FeedKey
+from feedsvc.fetch import Fetcher
+from feedsvc.model import FORMATS
+from feedsvc.service import FeedService
+
+log = logging.getLogger(__name__)
+MAX_RETRY_DELAY = 300.0
+
+
+def topics(config: Config) -> list[FeedKey]:
+    """The feeds announced to the hub: every category feed and the site-wide
+    feed, first page, default options, in every format."""
+    names = [("category", slug) for slug in config.categories] + [("all", "all")]
+    return [FeedKey(kind, name, fmt) for kind, name in names for fmt in FORMATS]
+
+
+def feed_etags(service: FeedService) -> dict[str, str]:
+    """Feed URL → ETag of its current bytes."""
+    config = service.config
+    out = {}
+    for key in topics(config):
+        try:
+            out[key.url(config.feeds_url)] = service.document(key).etag
+        except NotFound:
+            continue
+    return out
+
+
+@dataclass
+class _Pending:
+    failures: int = 0
+    next_try: dt.datetime | None = None
+
+
+class Publisher:
+    def __init__(self, state_dir: Path, fetcher: Fetcher, *, clock: Clock = utcnow,
+                 retry_base: float = 2.0) -> None:
+        self.path = state_dir / "websub.json"
+        self.fetcher, self.clock, self.retry_base = fetcher, clock, retry_base
+        self.announced: dict[str, str] | None = None     # feed URL → ETag the hub knows
+        self.pending: dict[str, _Pending] = {}
+        self.lock = threading.Lock()
+
+    def check(self, hub: str, current: dict[str, str]) -> int:
+        """Ping the hub for each feed whose ETag moved; return how many pings it took."""
+        with self.lock:
+            return self._check(hub, current)
+
+    def _check(self, hub: str, current: dict[str, str]) -> int:
+        if self.announced is None:
+            self.announced = self._load()
+        fresh = [url for url in current if url not in self.announced]
+        for url in fresh:
+            # First sight (new category, first start): nothing a subscriber
+            # could have missed, so record it without a ping.
+            self.announced[url] = current[url]
+        sent = 0
+        now = self.clock()
+        for url, etag in sorted(current.items()):
+            if self.announced.get(url) == etag:
+                self.pending.pop(url, None)
+                continue
+            pending = self.pending.setdefault(url, _Pending())
+            if pending.next_try and now < pending.next_try:
+                continue
+            sent += 1
+            if self._ping(hub, url):
+                self.announced[url] = etag
+                self.pending.pop(url, None)
+            else:
+                pending.failures += 1
+                delay = min(self.retry_base * 2 ** (pending.failures - 1), MAX_RETRY_DELAY)
+                pending.next_try = now + dt.timedelta(seconds=delay)
+        if fresh or sent:
+            self._save()
+        return sent
+
+    def _ping(self, hub: str, url: str) -> bool:
+        try:
+            status = self.fetcher.post_form(hub, {"hub.mode": "publish", "hub.url": url})
+        except FetchError as e:
+            log.warning("WebSub ping for %s to %s failed: %s", url, hub, e)
+            return False
+        if 200 <= status < 300:
+            log.info("WebSub hub %s notified of %s", hub, url)
+            return True
+        log.warning("WebSub hub %s answered %d for %s; will retry", hub, status, url)
+        return False
+
+    def _load(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            log.warning("ignoring unreadable %s: %s", self.path, e)
+            return {}
+        feeds = data.get("announced", {}) if isinstance(data, dict) else {}
+        return {str(k): str(v) for k, v in feeds.items()} if isinstance(feeds, dict) else {}
+
+    def _save(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"announced": self.announced}, indent=1), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError as e:
+            log.error("cannot save %s: %s", self.path, e)
