@@ -18,6 +18,7 @@ from feedsvc.errors import NotFound, QueryError
 from feedsvc.feeds import FeedKey, parse_query
 from feedsvc.leader import Leader
 from feedsvc.pages import Pages, wants_page
+from feedsvc.replay import ReplayCache
 from feedsvc.service import FeedService
 from feedsvc.store import Document
 
@@ -52,6 +53,9 @@ def create_app(config: Config, *, clock: Clock = utcnow, watch: bool = True,
         leader = app.extensions.get("feedsvc.leader")
         app.extensions["feedsvc.scheduler"] = Scheduler(
             service, is_leader=leader.acquire if leader else None).start()
+    # Polled feeds are answered from the response made for the same request
+    # while their version stands (replay.py).
+    app.wsgi_app = ReplayCache(app.wsgi_app, service)  # type: ignore[method-assign]
     return app
 
 

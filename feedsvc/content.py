@@ -152,6 +152,15 @@ def _body(path: str) -> str:
     return read_body(path)
 
 
+def keep_renders(count: int) -> None:
+    """Let the render cache hold `count` posts (`feedsvc build`, which puts every
+    post in several feeds: an LRU smaller than the corpus re-rendered them all
+    for each feed and format)."""
+    global _render
+    if count > (_render.cache_info().maxsize or 0):
+        _render = lru_cache(maxsize=count)(_render.__wrapped__)
+
+
 @lru_cache(maxsize=4)
 def _converter(mode: str) -> opencc.OpenCC:
     return opencc.OpenCC(mode)

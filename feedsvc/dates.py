@@ -9,6 +9,7 @@ a time in a DST gap or overlap takes the offset in force before the change
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from functools import cache
@@ -23,6 +24,9 @@ AMBIGUOUS_OFFSET = re.compile(r"\b(?:GMT|UTC|UT)\s*[+-]\d", re.IGNORECASE)
 FILENAME_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-")
 _PROBE_A = dt.datetime(1901, 1, 1)
 _PROBE_B = dt.datetime(1902, 2, 2)
+# Jekyll's own shape, `2022-03-21 06:00:08 +0800`: read without dateutil, which
+# costs a third of reading a post (bench/, docs/PERFORMANCE.md).
+JEKYLL_DATE = re.compile(r"(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d) ?([+-])(\d\d):?(\d\d)")
 MIN_YEAR, MAX_YEAR = 2, 9998
 
 
@@ -62,6 +66,10 @@ def parse_string(text: str, tz: ZoneInfo) -> dt.datetime:
     text = text.strip()
     if not text:
         raise DateError("empty date")
+    m = JEKYLL_DATE.fullmatch(text)
+    if m:
+        with contextlib.suppress(ValueError):  # out-of-range fields: dateutil says why
+            return _jekyll(m)
     if AMBIGUOUS_OFFSET.search(text):
         raise DateError(f"ambiguous offset in date {text!r} (write e.g. +0800)")
     try:
@@ -76,6 +84,13 @@ def parse_string(text: str, tz: ZoneInfo) -> dt.datetime:
         # full calendar date and would silently become "today".
         raise DateError(f"date {text!r} has no full calendar date")
     return in_range(_fixed(a) if a.tzinfo else localize(a, tz), text)
+
+
+def _jekyll(m: re.Match[str]) -> dt.datetime:
+    y, mo, d, h, mi, sec, sign, oh, om = m.groups()
+    offset = dt.timedelta(hours=int(oh), minutes=int(om)) * (-1 if sign == "-" else 1)
+    return dt.datetime(int(y), int(mo), int(d), int(h), int(mi), int(sec),
+                       tzinfo=dt.timezone(offset))
 
 
 def writable(value: dt.datetime) -> dt.datetime:

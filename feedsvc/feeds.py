@@ -141,7 +141,7 @@ def posts_of(key: FeedKey, views: Views, config: Config) -> list[Post]:
         posts = views.tags.get(key.name, [])
     else:
         # The site-wide feed carries the configured categories only.
-        posts = [p for p in views.all if any(c in config.categories for c in p.categories)]
+        posts = views.in_any(frozenset(config.categories))
     if key.filter or key.filterout:
         posts = [p for p in posts if _keep(p, key)]
     return posts

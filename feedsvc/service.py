@@ -23,7 +23,7 @@ from feedsvc.model import FORMATS
 from feedsvc.store import Document, MemoryStore, Store, make_store
 
 log = logging.getLogger(__name__)
-MEMO_MAX = 4096
+MEMO_MAX = 256  # documents of ~200 kB at 20 posts each: the store below bounds the rest
 VARIANTS_MAX = 32          # documents with query options kept per process
 
 
@@ -58,19 +58,14 @@ class FeedService:
 
     def start(self) -> None:
         """Read every post, starting from the saved index when there is one."""
-        self.index.load_state()
-        changed = self.index.scan()
-        if changed or not self.index._state_file().exists():
-            self.index.save_state()
+        self.index.restore()
 
     # -- config reload -------------------------------------------------------
     def reload_config(self, config: Config) -> None:
         """Swap in a new, valid config; the index is kept unless post rules changed."""
         if index_identity(config) != index_identity(self.config):
             index = Index(config, self.clock)
-            index.load_state()
-            index.scan()
-            index.save_state()
+            index.restore()
             self.index = index
         else:
             self.index.config = config

@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""feedsvc performance suite: cold start, change latency, idle CPU, build,
+serving and memory on make_corpus.py corpora, each next to a baseline measured
+in the same run.
+
+    make bench                                   # 2,000 and 20,000 posts
+    make bench BENCH_ARGS='--sizes 2000,20000,100000'
+    .venv/bin/python bench/run.py --quick        # one run each, shorter load
+
+Corpora are generated once into bench/.cache/; results go to
+bench/results/latest.json and to stdout as one table. See docs/PERFORMANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import measures  # noqa: E402
+from harness import BENCH, REPO, corpus  # noqa: E402
+from measures import Figure, Settings  # noqa: E402
+
+MEASUREMENTS = ("cold", "serve", "build", "rescan")
+# (metric, size) → (bound, kind); kind "max" for a value, "min-ratio" for a share of the baseline.
+TARGETS: dict[tuple[str, int], tuple[float, str]] = {
+    **{(f"change latency, {op} post", 20000): (1.0, "max") for op in ("new", "edited", "deleted")},
+    **{(f"change latency, {op} post", 100000): (2.0, "max") for op in ("new", "edited", "deleted")},
+    ("cold start, saved index", 20000): (2.0, "max"),
+    ("idle CPU per 10 s", 20000): (0.2, "max"),
+    ("peak RSS, largest worker", 20000): (150.0, "max"),
+    ("peak RSS, largest worker", 100000): (400.0, "max"),
+    **{("cached 200 throughput", n): (0.85, "min-ratio") for n in (2000, 20000, 100000)},
+    **{("cached 200 gzip throughput", n): (0.85, "min-ratio") for n in (2000, 20000, 100000)},
+    **{("304 throughput", n): (0.85, "min-ratio") for n in (2000, 20000, 100000)},
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="2000,20000",
+                   help="comma-separated corpus sizes (100000 is opt-in: it takes minutes)")
+    p.add_argument("--quick", action="store_true",
+                   help="one run per figure, 2 s of load, 5 s idle window")
+    p.add_argument("--runs", type=int, help="runs per figure (default 3, 1 with --quick)")
+    p.add_argument("--only", default=",".join(MEASUREMENTS),
+                   help=f"subset of {','.join(MEASUREMENTS)}")
+    p.add_argument("--idle-seconds", type=float, help="idle CPU window (default 10)")
+    p.add_argument("--load-seconds", type=float, help="wrk duration per run (default 5)")
+    p.add_argument("--cache", type=Path, default=BENCH / ".cache", help="corpora and logs")
+    p.add_argument("--out", type=Path, default=BENCH / "results" / "latest.json")
+    return p.parse_args(argv)
+
+
+def settings(args: argparse.Namespace) -> Settings:
+    s = Settings(runs=1, idle_seconds=5.0, wrk_seconds=2.0) if args.quick else Settings()
+    if args.runs:
+        s.runs = args.runs
+    if args.idle_seconds:
+        s.idle_seconds = args.idle_seconds
+    if args.load_seconds:
+        s.wrk_seconds = args.load_seconds
+    return s
+
+
+def measure_size(size: int, args: argparse.Namespace, s: Settings) -> list[Figure]:
+    only = set(args.only.split(","))
+    config = corpus(size, args.cache)
+    logs = args.cache / f"logs-{size}"
+    logs.mkdir(parents=True, exist_ok=True)
+    figures: list[Figure] = []
+    if "cold" in only:
+        figures += measures.cold_start(config, logs, s)
+    if "serve" in only:
+        figures += measures.running_server(config, logs, s)
+    if "rescan" in only:
+        figures.append(measures.rescan(config, s))
+    if "build" in only:
+        # A build of 100,000 posts takes minutes; one run is enough to see it.
+        figures += measures.build(config, logs, s, runs=s.runs if size < 100000 else 1)
+    return figures
+
+
+def verdict(fig: Figure, size: int) -> tuple[str, str]:
+    """(target text, 'yes'/'NO'/'') for a figure."""
+    target = TARGETS.get((fig.metric, size))
+    if target is None:
+        return "", ""
+    bound, kind = target
+    if kind == "min-ratio":
+        ok = fig.ratio is not None and fig.ratio >= bound
+        return f"≥ {bound:.0%} of baseline", "yes" if ok else "NO"
+    return f"≤ {bound:g} {fig.unit}", "yes" if fig.value <= bound else "NO"
+
+
+def row(fig: Figure, size: int) -> dict[str, object]:
+    target, met = verdict(fig, size)
+    return {
+        "posts": size, "metric": fig.metric, "unit": fig.unit, "value": fig.value,
+        "runs": fig.runs, "baseline_name": fig.baseline_name, "baseline": fig.baseline,
+        "baseline_runs": fig.baseline_runs, "ratio": fig.ratio, "target": target, "met": met,
+        "note": fig.note,
+    }
+
+
+def fmt(value: object, unit: str = "") -> str:
+    if value is None:
+        return "–"
+    assert isinstance(value, float | int)
+    if unit == "req/s":
+        return f"{value:,.0f}"
+    if unit in ("MB", "µs"):
+        return f"{value:.0f}"
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+
+
+def table(rows: list[dict[str, object]]) -> str:
+    head = ["posts", "measurement", "feedsvc", "baseline", "ratio", "target", "met", "baseline is"]
+    lines = [[f"{r['posts']:,}", str(r["metric"]),
+              f"{fmt(r['value'], str(r['unit']))} {r['unit']}",
+              f"{fmt(r['baseline'], str(r['unit']))}",
+              "–" if r["ratio"] is None else f"{r['ratio']:.2f}",  # type: ignore[str-format]
+              str(r["target"]), str(r["met"]),
+              str(r["baseline_name"] or "") + (f" ({r['note']})" if r["note"] else "")]
+             for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(head, *lines, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(head), sep, *(line(c) for c in lines)])
+
+
+def environment() -> dict[str, object]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                                capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = ""
+    return {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "commit": commit, "python": platform.python_version(), "cpus": os.cpu_count(),
+            "loadavg_at_start": os.getloadavg()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    s = settings(args)
+    sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
+    env = environment()
+    rows: list[dict[str, object]] = []
+    started = time.perf_counter()
+    for size in sizes:
+        print(f"bench: {size:,} posts …", file=sys.stderr, flush=True)
+        rows += [row(f, size) for f in measure_size(size, args, s)]
+    env["seconds"] = round(time.perf_counter() - started, 1)
+    env["loadavg_at_end"] = os.getloadavg()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"environment": env, "settings": vars(s), "rows": rows},
+                                   indent=1, ensure_ascii=False), encoding="utf-8")
+    print(table(rows))
+    print(f"\n{env['date']} commit {env['commit']}, {env['cpus']} CPUs, load "
+          f"{env['loadavg_at_start']} → {env['loadavg_at_end']}; runs={s.runs}; "
+          f"results in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
