@@ -17,7 +17,7 @@ from feedsvc.config import Config
 from feedsvc.errors import NotFound, QueryError
 from feedsvc.feeds import FeedKey, parse_query
 from feedsvc.leader import Leader
-from feedsvc.pages import Pages, wants_page
+from feedsvc.pages import Pages, content_security_policy, wants_page
 from feedsvc.replay import ReplayCache
 from feedsvc.service import FeedService
 from feedsvc.store import Document
@@ -72,7 +72,9 @@ def get_pages() -> Pages:
 def _routes(app: Flask) -> None:
     @app.get("/")
     def index() -> Response:
-        return conditional(get_pages().index(), get_service().config.max_age)
+        resp = conditional(get_pages().index(), get_service().config.max_age)
+        resp.headers["Content-Security-Policy"] = content_security_policy()
+        return resp
 
     @app.get("/opml.xml")
     def opml_file() -> Response:
@@ -152,6 +154,7 @@ def browser_view(key: FeedKey, max_age: int) -> Response:
     resp = conditional(get_pages().feed_view(key), max_age)
     resp.headers["Cache-Control"] = f"private, max-age={max_age}"
     resp.headers["Vary"] = "Accept-Encoding, Sec-Fetch-Dest"
+    resp.headers["Content-Security-Policy"] = content_security_policy()
     return resp
 
 
@@ -209,6 +212,7 @@ def feed_headers(doc: Document, etag: str, gz: bool, max_age: int) -> list[tuple
             ("Access-Control-Allow-Origin", "*"),
             ("ETag", f'"{etag}"'),
             ("Last-Modified", doc.last_modified_http),
+            ("X-Content-Type-Options", "nosniff"),
         ]
         if len(_HEADERS) >= MEMO_MAX:
             _HEADERS.clear()

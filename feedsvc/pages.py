@@ -8,12 +8,15 @@ Flask stays in app.py: this module only turns data into Documents.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import gzip
 import hashlib
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
 
 import jinja2
 
@@ -37,6 +40,25 @@ _env = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+
+INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
+
+
+@cache
+def content_security_policy() -> str:
+    """CSP of the HTML pages: post content is sanitised already; this is the
+    second line. Only our own inline script runs (allowed by its hash, taken
+    from the template, which renders it verbatim); images and media from
+    posts load from anywhere on the web."""
+    assert _env.loader is not None
+    source = _env.loader.get_source(_env, "base.html")[0]
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()}'"
+        for script in INLINE_SCRIPT.findall(source)) or "'none'"
+    return ("default-src 'none'; img-src http: https: data:; media-src http: https:; "
+            f"style-src 'unsafe-inline'; script-src {hashes}; base-uri 'none'; "
+            "form-action 'none'; frame-ancestors 'none'")
 
 
 def wants_page(sec_fetch_dest: str | None) -> bool:

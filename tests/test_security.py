@@ -3,8 +3,10 @@ is in each test's docstring."""
 
 from __future__ import annotations
 
+import base64
 import functools
 import gzip
+import hashlib
 import socket
 import subprocess
 import sys
@@ -255,6 +257,28 @@ def test_pages_escape_titles_tags_and_links(hostile_client: FlaskClient, path: s
     assert_no_injection(resp.data)
     if path != "/":
         assert b"onerror=alert(4)&gt;" in resp.data or b"onerror=alert(4)&#62;" in resp.data
+
+
+@pytest.mark.parametrize("path", ["/", "/feeds/kunmingribao.rss"])
+def test_html_pages_allow_only_our_own_script(client: FlaskClient, path: str) -> None:
+    """S5, second line: a CSP that lets only the page's own inline script run
+    (by its hash), so that anything a sanitiser might miss stays inert."""
+    resp = client.get(path, headers={"Sec-Fetch-Dest": "document"})
+    policy = resp.headers["Content-Security-Policy"]
+    scripts = lxml.html.fromstring(resp.data).xpath("//script/text()")
+    assert scripts, "the page has its copy-button script"
+    for script in scripts:
+        digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in policy
+    assert "'unsafe-inline'" not in policy.split("script-src")[1].split(";")[0]
+    assert "default-src 'none'" in policy and "base-uri 'none'" in policy
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_feeds_are_not_sniffed(client: FlaskClient) -> None:
+    resp = client.get("/feeds/kunmingribao.atom")
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert "Content-Security-Policy" not in resp.headers
 
 
 def test_opml_escapes_titles(hostile_client: FlaskClient) -> None:
