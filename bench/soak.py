@@ -52,6 +52,9 @@ import redis
 import requests
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from tcp_proxy import TcpProxy  # noqa: E402 - one proxy for the tests and the soak
+
 REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 7
 CATEGORIES = ["kunming", "caijing", "keji"]
 TAGS = ["昆明", "soak"]
@@ -62,63 +65,20 @@ MAX_LIVE_POSTS = 45     # the writer deletes the oldest beyond this (all fit on 
 
 # -- a TCP proxy we own, between the service and Redis ------------------------
 
-class Proxy:
-    """Forwards 127.0.0.1:<port> to Redis; cut() drops every connection and
+class Proxy(TcpProxy):
+    """The tests' proxy on a fixed port: cut() drops every connection and
     refuses new ones until restore()."""
 
     def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = _free_port()
-        self._listener: socket.socket | None = None
-        self._conns: set[socket.socket] = set()
-        self._lock = threading.Lock()
+        super().__init__(target, _free_port())
         self.cuts = 0
 
     def restore(self) -> None:
-        listener = socket.create_server(("127.0.0.1", self.port))   # SO_REUSEADDR
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        self.start()
 
     def cut(self) -> None:
         self.cuts += 1
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            with suppress(OSError):
-                listener.shutdown(socket.SHUT_RDWR)
-            listener.close()
-        with self._lock:
-            conns, self._conns = self._conns, set()
-        for c in conns:
-            with suppress(OSError):
-                c.shutdown(socket.SHUT_RDWR)
-            c.close()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=2)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                self._conns |= {client, upstream}
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            with suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
+        self.close()
 
 
 def _free_port() -> int:
