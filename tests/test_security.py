@@ -503,8 +503,8 @@ def test_query_variants_do_not_fill_the_caches(tmp_path: Path) -> None:
     posts = {f"2022-03-{d:02d}-p.md": post(f"P{d}", f"2022-03-{d:02d} 06:00:00 +0800", body=body)
              for d in range(1, 13)}
     cfg = make_site(tmp_path / "site", posts, config={
-        "cache": {"type": "redis", "url": "redis://127.0.0.1:6379/7"}})
-    db = redis.Redis(db=7)
+        "cache": {"type": "redis", "url": "redis://127.0.0.1:6379/8"}})
+    db = redis.Redis(db=8)   # a DB of its own (the soak uses 7): it counts keys
     app = create_app(load_config(cfg), watch=False)
     client = app.test_client()
     assert client.get("/feeds/all.json").status_code == 200
