@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test lint bench install
+.PHONY: serve test lint bench install deps
 
 $(BIN)/feedsvc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,10 @@ lint: install
 	$(BIN)/ruff check feedsvc tests bench
 	$(BIN)/mypy
 
-test: lint              ## install, lint, type-check and run the tests
+deps:                   ## chromium, Redis and feedcheck for the tests (scripts/test-deps)
+	bash scripts/test-deps
+
+test: lint deps         ## install, lint, type-check and run the tests
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
 
 bench: install          ## the performance suite (see docs/PERFORMANCE.md)
