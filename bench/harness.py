@@ -187,12 +187,13 @@ def feedsvc_server(config: Path, log: Path, workers: int = 2, threads: int = 8) 
 
 def minimal_server(body_file: Path, headers_file: Path, log: Path, workers: int = 2,
                    threads: int = 8) -> Server:
-    """bench/minimal_app.py under gunicorn with the same worker settings as feedsvc."""
+    """bench/baseline_app.py (the serving yardstick of bench/http_bench.py too)
+    under gunicorn with the same worker settings as feedsvc."""
     port = free_port()
     cmd = [venv_bin("gunicorn"), "--chdir", str(BENCH), "-k", "gthread", "-w", str(workers),
            "--threads", str(threads), "-b", f"127.0.0.1:{port}", "--keep-alive", "5",
-           "--log-level", "warning", "minimal_app:app"]
-    env = {"BENCH_BODY": str(body_file), "BENCH_HEADERS": str(headers_file)}
+           "--log-level", "warning", "baseline_app:app"]
+    env = {"BASELINE_BODY": str(body_file), "BASELINE_HEADERS": str(headers_file)}
     return Server.start(cmd, port, log, BENCH, env)
 
 

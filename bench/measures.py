@@ -114,7 +114,7 @@ def _start_once(make: Callable[[], Server], feed: str, wait_workers: int = 0) ->
 
 def _sample(config: Path, logs: Path, s: Settings, feed: str) -> tuple[Path, Path]:
     """Body and headers of one feed, identity and gzip, for the baseline app
-    (bench/minimal_app.py reads BODY and BODY.gz, HEADERS and HEADERS.gz)."""
+    (bench/baseline_app.py reads BODY and BODY.gz, HEADERS and HEADERS.gz)."""
     server = feedsvc_server(config, logs / "sample.log", s.workers, s.threads)
     body_file, headers_file = logs / "body.bin", logs / "headers.json"
     try:

@@ -158,23 +158,10 @@ def browser_view(key: FeedKey, max_age: int) -> Response:
     return resp
 
 
-# Pollers repeat the same few URLs: parsing a query (or finding there is
-# none) is done once per (path, query string, config), not per request.
-_KEYS: dict[tuple[FeedKey, str, str], FeedKey] = {}
-_HEADERS: dict[tuple[str, bool, int, str, str], list[tuple[str, str]]] = {}
-MEMO_MAX = 4096
-
-
 def canonical_key(key: FeedKey, query: str, service: FeedService) -> FeedKey:
-    memo_key = (key, query, service.state.digest)
-    found = _KEYS.get(memo_key)
-    if found is None:
-        found = (parse_query(key, request.args.items(multi=True), service.config) if query
-                 else key)
-        if len(_KEYS) >= MEMO_MAX:
-            _KEYS.clear()
-        _KEYS[memo_key] = found
-    return found
+    # A repeated poll never gets here: replay.py answers it from the response
+    # made for the same request while the feed's version stands.
+    return parse_query(key, request.args.items(multi=True), service.config) if query else key
 
 
 def conditional(doc: Document, max_age: int) -> Response:
@@ -198,26 +185,16 @@ def conditional(doc: Document, max_age: int) -> Response:
 
 
 def feed_headers(doc: Document, etag: str, gz: bool, max_age: int) -> list[tuple[str, str]]:
-    """The headers of a feed response, built once per version and coding."""
-    # The same bytes can come with another Last-Modified (a file touched).
-    memo_key = (etag, gz, max_age, doc.mimetype, doc.last_modified_http)
-    headers = _HEADERS.get(memo_key)
-    if headers is None:
-        headers = [("Content-Type", doc.mimetype)]
-        if gz:
-            headers.append(("Content-Encoding", "gzip"))
-        headers += [
+    headers = [("Content-Type", doc.mimetype)]
+    if gz:
+        headers.append(("Content-Encoding", "gzip"))
+    return [*headers,
             ("Vary", "Accept-Encoding, Sec-Fetch-Dest"),
             ("Cache-Control", f"public, max-age={max_age}"),
             ("Access-Control-Allow-Origin", "*"),
             ("ETag", f'"{etag}"'),
             ("Last-Modified", doc.last_modified_http),
-            ("X-Content-Type-Options", "nosniff"),
-        ]
-        if len(_HEADERS) >= MEMO_MAX:
-            _HEADERS.clear()
-        _HEADERS[memo_key] = headers
-    return headers
+            ("X-Content-Type-Options", "nosniff")]
 
 
 @lru_cache(maxsize=256)
