@@ -49,24 +49,14 @@ def is_post_path(rel: str, posts_dir: Path) -> bool:
 
 
 def iter_post_files(posts_dir: Path) -> Iterator[str]:
-    """Relative paths of the post files, as Jekyll finds them: files inside
-    `_posts` folders at any depth (every file when posts_dir is one), hidden
-    files and folders skipped, symlinks leading outside posts_dir skipped."""
-    root = str(posts_dir)
-    top_is_posts = posts_dir.name == "_posts"
-    for folder, dirs, files in os.walk(root, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        rel_dir = os.path.relpath(folder, root).replace(os.sep, "/")
-        rel_dir = "" if rel_dir == "." else rel_dir + "/"
-        if not (top_is_posts or "_posts" in rel_dir.split("/")):
-            continue
-        for name in sorted(files):
-            if post_kind(name):
-                yield rel_dir + name
+    """Relative paths of the post files, sorted, as Jekyll finds them: files
+    inside `_posts` folders at any depth (every file when posts_dir is one),
+    hidden files and folders skipped."""
+    return iter(sorted(stat_post_files(posts_dir)))
 
 
 def stat_post_files(posts_dir: Path) -> dict[str, tuple[int, int] | None]:
-    """The files of iter_post_files with their (mtime_ns, size), taken from the
+    """The post files (Jekyll's rule, see iter_post_files) with their (mtime_ns, size), taken from the
     directory scan itself: a rescan of an unchanged tree costs one stat per file
     and nothing else. A symlink maps to None: only resolving it says if it counts."""
     found: dict[str, tuple[int, int] | None] = {}
@@ -322,7 +312,7 @@ def build_views(posts: Iterable[Post], now: dt.datetime) -> Views:
             continue
         visible.append(post)
         newest = max(newest, post.updated)
-    # Post.sort_key order, by stable passes on single keys: tuple keys made this
+    # Newest first, ties by ascending id, by stable passes on single keys: tuple keys made this
     # sort most of a view rebuild (1 s of CPU at 100,000 posts).
     visible.sort(key=_PATH)
     unique, duplicates = _unique(visible)

@@ -56,11 +56,6 @@ class Post:
         mtime = dt.datetime.fromtimestamp(self.mtime_ns // 1_000_000_000, dt.UTC)
         return max(self.updated, mtime)
 
-    @property
-    def sort_key(self) -> tuple[float, str]:
-        """Newest first, ties by ascending id."""
-        return (-self.date.timestamp(), self.guid)
-
 
 def post_kind(name: str) -> str | None:
     """'markdown', 'html', or None for files that are not posts (images, .DS_Store)."""
