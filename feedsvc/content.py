@@ -142,14 +142,10 @@ def render(post: Post, site_url: str, summary_length: int) -> Rendered:
 def _render(path: str, mtime_ns: int, size: int, kind: str, page_url: str,
             excerpt: str | None, site_url: str, summary_length: int) -> Rendered:
     # Stripped before Markdown too: CommonMark turns NUL into U+FFFD, a visible mark.
-    html = sanitise(body_html(strip_illegal(_body(path)), kind), page_url, site_url)
+    html = sanitise(body_html(strip_illegal(read_body(path)), kind), page_url, site_url)
     # An excerpt may hold HTML too: its text, never the text of a <script> in it.
     source = text_of(sanitise(excerpt, page_url, site_url))[1] if excerpt else text_of(html)[0]
     return Rendered(html=html, summary=strip_illegal(cut(source, summary_length)))
-
-
-def _body(path: str) -> str:
-    return read_body(path)
 
 
 def keep_renders(count: int) -> None:
