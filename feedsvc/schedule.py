@@ -3,24 +3,22 @@ due and sending WebSub pings, in daemon threads that never block a request.
 
 With several gunicorn workers this must run once, not once per worker:
 every worker starts a Scheduler, but only the one that holds the leader lock
-does the work. The leader check is one injected callable, so tests (and the
-shared leader of leader.py) can decide it.
+does the work (leader.py; app.py passes the app's own Leader). The leader
+check is one injected callable, so tests can decide it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
-import importlib
 import logging
 import os
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 from feedsvc.collect import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.fetch import Fetcher
+from feedsvc.leader import Leader
 from feedsvc.service import FeedService
 from feedsvc.upstream import Collector, load_state
 from feedsvc.websub import Publisher, feed_etags
@@ -29,49 +27,12 @@ log = logging.getLogger(__name__)
 MAX_SLEEP = 30.0
 
 
-class FlockLeader:
-    """Holds an exclusive flock on a file for the life of the process; the
-    kernel releases it when the process dies, so another worker takes over."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fd: int | None = None
-        self._lock = threading.Lock()
-
-    def acquire(self) -> bool:
-        with self._lock:
-            return self._acquire()
-
-    def _acquire(self) -> bool:
-        if self.fd is not None:
-            return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        self.fd = fd
-        return True
-
-
-def leader_check(config: Config) -> Callable[[], bool]:
-    """The project's leader (feedsvc.leader) when present, else a flock of our own."""
-    try:
-        leader_cls = importlib.import_module("feedsvc.leader").Leader
-    except (ImportError, AttributeError):
-        leader_cls = FlockLeader
-    acquire: Callable[[], bool] = leader_cls(config.state_dir / "schedule.lock").acquire
-    return acquire
-
-
 class Scheduler:
     def __init__(self, service: FeedService, *, is_leader: Callable[[], bool] | None = None,
                  clock: Clock = utcnow, tick: float = 1.0,
                  fetcher_factory: Callable[[Config], Fetcher] | None = None) -> None:
         self.service, self.clock, self.tick = service, clock, tick
-        self._is_leader = is_leader or leader_check(service.config)
+        self._is_leader = is_leader or Leader(service.config.state_dir / "leader.lock").acquire
         self._leading = False
         self._fetcher_factory = fetcher_factory or _default_fetcher
         self._fetcher: tuple[Config, Fetcher] | None = None

@@ -12,7 +12,8 @@ from upstream_support import Route, Upstream, upstream
 
 from feedsvc.config import Config, load_config
 from feedsvc.fetch import Fetcher, Limits
-from feedsvc.schedule import FlockLeader, Scheduler
+from feedsvc.leader import Leader
+from feedsvc.schedule import Scheduler
 from feedsvc.service import FeedService
 
 FAST = Limits(connect_timeout=2, read_timeout=1, deadline=5, retries=0)
@@ -72,10 +73,10 @@ def test_nothing_to_do_takes_no_lock(tmp_path: Path) -> None:
     assert not sched.leading() and asked == []
 
 
-def test_flock_leader_is_held_by_one_holder_until_it_goes(tmp_path: Path) -> None:
-    first, second = FlockLeader(tmp_path / "s.lock"), FlockLeader(tmp_path / "s.lock")
+def test_the_default_leader_is_held_by_one_holder_until_it_goes(tmp_path: Path) -> None:
+    first, second = Leader(tmp_path / "s.lock"), Leader(tmp_path / "s.lock")
     assert first.acquire() and first.acquire()
     assert not second.acquire()
-    assert first.fd is not None
-    os.close(first.fd)   # what the kernel does when the leading process dies
+    assert first._fd is not None
+    os.close(first._fd)   # what the kernel does when the leading process dies
     assert second.acquire()
