@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import gzip
 import hashlib
 import re
 import threading
@@ -188,12 +187,6 @@ def render(template: str, context: Mapping[str, object]) -> bytes:
     return _env.get_template(template).render(context).encode("utf-8")
 
 
-def document(body: bytes, mimetype: str, modified: dt.datetime) -> Document:
-    return Document(body=body, gzip=gzip.compress(body, compresslevel=9, mtime=0),
-                    etag=hashlib.sha256(body).hexdigest()[:40], last_modified=modified,
-                    mimetype=mimetype)
-
-
 def newest_change(config: Config, views: Views) -> dt.datetime:
     """Last-Modified of the index and OPML: the newest post change or config edit."""
     newest = max((p.modified for p in views.all), default=dates.EPOCH)
@@ -215,12 +208,12 @@ class Pages:
         self._lock = threading.Lock()
 
     def index(self) -> Document:
-        return self._cached("index", lambda config, views: document(
+        return self._cached("index", lambda config, views: Document.of(
             render("index.html", index_context(config, views)), HTML,
             newest_change(config, views)))
 
     def opml(self) -> Document:
-        return self._cached("opml", lambda config, views: document(
+        return self._cached("opml", lambda config, views: Document.of(
             opml.build(config), opml.MIMETYPE, newest_change(config, views)))
 
     def feed_view(self, key: FeedKey) -> Document:
@@ -228,7 +221,7 @@ class Pages:
         def make(config: Config, views: Views) -> Document:
             sel = select(key, views, config)
             context = feed_context(feed_model(sel, config), key, sel.pages, config)
-            return document(render("feed.html", context), HTML, sel.modified)
+            return Document.of(render("feed.html", context), HTML, sel.modified)
         if key.query():
             # Not memoised: query options make views without number (SECURITY.md S11).
             return make(self.service.config, self.service.index.views())

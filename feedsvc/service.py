@@ -7,7 +7,6 @@ here, which is why a static export is byte-identical to what is served.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import logging
 import threading
@@ -149,13 +148,7 @@ class FeedService:
 
 def render_document(sel: Selection, config: Config) -> Document:
     body = build.build(feed_model(sel, config), sel.key.fmt)
-    return Document(
-        body=body,
-        gzip=gzip.compress(body, compresslevel=9, mtime=0),
-        etag=hashlib.sha256(body).hexdigest()[:40],
-        last_modified=sel.modified,
-        mimetype=FORMATS[sel.key.fmt],
-    )
+    return Document.of(body, FORMATS[sel.key.fmt], sel.modified)
 
 
 def config_digest(config: Config) -> str:

@@ -9,6 +9,8 @@ to a post changes the digest of the feeds it is in, and only of those.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
+import hashlib
 import logging
 import threading
 import time
@@ -37,6 +39,14 @@ class Document:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "last_modified_http", http_date(self.last_modified))
+
+    @classmethod
+    def of(cls, body: bytes, mimetype: str, last_modified: dt.datetime) -> Document:
+        """A new version: gzip made once here (header time 0, so the bytes are the
+        same everywhere) and the strong ETag from the body's hash."""
+        return cls(body=body, gzip=gzip.compress(body, compresslevel=9, mtime=0),
+                   etag=hashlib.sha256(body).hexdigest()[:40], last_modified=last_modified,
+                   mimetype=mimetype)
 
     @property
     def gzip_etag(self) -> str:
