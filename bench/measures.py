@@ -396,8 +396,8 @@ def _run(cmd: list[str], cwd: Path) -> float:
 def rescan(config: Path, s: Settings) -> Figure:
     """CPU cost of one change-detection pass (Index.scan) when nothing changed,
     next to os.walk + stat of every file: what the watcher does on a folder event."""
-    from feedsvc.collect import Index
     from feedsvc.config import load_config
+    from feedsvc.index import Index
 
     index = Index(load_config(config))
     if not index.load_state():

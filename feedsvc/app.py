@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.http import parse_accept_header
 
-from feedsvc.collect import Clock, utcnow
+from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import NotFound, QueryError
 from feedsvc.feeds import FeedKey, parse_query

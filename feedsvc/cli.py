@@ -67,7 +67,7 @@ def _build(config: Config, args: argparse.Namespace) -> int:
 
 
 def _check(config: Config, args: argparse.Namespace) -> int:
-    from feedsvc.collect import Index
+    from feedsvc.index import Index
 
     logging.getLogger("feedsvc").setLevel(logging.ERROR)
     index = Index(config)
@@ -83,6 +83,6 @@ def _check(config: Config, args: argparse.Namespace) -> int:
 
 
 def _collect(config: Config, args: argparse.Namespace) -> int:
-    from feedsvc.upstream import run_collect
+    from feedsvc.upstream.collector import run_collect
 
     return run_collect(config, args.category)

@@ -7,8 +7,8 @@ import logging
 import os
 from pathlib import Path
 
-from feedsvc import content
-from feedsvc.collect import Clock, utcnow
+from feedsvc import atomic, content
+from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import NotFound
 from feedsvc.feeds import FeedKey, url_tags
@@ -74,8 +74,5 @@ def _write(root: Path, url_path: str, body: bytes) -> Path:
     target = root / unquote(url_path).lstrip("/")
     if not target.resolve().is_relative_to(root.resolve()):
         raise ValueError(f"refusing to write outside {root}: {url_path}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_bytes(body)
-    os.replace(tmp, target)
+    atomic.replace_bytes(target, body)
     return target

@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 from urllib.parse import quote, urlencode
 
 from feedsvc import content
-from feedsvc.collect import Views
 from feedsvc.config import Config
 from feedsvc.errors import NotFound, QueryError
+from feedsvc.index import Views
 from feedsvc.model import FORMATS, Entry, Feed, Person
 from feedsvc.posts import Post
 

@@ -20,9 +20,9 @@ from functools import cache
 import jinja2
 
 from feedsvc import dates, opml
-from feedsvc.collect import Views
 from feedsvc.config import Config
 from feedsvc.feeds import FeedKey, feed_model, html_page, posts_of, select, url_tags
+from feedsvc.index import Views
 from feedsvc.model import FORMATS, Entry, Feed
 from feedsvc.posts import Post
 from feedsvc.service import FeedService

@@ -15,12 +15,12 @@ import os
 import threading
 from collections.abc import Callable
 
-from feedsvc.collect import Clock, utcnow
+from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
-from feedsvc.fetch import Fetcher
 from feedsvc.leader import Leader
 from feedsvc.service import FeedService
-from feedsvc.upstream import Collector, load_state
+from feedsvc.upstream.collector import Collector, load_state
+from feedsvc.upstream.fetch import Fetcher
 from feedsvc.websub import Publisher, feed_etags
 
 log = logging.getLogger(__name__)

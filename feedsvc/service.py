@@ -14,12 +14,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from feedsvc import build, dates, upstream
-from feedsvc.collect import Clock, Index, utcnow
+from feedsvc import dates, writers
+from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.feeds import FeedKey, Selection, feed_model, select
+from feedsvc.index import Index
 from feedsvc.model import FORMATS
 from feedsvc.store import Document, MemoryStore, Store, make_store
+from feedsvc.upstream.collector import source_status
 
 log = logging.getLogger(__name__)
 MEMO_MAX = 256  # documents of ~200 kB at 20 posts each: the store below bounds the rest
@@ -142,12 +144,12 @@ class FeedService:
             "config": str(self.config.path),
             "config_error": self.state.error,
             "cache": {**self.store.describe(), "query_variants": len(self._variants)},
-            "sources": upstream.source_status(self.config),
+            "sources": source_status(self.config),
         }
 
 
 def render_document(sel: Selection, config: Config) -> Document:
-    body = build.build(feed_model(sel, config), sel.key.fmt)
+    body = writers.build(feed_model(sel, config), sel.key.fmt)
     return Document.of(body, FORMATS[sel.key.fmt], sel.modified)
 
 

@@ -13,18 +13,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from feedsvc.collect import Clock, utcnow
+from feedsvc import atomic
+from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import FetchError, NotFound
 from feedsvc.feeds import FeedKey
-from feedsvc.fetch import Fetcher
 from feedsvc.model import FORMATS
 from feedsvc.service import FeedService
+from feedsvc.upstream.fetch import Fetcher
 
 log = logging.getLogger(__name__)
 MAX_RETRY_DELAY = 300.0
@@ -123,9 +123,6 @@ class Publisher:
 
     def _save(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"announced": self.announced}, indent=1), encoding="utf-8")
-            os.replace(tmp, self.path)
+            atomic.replace_text(self.path, json.dumps({"announced": self.announced}, indent=1))
         except OSError as e:
             log.error("cannot save %s: %s", self.path, e)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
@@ -141,3 +142,18 @@ def wait_for(predicate: Any, timeout: float = 10, interval: float = 0.1) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+@contextmanager
+def machine_redis() -> Iterator[None]:
+    """Hold the machine-wide lock on the shared Redis's test databases.
+
+    Several checkouts of feedsvc may run their suites on one machine at once
+    (and CI runs where sessions worked); the Redis tests count and delete keys
+    in fixed databases, so two runs at once would see each other's keys."""
+    with open("/tmp/feedsvc-tests-redis.lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

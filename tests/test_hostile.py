@@ -40,8 +40,8 @@ from lxml import etree
 from support import FIXTURES, make_site, post
 
 from feedsvc.app import create_app
-from feedsvc.collect import Index
 from feedsvc.config import Config, load_config
+from feedsvc.index import Index
 from feedsvc.posts import MAX_POST_BYTES
 
 HOSTILE = FIXTURES / "hostile"

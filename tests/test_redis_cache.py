@@ -12,11 +12,17 @@ from pathlib import Path
 
 import pytest
 import redis
-from support import Server, make_site, post, running, wait_for
+from support import Server, machine_redis, make_site, post, running, wait_for
 from tcp_proxy import TcpProxy
 from wire import fetch
 
 from feedsvc.store import RedisStore
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _machine_redis() -> Iterator[None]:
+    with machine_redis():
+        yield
 
 REDIS = ("127.0.0.1", 6379)
 SHARED_DB, PROXY_DB = 3, 4

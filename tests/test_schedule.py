@@ -11,10 +11,10 @@ from support import make_site, wait_for
 from upstream_support import Route, Upstream, upstream
 
 from feedsvc.config import Config, load_config
-from feedsvc.fetch import Fetcher, Limits
 from feedsvc.leader import Leader
 from feedsvc.schedule import Scheduler
 from feedsvc.service import FeedService
+from feedsvc.upstream.fetch import Fetcher, Limits
 
 FAST = Limits(connect_timeout=2, read_timeout=1, deadline=5, retries=0)
 

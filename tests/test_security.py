@@ -22,14 +22,14 @@ import lxml.html
 import pytest
 from flask.testing import FlaskClient
 from lxml import etree
-from support import Server, make_site, post, running
+from support import Server, machine_redis, make_site, post, running
 from upstream_support import Route, Upstream, upstream
 
 from feedsvc.app import create_app
 from feedsvc.config import Config, load_config
 from feedsvc.errors import FetchError
-from feedsvc.fetch import Fetcher, Limits
-from feedsvc.upstream import Collector, SourceResult
+from feedsvc.upstream.collector import Collector, SourceResult
+from feedsvc.upstream.fetch import Fetcher, Limits
 
 SECRET = "db_password: hunter2"
 
@@ -495,6 +495,11 @@ def _rss_mib() -> float:
 
 
 def test_query_variants_do_not_fill_the_caches(tmp_path: Path) -> None:
+    with machine_redis():
+        _query_variants_do_not_fill_the_caches(tmp_path)
+
+
+def _query_variants_do_not_fill_the_caches(tmp_path: Path) -> None:
     """S11: every ?filter= term is another document; 150 of them (a 1 MB feed each,
     the whole site matches) must leave no trace in Redis and only a bounded one in memory."""
     import redis

@@ -6,8 +6,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 
-from support import REPO
+import pytest
+from support import REPO, machine_redis
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _machine_redis() -> Iterator[None]:
+    with machine_redis():
+        yield
 
 MUST_BE_ZERO = ("5xx", "connection_errors", "etag_mismatches", "unexpected_404",
                 "posts_never_served", "versions_standing_5s_never_served",

@@ -23,11 +23,11 @@ from test_feedcheck import feedcheck  # noqa: F401  (the fixture)
 from upstream_support import Route, Upstream, upstream
 
 from feedsvc.app import create_app
-from feedsvc.collect import Index
 from feedsvc.config import Config, load_config
-from feedsvc.fetch import Fetcher, Limits
+from feedsvc.index import Index
 from feedsvc.posts import Post, read_body
-from feedsvc.upstream import Collector, SourceResult, load_state, retry_delay
+from feedsvc.upstream.collector import Collector, SourceResult, load_state, retry_delay
+from feedsvc.upstream.fetch import Fetcher, Limits
 
 FAST = Limits(connect_timeout=2, read_timeout=0.5, deadline=5, max_bytes=64 * 1024,
               retries=1, backoff=0)

@@ -15,8 +15,8 @@ from upstream_support import Route, Upstream, upstream
 
 from feedsvc.app import create_app
 from feedsvc.config import Config, load_config
-from feedsvc.fetch import Fetcher, Limits
 from feedsvc.service import FeedService
+from feedsvc.upstream.fetch import Fetcher, Limits
 from feedsvc.websub import Publisher, feed_etags
 
 FAST = Limits(connect_timeout=2, read_timeout=2, deadline=5, retries=1, backoff=0)

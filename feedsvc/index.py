@@ -15,28 +15,25 @@ import logging
 import os
 import pickle
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from feedsvc import dates
+from feedsvc import atomic, dates
+from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import PostError
 from feedsvc.posts import Post, post_kind, read_post
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], dt.datetime]
 INDEX_FORMAT = 4   # bump when post reading rules change: saved Post records go stale
 STATE_CHUNK = 5000
 _POST_FIELDS = tuple(f.name for f in fields(Post))
 _POST_VALUES = attrgetter(*_POST_FIELDS)
 
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def is_post_path(rel: str, posts_dir: Path) -> bool:
@@ -235,18 +232,15 @@ class Index:
     def _write_state(self) -> None:
         target = self._state_file()
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(f".{os.getpid()}.tmp")
             with self._lock:
                 rows = [(rel, key, self.posts.get(rel), self.problems.get(rel))
                         for rel, key in self._seen.items()]
-            with open(tmp, "wb") as fh:
+            with atomic.replacing(target) as fh:
                 # Pickled in chunks: one pickle of everything keeps a memo entry per
                 # object, 80 MB at 100,000 posts. None marks a complete file.
                 for i in range(0, len(rows), STATE_CHUNK):
                     _StatePickler(fh, pickle.HIGHEST_PROTOCOL).dump(rows[i:i + STATE_CHUNK])
                 pickle.dump(None, fh)
-            os.replace(tmp, target)
         except OSError as e:
             log.warning("cannot save the index to %s: %s", target, e)
 

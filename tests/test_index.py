@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from support import FIXTURES, make_site, post
 
-from feedsvc import collect
-from feedsvc.collect import Index, iter_post_files
+from feedsvc import index
 from feedsvc.config import Config, load_config
+from feedsvc.index import Index, iter_post_files
 from feedsvc.posts import Post
 
 POSTS = FIXTURES / "posts"
@@ -172,13 +172,13 @@ class CountingReads:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: list[str] = []
-        real = collect.read_post
+        real = index.read_post
 
         def counted(posts_dir: Path, rel: str, config: Config) -> Post:
             self.calls.append(rel)
             return real(posts_dir, rel, config)
 
-        monkeypatch.setattr(collect, "read_post", counted)
+        monkeypatch.setattr(index, "read_post", counted)
 
     def take(self) -> list[str]:
         calls, self.calls = sorted(self.calls), []

@@ -2,7 +2,7 @@
 
 Golden files: tests/golden/site/ holds every feed of tests/fixtures/site as
 `feedsvc build` writes it. After an intended change of the output, regenerate
-them with `FEEDSVC_REGEN_GOLDEN=1 make test PYTEST_ARGS=tests/test_build.py`
+them with `FEEDSVC_REGEN_GOLDEN=1 make test PYTEST_ARGS=tests/test_writers.py`
 and review the diff.
 """
 
@@ -20,7 +20,7 @@ import pytest
 from lxml import etree
 from support import make_site, post
 
-from feedsvc import build, dates
+from feedsvc import dates, writers
 from feedsvc.config import Config, load_config
 from feedsvc.export import export
 from feedsvc.feeds import FeedKey
@@ -239,8 +239,8 @@ def test_builder_is_pure() -> None:
                 link="https://e.com/", self_url="https://f.com/feeds/a.rss", updated=when,
                 author=Person("Ed"), entries=(entry,), language="zh-CN")
     for fmt in FORMATS:
-        assert build.build(feed, fmt) == build.build(feed, fmt)
-    assert b"<lastBuildDate>Mon, 21 Mar 2022 06:00:08 +0800</lastBuildDate>" in build.rss(feed)
+        assert writers.build(feed, fmt) == writers.build(feed, fmt)
+    assert b"<lastBuildDate>Mon, 21 Mar 2022 06:00:08 +0800</lastBuildDate>" in writers.rss(feed)
 
 
 def site_with(tmp_path: Path, posts: dict[str, str], **config: Any) -> FeedService:

@@ -16,10 +16,8 @@ import hashlib
 import html
 import json
 import logging
-import os
 import re
 import sys
-import tempfile
 import time
 import xml.sax
 from collections.abc import Callable, Iterable
@@ -34,12 +32,13 @@ import yaml
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from feedsvc import content, dates
-from feedsvc.collect import Clock, Index, utcnow
+from feedsvc import atomic, content, dates
+from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Category, Config, Source
 from feedsvc.errors import FetchError
-from feedsvc.fetch import Fetcher, Validators
+from feedsvc.index import Index
 from feedsvc.posts import post_zone
+from feedsvc.upstream.fetch import Fetcher, Validators
 
 log = logging.getLogger(__name__)
 SEEN_MAX = 10_000              # guids remembered per source
@@ -235,28 +234,9 @@ def _autolink(url: str) -> str:
 
 
 def write_new(folder: Path, name: str, text: str) -> Path | None:
-    """Write a file atomically, never replacing one that exists (None then)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write a post atomically, never replacing one that exists (None then)."""
     target = folder / name
-    # Hidden (the index and the watcher ignore it) and unique to this writer.
-    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        os.fchmod(fd, 0o644)                      # mkstemp's 0600 would hide it from others
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        try:
-            os.link(tmp, target)                  # fails if the target exists
-        except FileExistsError:
-            return None
-        except OSError:
-            # No hard links on this file system: rename, after checking.
-            if target.exists():
-                return None
-            os.replace(tmp, target)
-        return target
-    finally:
-        tmp.unlink(missing_ok=True)
+    return target if atomic.create_text(target, text) else None
 
 
 # -- per-source state -------------------------------------------------------------
@@ -304,11 +284,8 @@ def load_state(config: Config, slug: str, url: str) -> SourceState:
 
 def save_state(config: Config, state: SourceState) -> None:
     path = state_path(config, state.category, state.url)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"format": STATE_FORMAT, **asdict(state)}, ensure_ascii=False,
-                              indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic.replace_text(path, json.dumps({"format": STATE_FORMAT, **asdict(state)},
+                                         ensure_ascii=False, indent=1))
 
 
 def source_status(config: Config) -> list[dict[str, Any]]:
