@@ -15,10 +15,10 @@ from werkzeug.http import parse_accept_header
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import NotFound, QueryError
-from feedsvc.feeds import FeedKey, parse_query
+from feedsvc.feeds import FeedKey, max_age_of, parse_query
 from feedsvc.leader import Leader
 from feedsvc.pages import Pages, content_security_policy, wants_page
-from feedsvc.replay import ReplayCache
+from feedsvc.replay import EXPIRES, ReplayCache
 from feedsvc.service import FeedService
 from feedsvc.store import Document
 
@@ -135,8 +135,11 @@ def _match(rest: str) -> dict[str, str]:
 def feed_response(key: FeedKey) -> Response:
     service = get_service()
     key = canonical_key(key, request.environ.get("QUERY_STRING", ""), service)
-    max_age = (service.config.category_max_age(key.name) if key.kind == "category"
-               else service.config.max_age)
+    max_age = max_age_of(key, service.config)
+    expires = key.expires(max_age)
+    if expires is not None:
+        # filter_time's edge moves on with the clock, not with the posts.
+        request.environ[EXPIRES] = expires
     if wants_page(request.headers.get("Sec-Fetch-Dest")):
         return browser_view(key, max_age)
     doc = service.document(key)
@@ -161,7 +164,9 @@ def browser_view(key: FeedKey, max_age: int) -> Response:
 def canonical_key(key: FeedKey, query: str, service: FeedService) -> FeedKey:
     # A repeated poll never gets here: replay.py answers it from the response
     # made for the same request while the feed's version stands.
-    return parse_query(key, request.args.items(multi=True), service.config) if query else key
+    if not query:
+        return key
+    return parse_query(key, request.args.items(multi=True), service.config, service.clock())
 
 
 def conditional(doc: Document, max_age: int) -> Response:

@@ -7,12 +7,11 @@ import datetime as dt
 import logging
 import math
 import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from urllib.parse import quote, urlencode
 
-from feedsvc import content
+from feedsvc import content, filters
 from feedsvc.config import Config
 from feedsvc.errors import NotFound, QueryError
 from feedsvc.index import Views
@@ -21,10 +20,18 @@ from feedsvc.posts import Post
 
 log = logging.getLogger(__name__)
 OPENCC = ("s2t", "t2s")
-PARAMETERS = frozenset({"limit", "filter", "filterout", "opencc"})
-MAX_TERMS = 20
-MAX_TERM_LENGTH = 100
+FIELD_PARAMETERS = {f"{kind}_{field}": field for kind in ("filter", "filterout")
+                    for field in filters.FIELDS}
+PARAMETERS = frozenset({"limit", "filter", "filterout", "opencc", "filter_time",
+                        "filter_case_sensitive", "brief", *FIELD_PARAMETERS})
 LIMIT_RE = re.compile(r"[0-9]{1,6}")
+NUMBER_RE = re.compile(r"[0-9]{1,10}")
+# Filters look at this many newest entries of a feed (× max_limit), as RSSHub
+# filters the items a route fetched: a filter never scans a million posts.
+WINDOW_FACTOR = 10
+MAX_FILTER_TIME = 10 * 366 * 86400
+BRIEF_MIN, BRIEF_MAX = 100, 100_000   # RSSHub asks for at least 100 characters
+Fields = tuple[tuple[str, filters.Pattern], ...]
 
 
 @dataclass(frozen=True)
@@ -34,22 +41,40 @@ class FeedKey:
     fmt: str
     page: int = 1
     limit: int | None = None    # None: the configured limit
-    filter: tuple[str, ...] = ()
-    filterout: tuple[str, ...] = ()
+    filter: filters.Pattern | None = None
+    filterout: filters.Pattern | None = None
+    fields: Fields = ()         # filter_<field>: each given one must match
+    fields_out: Fields = ()     # filterout_<field>: any given one that matches drops
+    case_sensitive: bool = False
+    filter_time: int | None = None      # seconds, as in the URL
+    since: dt.datetime | None = None    # its edge, rounded to max_age: in the cache key only
+    brief: int | None = None
     opencc: str | None = None
+
+    def filtered(self) -> bool:
+        return bool(self.filter or self.filterout or self.fields or self.fields_out
+                    or self.since)
 
     def query(self) -> str:
         """Canonical query string: sorted, deduplicated, defaults left out."""
-        pairs = []
+        pairs: list[tuple[str, str]] = []
+        if self.brief is not None:
+            pairs.append(("brief", str(self.brief)))
         if self.filter:
-            pairs.append(("filter", ",".join(self.filter)))
+            pairs.append(("filter", self.filter.text()))
+        pairs += [(f"filter_{f}", p.text()) for f, p in self.fields]
+        if self.case_sensitive:
+            pairs.append(("filter_case_sensitive", "true"))
+        if self.filter_time is not None:
+            pairs.append(("filter_time", str(self.filter_time)))
         if self.filterout:
-            pairs.append(("filterout", ",".join(self.filterout)))
+            pairs.append(("filterout", self.filterout.text()))
+        pairs += [(f"filterout_{f}", p.text()) for f, p in self.fields_out]
         if self.limit is not None:
             pairs.append(("limit", str(self.limit)))
         if self.opencc:
             pairs.append(("opencc", self.opencc))
-        return urlencode(pairs, quote_via=quote, safe=",")
+        return urlencode(sorted(pairs), quote_via=quote, safe=",")
 
     def path(self, page: int | None = None) -> str:
         page = self.page if page is None else page
@@ -61,26 +86,14 @@ class FeedKey:
         return base + self.path(page) + (f"?{q}" if q else "")
 
     def cache_id(self) -> str:
-        return f"{self.fmt}:{self.path()}?{self.query()}"
+        since = f"#since={self.since.isoformat()}" if self.since else ""
+        return f"{self.fmt}:{self.path()}?{self.query()}{since}"
 
-
-def _fold(text: str) -> str:
-    """The form terms and titles are compared in: full-width letters and case folded."""
-    return unicodedata.normalize("NFKC", text).casefold()
-
-
-def _terms(values: list[str], name: str) -> tuple[str, ...]:
-    """Comma-separated terms (from one or several `name=` parameters), folded,
-    deduplicated and sorted; a term containing another one is dropped, since
-    the shorter term matches wherever the longer one does."""
-    folded = {_fold(t).strip() for v in values for t in v.split(",")}
-    folded.discard("")
-    if not folded:
-        raise QueryError(f"{name} needs at least one term (comma-separated)")
-    if len(folded) > MAX_TERMS or any(len(t) > MAX_TERM_LENGTH for t in folded):
-        raise QueryError(f"{name} allows at most {MAX_TERMS} terms of "
-                         f"{MAX_TERM_LENGTH} characters")
-    return tuple(sorted(t for t in folded if not any(u != t and u in t for u in folded)))
+    def expires(self, max_age: int) -> dt.datetime | None:
+        """When the filter_time edge moves on (the document is current until then)."""
+        if self.since is None or self.filter_time is None:
+            return None
+        return self.since + dt.timedelta(seconds=self.filter_time + max_age)
 
 
 def _single(values: list[str], name: str) -> str:
@@ -97,7 +110,26 @@ def _limit(raw: str, key: FeedKey, config: Config) -> int | None:
     return None if int(raw) == limit_of(key, config) else int(raw)
 
 
-def parse_query(key: FeedKey, args: Iterable[tuple[str, str]], config: Config) -> FeedKey:
+def _number(raw: str, name: str, low: int, high: int, unit: str = "") -> int:
+    if not NUMBER_RE.fullmatch(raw) or not low <= int(raw) <= high:
+        raise QueryError(f"{name} must be a whole number from {low} to {high}{unit}")
+    return int(raw)
+
+
+def max_age_of(key: FeedKey, config: Config) -> int:
+    return config.category_max_age(key.name) if key.kind == "category" else config.max_age
+
+
+def window_edge(seconds: int, max_age: int, now: dt.datetime) -> dt.datetime:
+    """now − seconds, rounded down to a multiple of max_age: the same edge (and
+    so the same bytes) for every request within one max_age."""
+    step = max(1, max_age)
+    edge = math.floor((now.timestamp() - seconds) / step) * step
+    return dt.datetime.fromtimestamp(edge, dt.UTC)
+
+
+def parse_query(key: FeedKey, args: Iterable[tuple[str, str]], config: Config,
+                now: dt.datetime | None = None) -> FeedKey:
     """Apply the known query parameters, normalised so that equivalent requests
     give the same key; unknown ones (utm_* …) are ignored."""
     given: dict[str, list[str]] = {}
@@ -109,7 +141,24 @@ def parse_query(key: FeedKey, args: Iterable[tuple[str, str]], config: Config) -
         changes["limit"] = _limit(_single(given["limit"], "limit"), key, config)
     for name in ("filter", "filterout"):
         if name in given:
-            changes[name] = _terms(given[name], name)
+            changes[name] = filters.parse(given[name], name)
+    fields = {n: filters.parse(given[n], n) for n in sorted(FIELD_PARAMETERS) if n in given}
+    changes["fields"] = tuple((FIELD_PARAMETERS[n], p) for n, p in fields.items()
+                              if n.startswith("filter_"))
+    changes["fields_out"] = tuple((FIELD_PARAMETERS[n], p) for n, p in fields.items()
+                                  if n.startswith("filterout_"))
+    if "filter_case_sensitive" in given and (fields or "filter" in given or "filterout" in given):
+        changes["case_sensitive"] = filters.parse_bool(given["filter_case_sensitive"],
+                                                       "filter_case_sensitive")
+    if "filter_time" in given:
+        seconds = _number(_single(given["filter_time"], "filter_time"), "filter_time",
+                          1, MAX_FILTER_TIME, " (seconds)")
+        changes["filter_time"] = seconds
+        changes["since"] = window_edge(seconds, max_age_of(key, config),
+                                       now or dt.datetime.now(dt.UTC))
+    if "brief" in given:
+        changes["brief"] = _number(_single(given["brief"], "brief"), "brief",
+                                   BRIEF_MIN, BRIEF_MAX, " (characters)")
     if "opencc" in given:
         mode = _single(given["opencc"], "opencc").lower()
         if mode not in OPENCC:
@@ -142,17 +191,64 @@ def posts_of(key: FeedKey, views: Views, config: Config) -> list[Post]:
     else:
         # The site-wide feed carries the configured categories only.
         posts = views.in_any(frozenset(config.categories))
-    if key.filter or key.filterout:
-        posts = [p for p in posts if _keep(p, key)]
+    if key.filtered():
+        window = posts[:WINDOW_FACTOR * config.max_limit]
+        posts = [p for p in window if _keep(p, key, config)]
     return posts
 
 
-def _keep(post: Post, key: FeedKey) -> bool:
-    hay = [_fold(post.title), *(_fold(c) for c in post.categories),
-           *(_fold(t) for t in post.tags)]
-    def hit(terms: tuple[str, ...]) -> bool:
-        return any(term in h for term in terms for h in hay)
-    return (not key.filter or hit(key.filter)) and not (key.filterout and hit(key.filterout))
+def _keep(post: Post, key: FeedKey, config: Config) -> bool:
+    """RSSHub's rules: `filter` keeps an entry matching in any field, each
+    filter_<field> must match its field, `filterout` and each filterout_<field>
+    drop an entry that matches."""
+    if key.since is not None and post.date < key.since:
+        return False
+    texts = _FieldTexts(post, config)
+    cs = key.case_sensitive
+    if key.filter and not key.filter.search(texts.every(), cs):
+        return False
+    if any(not p.search(texts.of(f), cs) for f, p in key.fields):
+        return False
+    if key.filterout and key.filterout.search(texts.every(), cs):
+        return False
+    return not any(p.search(texts.of(f), cs) for f, p in key.fields_out)
+
+
+class _FieldTexts:
+    """The texts of one post that filters look at; the description (the
+    entry's summary, what RSS <description> carries) is rendered only if asked."""
+
+    def __init__(self, post: Post, config: Config) -> None:
+        self.post, self.config = post, config
+
+    def of(self, field: str) -> list[str]:
+        post = self.post
+        if field == "title":
+            return [post.title]
+        if field == "category":
+            return [*post.categories, *post.tags]
+        if field == "author":
+            return [author_of(post, self.config).name]
+        return [_summary(post, self.config)]
+
+    def every(self) -> Iterable[str]:
+        # Lazily: a match in the title spares rendering the post.
+        yield self.post.title
+        yield from self.of("category")
+        yield from self.of("description")
+
+
+def _summary(post: Post, config: Config) -> str:
+    try:
+        return content.render(post, config.site.url, config.summary_length).summary
+    except (OSError, ValueError):
+        return ""
+
+
+def author_of(post: Post, config: Config) -> Person:
+    """The entry's author: the site's author, else the site's title."""
+    author = config.site.author
+    return Person(author.name, author.email, author.uri) if author else Person(config.site.title)
 
 
 @dataclass(frozen=True)
@@ -209,7 +305,7 @@ def feed_model(sel: Selection, config: Config) -> Feed:
         author=Person(author.name, author.email, author.uri) if author else Person(site.title),
         entries=entries,
         language=site.language,
-        ttl_seconds=config.category_max_age(key.name) if key.kind == "category" else config.max_age,
+        ttl_seconds=max_age_of(key, config),
         pages=_page_links(key, sel.pages, config),
         hub=config.websub.hub if config.websub else None,
     )
@@ -255,6 +351,10 @@ def _entry(post: Post, key: FeedKey, config: Config) -> Entry | None:
         # The file changed or vanished since it was indexed; the watcher catches up.
         log.warning("cannot render %s: %s", post.rel, e)
         return None
+    summary, html = body.summary, content.convert_html(body.html, key.opencc)
+    if key.brief is not None:
+        # RSSHub's brief: the text of the whole body, cut, in place of the content.
+        summary, html = content.cut(content.text_of(body.html)[1], key.brief), ""
     return Entry(
         id=post.guid,
         # A title made only of characters XML forbids would be empty: feedgen refuses
@@ -263,8 +363,8 @@ def _entry(post: Post, key: FeedKey, config: Config) -> Entry | None:
         link=post.url,
         published=post.date,
         updated=post.updated,
-        summary=_text(body.summary, key),
-        content_html=content.convert_html(body.html, key.opencc),
+        summary=_text(summary, key),
+        content_html=html,
         categories=tuple(dict.fromkeys(
             content.strip_illegal(c) for c in (*post.categories, *post.tags))),
     )

@@ -14,7 +14,7 @@ import hashlib
 import re
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 import jinja2
@@ -179,8 +179,7 @@ def feed_context(feed: Feed, key: FeedKey, pages: int, config: Config) -> dict[s
 
 
 def _with_format(key: FeedKey, fmt: str) -> FeedKey:
-    return FeedKey(key.kind, key.name, fmt, key.page, key.limit, key.filter, key.filterout,
-                   key.opencc)
+    return replace(key, fmt=fmt)
 
 
 def render(template: str, context: Mapping[str, object]) -> bytes:

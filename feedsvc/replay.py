@@ -17,6 +17,7 @@ KEY_HEADERS.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -30,11 +31,14 @@ KEY_HEADERS = ("HTTP_ACCEPT_ENCODING", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_S
                "HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE", "HTTP_RANGE", "HTTP_IF_RANGE",
                "HTTP_SEC_FETCH_DEST", "HTTP_ACCEPT")
 PREFIXES = ("/feeds/", "/tags/")
+# A response that is current only until a time (filter_time) says so here.
+EXPIRES = "feedsvc.expires"
 MAX_BYTES = 32 * 2**20      # bodies are shared with the document store; this bounds the rest
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-# (version, status, headers without Date, body, whether the app sent a Date)
-_Item = tuple[Any, str, list[tuple[str, str]], bytes, bool]
+# (version, status, headers without Date, body, whether the app sent a Date,
+#  the time it stops being current or None)
+_Item = tuple[Any, str, list[tuple[str, str]], bytes, bool, dt.datetime | None]
 
 
 class ReplayCache:
@@ -52,7 +56,8 @@ class ReplayCache:
         key = (environ.get("REQUEST_METHOD"), path, environ.get("QUERY_STRING", ""),
                *[environ.get(h) for h in KEY_HEADERS])
         hit = self._items.get(key)
-        if hit is not None and hit[0] == version:
+        if hit is not None and hit[0] == version and (
+                hit[5] is None or self.service.clock() < hit[5]):
             headers = hit[2]
             if hit[4]:
                 headers = [*headers, ("Date", _now())]
@@ -89,7 +94,7 @@ class ReplayCache:
             # afresh, never replayed. (Under gunicorn the server adds it, not the app.)
             headers = [(k, v) for k, v in captured[1] if k.lower() != "date"]
             dated = len(headers) != len(captured[1])
-            self._put(key, (version, captured[0], headers, body, dated))
+            self._put(key, (version, captured[0], headers, body, dated, environ.get(EXPIRES)))
         return [body]
 
     def _put(self, key: tuple[Any, ...], item: _Item) -> None:

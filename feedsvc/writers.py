@@ -94,7 +94,8 @@ def _add_entry(fg: FeedGenerator, entry: Entry) -> None:
     fe.published(entry.published)
     fe.updated(entry.updated)
     fe.description(entry.summary or entry.title, isSummary=True)
-    fe.content(entry.content_html, type="html")
+    if entry.content_html:      # empty with ?brief=: the summary says it all
+        fe.content(entry.content_html, type="html")
     for term in entry.categories:
         fe.category(term=term)
 
@@ -138,7 +139,9 @@ def _json_item(entry: Entry) -> dict[str, Any]:
         "id": entry.id,
         "url": entry.link,
         "title": entry.title,
-        "content_html": entry.content_html,
+        # JSON Feed asks for content_html or content_text.
+        **({"content_html": entry.content_html} if entry.content_html
+           else {"content_text": entry.summary}),
         "summary": entry.summary,
         "date_published": dates.rfc3339(entry.published),
         "date_modified": dates.rfc3339(entry.updated),
