@@ -61,6 +61,7 @@ class Category:
     limit: int | None = None
     max_age: int | None = None
     sources: tuple[Source, ...] = ()
+    entry_link: str | None = None     # None: the site's entry_link
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class Config:
     websub: WebSub | None = None
     cache: CacheConfig = field(default_factory=CacheConfig)
     allow_private_sources: bool = True
+    entry_link: str = "permalink"     # or "source": a collected entry links to the original
 
     @property
     def root(self) -> Path:
@@ -232,6 +234,7 @@ def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None
     top.known(
         "site", "feeds_url", "posts_dir", "permalink", "limit", "max_limit", "max_age",
         "summary_length", "state_dir", "categories", "websub", "cache", "allow_private_sources",
+        "entry_link",
     )
     site_sec = top.section("site")
     if site_sec is None:
@@ -265,7 +268,19 @@ def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None
         websub=_websub(top.section("websub")),
         cache=_cache(top.section("cache")),
         allow_private_sources=allow_private,
+        entry_link=_entry_link(top) or "permalink",
     )
+
+
+ENTRY_LINKS = ("permalink", "source")
+
+
+def _entry_link(sec: _Section) -> str | None:
+    value: str | None = sec.string("entry_link")
+    if value is not None and value not in ENTRY_LINKS:
+        sec.fail(("entry_link",), f"must be 'permalink' (our page) or 'source' (the original "
+                                  f"article), not {value!r}")
+    return value
 
 
 def _site(sec: _Section) -> Site:
@@ -308,7 +323,8 @@ def _category(parent: _Section, slug: str, max_limit: int) -> Category:
         parent.fail((slug,), "needs at least a title")
     sec = parent.section(slug)
     assert sec is not None
-    sec.known("title", "description", "link", "timezone", "limit", "max_age", "sources")
+    sec.known("title", "description", "link", "timezone", "limit", "max_age", "sources",
+              "entry_link")
     return Category(
         slug=slug,
         title=sec.string("title", required=True),
@@ -318,6 +334,7 @@ def _category(parent: _Section, slug: str, max_limit: int) -> Category:
         limit=sec.integer("limit", None, 1, max_limit),
         max_age=sec.integer("max_age", None, 0, 86_400),
         sources=_sources(sec),
+        entry_link=_entry_link(sec),
     )
 
 

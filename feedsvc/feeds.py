@@ -9,13 +9,13 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from feedsvc import content, filters
 from feedsvc.config import Config
 from feedsvc.errors import NotFound, QueryError
 from feedsvc.index import Views
-from feedsvc.model import FORMATS, Entry, Feed, Person
+from feedsvc.model import FORMATS, Entry, Feed, Person, SourceFeed
 from feedsvc.posts import Post
 
 log = logging.getLogger(__name__)
@@ -360,14 +360,33 @@ def _entry(post: Post, key: FeedKey, config: Config) -> Entry | None:
         # A title made only of characters XML forbids would be empty: feedgen refuses
         # an entry without a title and the whole feed would fail.
         title=_text(post.title, key) or post.url,
-        link=post.url,
+        link=entry_link(post, config),
         published=post.date,
         updated=post.updated,
         summary=_text(summary, key),
         content_html=html,
+        via=post.source_url,
+        source=_source_feed(post),
         categories=tuple(dict.fromkeys(
             content.strip_illegal(c) for c in (*post.categories, *post.tags))),
     )
+
+
+def entry_link(post: Post, config: Config) -> str:
+    """Our permalink, or the original article when the post's first category
+    that says so (else the site) asks for it: one link per post in every feed."""
+    if not post.source_url:
+        return post.url
+    choice = next((config.categories[c].entry_link for c in post.categories
+                   if c in config.categories and config.categories[c].entry_link), None)
+    return post.source_url if (choice or config.entry_link) == "source" else post.url
+
+
+def _source_feed(post: Post) -> SourceFeed | None:
+    if not post.source_feed:
+        return None
+    title = post.source_title or urlsplit(post.source_feed).netloc or post.source_feed
+    return SourceFeed(post.source_feed, content.strip_illegal(title))
 
 
 def _text(text: str, key: FeedKey) -> str:

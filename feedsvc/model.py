@@ -29,6 +29,14 @@ class Entry:
     summary: str
     content_html: str
     categories: tuple[str, ...] = ()
+    via: str | None = None            # the original article of a collected post
+    source: SourceFeed | None = None  # the upstream feed it came from
+
+
+@dataclass(frozen=True)
+class SourceFeed:
+    url: str
+    title: str
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,8 @@ class Post:
     excerpt: str | None = None
     source_guid: str | None = None
     source_url: str | None = None
+    source_feed: str | None = None    # the upstream feed (or page) it was collected from
+    source_title: str | None = None   # that feed's title
 
     @property
     def modified(self) -> dt.datetime:
@@ -134,6 +136,8 @@ FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "description": ("excerpt", _str),
     "source_guid": ("source_guid", _str),
     "source_url": ("source_url", _str),
+    "source_feed": ("source_feed", _str),
+    "source_title": ("source_title", _str),
 }
 
 
@@ -248,6 +252,7 @@ def _parse(rel: str, raw: bytes, stat: os.stat_result, config: Config) -> Post:
         tags=_merge((), f.get("tags", ())), slug=slug, url=url, guid=f.get("guid") or url,
         published=f.get("published", True), excerpt=f.get("excerpt"),
         source_guid=f.get("source_guid"), source_url=f.get("source_url"),
+        source_feed=f.get("source_feed"), source_title=f.get("source_title"),
     )
 
 

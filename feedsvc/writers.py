@@ -20,7 +20,7 @@ from feedgen.feed import FeedGenerator
 from lxml import etree
 
 from feedsvc import dates
-from feedsvc.model import Entry, Feed
+from feedsvc.model import Entry, Feed, SourceFeed
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 _feedgen_lock = threading.Lock()
@@ -43,6 +43,30 @@ class _RssAtomLinks(BaseExtension):  # type: ignore[misc]
             el = etree.Element(f"{{{ATOM_NS}}}link", href=href, rel=rel)
             channel.insert(at + i, el)
         return rss_feed
+
+
+class _AtomProvenance(BaseExtension):  # type: ignore[misc]
+    """An Atom entry's link rel="via" (the original article) and <source>
+    (RFC 4287 4.2.11: id, title and self link of the feed it came from).
+    Not through feedgen: its entry writer drops the rel of every link (so a
+    via link would read as a second alternate) and its source has no id."""
+
+    def __init__(self) -> None:
+        self.via: str | None = None
+        self.feed: SourceFeed | None = None
+
+    def extend_atom(self, entry: Any) -> Any:
+        if self.via:
+            at = max((i + 1 for i, el in enumerate(entry) if el.tag == f"{{{ATOM_NS}}}link"),
+                     default=len(entry))
+            entry.insert(at, etree.Element(f"{{{ATOM_NS}}}link", href=self.via, rel="via",
+                                           type="text/html"))
+        if self.feed is not None:
+            source = etree.SubElement(entry, f"{{{ATOM_NS}}}source")
+            etree.SubElement(source, f"{{{ATOM_NS}}}id").text = self.feed.url
+            etree.SubElement(source, f"{{{ATOM_NS}}}title").text = self.feed.title
+            etree.SubElement(source, f"{{{ATOM_NS}}}link", rel="self", href=self.feed.url)
+        return entry
 
 
 def _generator(feed: Feed, fmt: str) -> FeedGenerator:
@@ -74,7 +98,7 @@ def _generator(feed: Feed, fmt: str) -> FeedGenerator:
     fg.generator("feedsvc")
     fg.ttl(max(1, math.ceil(feed.ttl_seconds / 60)))
     for entry in feed.entries:
-        _add_entry(fg, entry)
+        _add_entry(fg, entry, fmt)
     return fg
 
 
@@ -85,7 +109,7 @@ def _extra_links(feed: Feed) -> list[tuple[str, str]]:
     return links
 
 
-def _add_entry(fg: FeedGenerator, entry: Entry) -> None:
+def _add_entry(fg: FeedGenerator, entry: Entry, fmt: str) -> None:
     fe = fg.add_entry(order="append")
     fe.id(entry.id)
     fe.guid(entry.id, permalink=entry.id == entry.link)
@@ -98,6 +122,18 @@ def _add_entry(fg: FeedGenerator, entry: Entry) -> None:
         fe.content(entry.content_html, type="html")
     for term in entry.categories:
         fe.category(term=term)
+    _provenance(fe, entry, fmt)
+
+
+def _provenance(fe: Any, entry: Entry, fmt: str) -> None:
+    """Where a collected entry came from: RSS <source>, Atom rel="via" and <source>."""
+    if fmt == "rss":
+        if entry.source:
+            fe.source(url=entry.source.url, title=entry.source.title)
+        return
+    if entry.via or entry.source:
+        fe.register_extension("feedsvc_provenance", _AtomProvenance, atom=True, rss=False)
+        fe.feedsvc_provenance.via, fe.feedsvc_provenance.feed = entry.via, entry.source
 
 
 def rss(feed: Feed) -> bytes:
@@ -148,6 +184,8 @@ def _json_item(entry: Entry) -> dict[str, Any]:
     }
     if entry.categories:
         item["tags"] = list(entry.categories)
+    if entry.via:
+        item["external_url"] = entry.via
     return item
 
 

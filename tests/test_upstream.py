@@ -94,7 +94,8 @@ def test_rss_items_become_posts_with_their_own_offsets(tmp_path: Path, up: Upstr
     assert anning.rel.startswith("kunmingribao/2022-03-21-") and anning.rel.endswith(".md")
     meta = front_matter(anning.path)
     assert list(meta) == ["layout", "title", "date", "categories", "tags", "source_guid",
-                          "source_url"]
+                          "source_url", "source_feed", "source_title"]
+    assert meta["source_feed"] == up.url + "/rss.xml" and meta["source_title"] == "昆明日报 上游"
     assert meta["layout"] == "post" and meta["date"] == "2022-03-21 06:00:08 +0800"
 
 

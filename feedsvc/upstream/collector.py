@@ -61,6 +61,7 @@ class Item:
 class Parsed:
     items: list[Item]
     warning: str | None = None      # read, but something was wrong with the document
+    title: str = ""                 # the feed's own title, for provenance
 
 
 def parse_feed(body: bytes, content_type: str, url: str, tz: ZoneInfo) -> Parsed:
@@ -82,7 +83,7 @@ def _json_feed(body: bytes, url: str, tz: ZoneInfo) -> Parsed:
     if not isinstance(data.get("items"), list):
         raise FetchError("JSON Feed without an items list")
     items = [_json_item(it, url, tz) for it in data["items"] if isinstance(it, dict)]
-    return Parsed([it for it in items if it is not None])
+    return Parsed([it for it in items if it is not None], title=_text(data.get("title")))
 
 
 def _json_item(it: dict[str, Any], base: str, tz: ZoneInfo) -> Item | None:
@@ -114,7 +115,8 @@ def _xml_feed(body: bytes, content_type: str, url: str, tz: ZoneInfo) -> Parsed:
         warning = f"not well-formed XML ({problem}); {len(d.entries)} items read leniently"
         log.warning("%s: %s", url, warning)
     items = [_xml_item(e, url, tz) for e in d.entries]
-    return Parsed([it for it in items if it is not None], warning)
+    return Parsed([it for it in items if it is not None], warning,
+                  title=_text(d.get("feed", {}).get("title")))
 
 
 def _xml_item(e: Any, base: str, tz: ZoneInfo) -> Item | None:
@@ -197,7 +199,8 @@ def file_slug(item: Item) -> str:
     return f"{stem}-{digest}" if stem else digest
 
 
-def post_text(item: Item, date: dt.datetime, cat: Category, source: Source) -> str:
+def post_text(item: Item, date: dt.datetime, cat: Category, source: Source,
+              source_title: str = "") -> str:
     meta: dict[str, Any] = {"layout": "post"}
     # No title upstream: the start of the text says more than a hash would.
     meta["title"] = item.title or content.cut(content.text_of(item.html)[0], 60)
@@ -210,6 +213,10 @@ def post_text(item: Item, date: dt.datetime, cat: Category, source: Source) -> s
     meta["source_guid"] = item.guid
     if item.link:
         meta["source_url"] = item.link
+    # Provenance in the feeds: RSS <source url=…>, Atom <source>.
+    meta["source_feed"] = source.url
+    if source_title:
+        meta["source_title"] = source_title
     front = yaml.safe_dump(meta, allow_unicode=True, sort_keys=False, default_flow_style=None,
                            width=10**6)
     return f"---\n{front}---\n{_html_block(item)}\n" + (
@@ -409,7 +416,7 @@ class Collector:
             if item.guid in known or item.guid in seen:
                 unchanged += 1
                 continue
-            if self._store(item, cat, src):
+            if self._store(item, cat, src, parsed.title):
                 new += 1
             else:
                 unchanged += 1
@@ -423,14 +430,14 @@ class Collector:
         return SourceResult(cat.slug, src.url, new=new, unchanged=unchanged,
                             warning=parsed.warning)
 
-    def _store(self, item: Item, cat: Category, src: Source) -> bool:
+    def _store(self, item: Item, cat: Category, src: Source, source_title: str = "") -> bool:
         tz = dates.zone(post_zone((cat.slug,), self.config))
         date = item.date or self.clock().astimezone(tz)
         day = date.astimezone(tz).date()
         name = f"{day.isoformat()}-{file_slug(item)}.md"
         try:
             path = write_new(category_folder(self.config, cat.slug), name,
-                             post_text(item, date, cat, src))
+                             post_text(item, date, cat, src, source_title))
         except OSError as e:
             raise FetchError(f"cannot write {name}: {e.strerror or e}") from e
         if path:
