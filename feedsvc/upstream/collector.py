@@ -21,7 +21,7 @@ import sys
 import time
 import xml.sax
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
@@ -38,6 +38,7 @@ from feedsvc.config import Category, Config, Source
 from feedsvc.errors import FetchError
 from feedsvc.index import Index
 from feedsvc.posts import post_zone
+from feedsvc.upstream import corrections
 from feedsvc.upstream.fetch import Fetcher, Validators
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,10 @@ class Item:
     html: str
     date: dt.datetime | None
     tags: tuple[str, ...] = ()
+    updated: dt.datetime | None = None   # upstream's own last change, when it says
+
+    def fingerprint(self) -> str:
+        return corrections.fingerprint(self.title, self.html, self.link, self.tags, self.date)
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,8 @@ def _json_item(it: dict[str, Any], base: str, tz: ZoneInfo) -> Item | None:
     tags = it.get("tags")
     return Item(guid=guid, link=link, title=_text(it.get("title")), html=str(body),
                 date=_date(raw, None, tz),
-                tags=_tags(tags if isinstance(tags, list) else []))
+                tags=_tags(tags if isinstance(tags, list) else []),
+                updated=_date(it.get("date_modified"), None, tz))
 
 
 def _xml_feed(body: bytes, content_type: str, url: str, tz: ZoneInfo) -> Parsed:
@@ -132,7 +138,9 @@ def _xml_item(e: Any, base: str, tz: ZoneInfo) -> Item | None:
     parsed = e.get("published_parsed") or e.get("updated_parsed") or e.get("created_parsed")
     tags = [t.get("term") or t.get("label") for t in e.get("tags", [])]
     return Item(guid=guid, link=link, title=title, html=_xml_body(e), date=_date(raw, parsed, tz),
-                tags=_tags(tags))
+                tags=_tags(tags),
+                # dict.get: feedparser's own get() hands back `published` for a missing `updated`.
+                updated=_date(dict.get(e, "updated"), dict.get(e, "updated_parsed"), tz))
 
 
 def _xml_body(e: Any) -> str:
@@ -200,13 +208,15 @@ def file_slug(item: Item) -> str:
 
 
 def post_text(item: Item, date: dt.datetime, cat: Category, source: Source,
-              source_title: str = "") -> str:
+              source_title: str = "", updated: dt.datetime | None = None) -> str:
     meta: dict[str, Any] = {"layout": "post"}
     # No title upstream: the start of the text says more than a hash would.
     meta["title"] = item.title or content.cut(content.text_of(item.html)[0], 60)
     if not meta["title"]:
         del meta["title"]
     meta["date"] = date.strftime("%Y-%m-%d %H:%M:%S %z")
+    if updated is not None:
+        meta["updated"] = updated.strftime("%Y-%m-%d %H:%M:%S %z")
     meta["categories"] = cat.slug
     # The sample post carries its category's title as a tag; source and item tags follow.
     meta["tags"] = list(dict.fromkeys((cat.title, *source.tags, *item.tags)))
@@ -260,6 +270,8 @@ class SourceState:
     failures: int = 0
     next_attempt: str | None = None
     seen: list[str] = field(default_factory=list)
+    # guid → what we wrote for it (corrections.Written as a dict)
+    written: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def due(self, now: dt.datetime) -> bool:
         return self.next_attempt is None or dt.datetime.fromisoformat(self.next_attempt) <= now
@@ -268,6 +280,7 @@ class SourceState:
         """What /status shows (not the remembered guids)."""
         data = asdict(self)
         data.pop("seen")
+        data.pop("written")
         return data
 
 
@@ -314,6 +327,8 @@ class SourceResult:
     url: str
     new: int = 0
     unchanged: int = 0
+    updated: int = 0                # corrected in place
+    kept: int = 0                   # changed upstream, but edited by hand here: kept
     not_modified: bool = False
     error: str | None = None
     warning: str | None = None
@@ -325,7 +340,9 @@ class SourceResult:
         if self.not_modified:
             return f"{where}: not modified"
         extra = f" (warning: {self.warning})" if self.warning else ""
-        return f"{where}: {self.new} new, {self.unchanged} unchanged{extra}"
+        updated = f"{self.updated} updated, " if self.updated else ""
+        kept = f", {self.kept} changed upstream but edited here (kept)" if self.kept else ""
+        return f"{where}: {self.new} new, {updated}{self.unchanged} unchanged{kept}{extra}"
 
 
 class Collector:
@@ -411,38 +428,85 @@ class Collector:
         parsed = parse_feed(fetched.body, fetched.content_type, fetched.url, tz)
         state.last_warning = parsed.warning
         seen = set(state.seen)
-        new = unchanged = 0
+        counts = {"new": 0, "unchanged": 0, "updated": 0, "kept": 0}
         for item in parsed.items:
-            if item.guid in known or item.guid in seen:
-                unchanged += 1
+            written = corrections.Written.load(state.written.get(item.guid))
+            if written is not None:
+                counts[self._correct(item, written, cat, src, parsed.title, state)] += 1
                 continue
-            if self._store(item, cat, src, parsed.title):
-                new += 1
+            if item.guid in known or item.guid in seen:
+                counts["unchanged"] += 1
+                continue
+            stored = self._store(item, cat, src, parsed.title)
+            if stored:
+                counts["new"] += 1
+                state.written[item.guid] = asdict(stored)
             else:
-                unchanged += 1
+                counts["unchanged"] += 1
             known.add(item.guid)
             seen.add(item.guid)
             state.seen.append(item.guid)
         del state.seen[:-SEEN_MAX]
+        kept = set(state.seen)
+        state.written = {g: w for g, w in state.written.items() if g in kept}
         # Remember the validators only once every item is stored: a 304 later
         # must never hide an item that a failed write left behind.
         state.etag, state.last_modified = fetched.validators.etag, fetched.validators.last_modified
-        return SourceResult(cat.slug, src.url, new=new, unchanged=unchanged,
+        return SourceResult(cat.slug, src.url, new=counts["new"], unchanged=counts["unchanged"],
+                            updated=counts["updated"], kept=counts["kept"],
                             warning=parsed.warning)
 
-    def _store(self, item: Item, cat: Category, src: Source, source_title: str = "") -> bool:
+    def _store(self, item: Item, cat: Category, src: Source,
+               source_title: str = "") -> corrections.Written | None:
         tz = dates.zone(post_zone((cat.slug,), self.config))
         date = item.date or self.clock().astimezone(tz)
         day = date.astimezone(tz).date()
         name = f"{day.isoformat()}-{file_slug(item)}.md"
+        text = post_text(item, date, cat, src, source_title)
         try:
-            path = write_new(category_folder(self.config, cat.slug), name,
-                             post_text(item, date, cat, src, source_title))
+            path = write_new(category_folder(self.config, cat.slug), name, text)
         except OSError as e:
             raise FetchError(f"cannot write {name}: {e.strerror or e}") from e
-        if path:
-            log.info("stored %s from %s", path, src.url)
-        return path is not None
+        if path is None:
+            return None
+        log.info("stored %s from %s", path, src.url)
+        return self._written(path, text, item, date)
+
+    def _written(self, path: Path, text: str, item: Item,
+                 date: dt.datetime) -> corrections.Written:
+        return corrections.Written(
+            file=path.relative_to(self.config.posts_dir).as_posix(),
+            sha256=corrections.text_hash(text), item=item.fingerprint(),
+            date=dates.rfc3339(date),
+            updated=dates.rfc3339(item.updated) if item.updated else None)
+
+    def _correct(self, item: Item, written: corrections.Written, cat: Category, src: Source,
+                 source_title: str, state: SourceState) -> str:
+        """An item we stored, seen again: rewrite our post in place if upstream
+        changed it and nobody here did; which count it goes to."""
+        decision = corrections.decide(written, self.config.posts_dir, item.fingerprint(),
+                                      item.updated)
+        if decision is corrections.Decision.SAME or decision is corrections.Decision.DELETED:
+            return "unchanged"
+        if decision is corrections.Decision.HAND_EDITED:
+            log.info("%s changed upstream, but %s was edited here: kept", item.guid, written.file)
+            # Reported once per upstream change, not on every pass.
+            state.written[item.guid] = asdict(replace(
+                written, item=item.fingerprint(),
+                updated=dates.rfc3339(item.updated) if item.updated else written.updated))
+            return "kept"
+        # Same file and date, so the same permalink and id; `updated:` says when.
+        date = dt.datetime.fromisoformat(written.date)
+        updated = max(item.updated or self.clock(), date)
+        text = post_text(item, date, cat, src, source_title, updated=updated)
+        path = self.config.posts_dir / written.file
+        try:
+            atomic.replace_text(path, text)
+        except OSError as e:
+            raise FetchError(f"cannot update {written.file}: {e.strerror or e}") from e
+        log.info("updated %s from %s (upstream correction)", path, src.url)
+        state.written[item.guid] = asdict(self._written(path, text, item, date))
+        return "updated"
 
 
 def run_collect(config: Config, category: str | None) -> int:
