@@ -45,10 +45,31 @@ class Site:
 
 
 @dataclass(frozen=True)
+class Selector:
+    """A CSS selector or an XPath expression, as written and as XPath (strings
+    only: the config's repr is its digest, shared by instances)."""
+    source: str
+    xpath: str
+
+
+@dataclass(frozen=True)
+class PageRules:
+    """How to read a news list page (upstream/pages.py)."""
+    items: Selector
+    title: Selector
+    link: Selector
+    date: Selector | None = None
+    date_format: str | None = None      # strptime format; None: any date python-dateutil reads
+    summary: Selector | None = None
+    content: Selector | None = None
+
+
+@dataclass(frozen=True)
 class Source:
     url: str
     every: int = 900
     tags: tuple[str, ...] = ()
+    page: PageRules | None = None       # a web page read by selectors, not a feed
 
 
 @dataclass(frozen=True)
@@ -346,7 +367,7 @@ def _sources(sec: _Section) -> tuple[Source, ...]:
     for i, item in enumerate(value):
         sub = _Section(sec.loader, {"url": item} if isinstance(item, str) else item,
                        (*sec.path, "sources", str(i)))
-        sub.known("url", "every", "tags")
+        sub.known("url", "every", "tags", "page")
         out.append(_source(sub))
     return tuple(out)
 
@@ -362,8 +383,48 @@ def _source(sub: _Section) -> Source:
         tags = tags.split()
     if not isinstance(tags, list):
         sub.fail(("tags",), "must be a list or a space-separated string")
+    page = sub.section("page")
     return Source(url=sub.url("url", required=True), every=seconds,
-                  tags=tuple(str(t) for t in tags))
+                  tags=tuple(str(t) for t in tags), page=_page(page) if page else None)
+
+
+XPATH_START = ("/", "./", "(", "xpath:")
+
+
+def _page(sec: _Section) -> PageRules:
+    sec.known("items", "title", "link", "date", "date_format", "summary", "content")
+    fmt = sec.string("date_format")
+    if fmt is not None and "%" not in fmt:
+        sec.fail(("date_format",), f"must be a strptime format such as '%Y-%m-%d %H:%M', "
+                                   f"not {fmt!r}")
+    return PageRules(
+        items=_selector(sec, "items", required=True), title=_selector(sec, "title", required=True),
+        link=_selector(sec, "link", required=True), date=_selector(sec, "date"),
+        date_format=fmt, summary=_selector(sec, "summary"), content=_selector(sec, "content"))
+
+
+def _selector(sec: _Section, key: str, *, required: bool = False) -> Any:
+    """A CSS selector, or XPath when it starts with '/', './', '(' or 'xpath:'."""
+    text = sec.string(key, required=required)
+    if text is None:
+        return None
+    # Imported only when a page source is configured.
+    from lxml import etree
+
+    if text.startswith(XPATH_START):
+        xpath = text.removeprefix("xpath:").strip()
+    else:
+        from cssselect import GenericTranslator, SelectorError
+
+        try:
+            xpath = GenericTranslator().css_to_xpath(text)
+        except SelectorError as e:
+            sec.fail((key,), f"invalid CSS selector {text!r}: {e}")
+    try:
+        etree.XPath(xpath)
+    except etree.XPathSyntaxError as e:
+        sec.fail((key,), f"invalid XPath {xpath!r}: {e}")
+    return Selector(text, xpath)
 
 
 def _websub(sec: _Section | None) -> WebSub | None:

@@ -190,6 +190,18 @@ def _date(raw: Any, parsed: time.struct_time | None, tz: ZoneInfo) -> dt.datetim
     return None
 
 
+def parse_source(body: bytes, content_type: str, url: str, src: Source, tz: ZoneInfo) -> Parsed:
+    """A feed, or a web page read by the source's selectors."""
+    if src.page is None:
+        return parse_feed(body, content_type, url, tz)
+    from feedsvc.upstream import pages  # lxml.html and cssselect: for page sources only
+
+    page = pages.parse_page(body, content_type, url, src.page, tz)
+    items = [Item(guid=it.link, link=it.link, title=it.title, html=it.html, date=it.date)
+             for it in page.items]
+    return Parsed(items, page.warning, title=page.title)
+
+
 # -- post files -----------------------------------------------------------------
 def category_folder(config: Config, slug: str) -> Path:
     """Where a category's collected posts go: a `_posts` folder of its own."""
@@ -223,10 +235,13 @@ def post_text(item: Item, date: dt.datetime, cat: Category, source: Source,
     meta["source_guid"] = item.guid
     if item.link:
         meta["source_url"] = item.link
-    # Provenance in the feeds: RSS <source url=…>, Atom <source>.
-    meta["source_feed"] = source.url
-    if source_title:
-        meta["source_title"] = source_title
+    # Provenance in the feeds: RSS <source url=…>, Atom <source>. A web page
+    # is no feed (RSS wants "the XMLization of the source"): its items keep
+    # source_url, which gives Atom's via link and JSON's external_url.
+    if source.page is None:
+        meta["source_feed"] = source.url
+        if source_title:
+            meta["source_title"] = source_title
     front = yaml.safe_dump(meta, allow_unicode=True, sort_keys=False, default_flow_style=None,
                            width=10**6)
     return f"---\n{front}---\n{_html_block(item)}\n" + (
@@ -425,7 +440,7 @@ class Collector:
         if fetched.status == 304:
             return SourceResult(cat.slug, src.url, not_modified=True)
         tz = dates.zone(post_zone((cat.slug,), self.config))
-        parsed = parse_feed(fetched.body, fetched.content_type, fetched.url, tz)
+        parsed = parse_source(fetched.body, fetched.content_type, fetched.url, src, tz)
         state.last_warning = parsed.warning
         seen = set(state.seen)
         counts = {"new": 0, "unchanged": 0, "updated": 0, "kept": 0}
