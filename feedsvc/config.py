@@ -70,6 +70,7 @@ class Source:
     every: int = 900
     tags: tuple[str, ...] = ()
     page: PageRules | None = None       # a web page read by selectors, not a feed
+    fulltext: bool = False              # fetch each new item's page for its article
 
 
 @dataclass(frozen=True)
@@ -367,7 +368,7 @@ def _sources(sec: _Section) -> tuple[Source, ...]:
     for i, item in enumerate(value):
         sub = _Section(sec.loader, {"url": item} if isinstance(item, str) else item,
                        (*sec.path, "sources", str(i)))
-        sub.known("url", "every", "tags", "page")
+        sub.known("url", "every", "tags", "page", "fulltext")
         out.append(_source(sub))
     return tuple(out)
 
@@ -384,8 +385,12 @@ def _source(sub: _Section) -> Source:
     if not isinstance(tags, list):
         sub.fail(("tags",), "must be a list or a space-separated string")
     page = sub.section("page")
+    fulltext = sub.get("fulltext", False)
+    if not isinstance(fulltext, bool):
+        sub.fail(("fulltext",), "must be true or false")
     return Source(url=sub.url("url", required=True), every=seconds,
-                  tags=tuple(str(t) for t in tags), page=_page(page) if page else None)
+                  tags=tuple(str(t) for t in tags), page=_page(page) if page else None,
+                  fulltext=fulltext)
 
 
 XPATH_START = ("/", "./", "(", "xpath:")

@@ -96,7 +96,7 @@ class Scheduler:
         results = collector.run(collector.due())
         # Index new files now rather than wait for the watcher, so that the
         # hub ping follows at once.
-        if any(r.new for r in results) and service.index.scan():
+        if any(r.new or r.updated for r in results) and service.index.scan():
             service.index.save_state()
         return self._until_next(collector)
 

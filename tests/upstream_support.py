@@ -31,6 +31,7 @@ class Route:
     fail_first: int = 0                  # answer 500 this many times first
     etag: bool = True                    # send an ETag (else Last-Modified only)
     no_length: bool = False              # no Content-Length: the body runs until close
+    drip: float = 0.0                    # seconds between bytes of the body (a trickling peer)
 
     @classmethod
     def fixture(cls, name: str) -> Route:
@@ -119,10 +120,11 @@ class _Handler(BaseHTTPRequestHandler):
         if route.no_length:
             self.close_connection = True
         return self._send(200, route.body, route.content_type, etag, route.last_modified,
-                          length=not route.no_length)
+                          length=not route.no_length, drip=route.drip)
 
     def _send(self, status: int, body: bytes, ctype: str, etag: str | None = None,
-              last_modified: str | None = None, *, length: bool = True) -> int:
+              last_modified: str | None = None, *, length: bool = True,
+              drip: float = 0.0) -> int:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         if length:
@@ -136,7 +138,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         # The client may stop reading (size cap): that is the point.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self.wfile.write(body)
+            if not drip:
+                self.wfile.write(body)
+            for i in range(len(body) if drip else 0):
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+                time.sleep(drip)
         return status
 
 

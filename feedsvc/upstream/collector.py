@@ -40,6 +40,7 @@ from feedsvc.index import Index
 from feedsvc.posts import post_zone
 from feedsvc.upstream import corrections
 from feedsvc.upstream.fetch import Fetcher, Validators
+from feedsvc.upstream.fulltext import FullText, FulltextError, FulltextLimits
 
 log = logging.getLogger(__name__)
 SEEN_MAX = 10_000              # guids remembered per source
@@ -282,6 +283,7 @@ class SourceState:
     last_success: str | None = None
     last_error: str | None = None
     last_warning: str | None = None
+    last_fulltext_errors: list[str] = field(default_factory=list)
     failures: int = 0
     next_attempt: str | None = None
     seen: list[str] = field(default_factory=list)
@@ -344,6 +346,8 @@ class SourceResult:
     unchanged: int = 0
     updated: int = 0                # corrected in place
     kept: int = 0                   # changed upstream, but edited by hand here: kept
+    fulltext: int = 0               # items stored with the article of their page
+    fulltext_errors: tuple[str, ...] = ()   # pages that kept the feed's content, and why
     not_modified: bool = False
     error: str | None = None
     warning: str | None = None
@@ -357,7 +361,13 @@ class SourceResult:
         extra = f" (warning: {self.warning})" if self.warning else ""
         updated = f"{self.updated} updated, " if self.updated else ""
         kept = f", {self.kept} changed upstream but edited here (kept)" if self.kept else ""
-        return f"{where}: {self.new} new, {updated}{self.unchanged} unchanged{kept}{extra}"
+        full = f", full text for {self.fulltext}" if self.fulltext else ""
+        if self.fulltext_errors:
+            full += (f", full text failed for {len(self.fulltext_errors)} (kept the feed's "
+                     f"content: {self.fulltext_errors[0]}"
+                     + (" …" if len(self.fulltext_errors) > 1 else "") + ")")
+        return (f"{where}: {self.new} new, {updated}{self.unchanged} unchanged"
+                f"{kept}{full}{extra}")
 
 
 class Collector:
@@ -368,6 +378,8 @@ class Collector:
         self.config, self.clock, self.index = config, clock, index
         self.fetcher = fetcher or Fetcher(site_url=config.site.url,
                                           allow_private=config.allow_private_sources)
+        self.fulltext_limits = FulltextLimits()
+        self._fulltext: FullText | None = None
 
     def sources(self, category: str | None = None) -> list[tuple[Category, Source]]:
         return [(cat, src) for slug, cat in self.config.categories.items()
@@ -384,12 +396,23 @@ class Collector:
             return []
         known = self._stored_guids()
         results = []
-        for cat, src in todo:
-            result = self.collect(cat, src, known.setdefault(cat.slug, set()))
-            results.append(result)
-            if progress:
-                progress(result)
+        try:
+            for cat, src in todo:
+                result = self.collect(cat, src, known.setdefault(cat.slug, set()))
+                results.append(result)
+                if progress:
+                    progress(result)
+        finally:
+            if self._fulltext is not None:
+                self._fulltext.close()
+                self._fulltext = None
         return results
+
+    def full_text(self) -> FullText:
+        if self._fulltext is None:
+            self._fulltext = FullText(self.fulltext_limits, site_url=self.config.site.url,
+                                      allow_private=self.config.allow_private_sources)
+        return self._fulltext
 
     def _stored_guids(self) -> dict[str, set[str]]:
         index = self.index
@@ -443,16 +466,17 @@ class Collector:
         parsed = parse_source(fetched.body, fetched.content_type, fetched.url, src, tz)
         state.last_warning = parsed.warning
         seen = set(state.seen)
-        counts = {"new": 0, "unchanged": 0, "updated": 0, "kept": 0}
+        counts = {"new": 0, "unchanged": 0, "updated": 0, "kept": 0, "fulltext": 0}
+        budget = _Budget(src, self.fulltext_limits)
         for item in parsed.items:
             written = corrections.Written.load(state.written.get(item.guid))
             if written is not None:
-                counts[self._correct(item, written, cat, src, parsed.title, state)] += 1
+                counts[self._correct(item, written, cat, src, parsed.title, state, budget)] += 1
                 continue
             if item.guid in known or item.guid in seen:
                 counts["unchanged"] += 1
                 continue
-            stored = self._store(item, cat, src, parsed.title)
+            stored = self._store(item, cat, src, parsed.title, budget)
             if stored:
                 counts["new"] += 1
                 state.written[item.guid] = asdict(stored)
@@ -467,17 +491,39 @@ class Collector:
         # Remember the validators only once every item is stored: a 304 later
         # must never hide an item that a failed write left behind.
         state.etag, state.last_modified = fetched.validators.etag, fetched.validators.last_modified
+        state.last_fulltext_errors = list(budget.errors)
         return SourceResult(cat.slug, src.url, new=counts["new"], unchanged=counts["unchanged"],
                             updated=counts["updated"], kept=counts["kept"],
+                            fulltext=budget.done, fulltext_errors=tuple(budget.errors),
                             warning=parsed.warning)
 
-    def _store(self, item: Item, cat: Category, src: Source,
-               source_title: str = "") -> corrections.Written | None:
+    def _with_full_text(self, item: Item, budget: _Budget) -> Item:
+        """The item with its page's article as its body, when the source asks
+        for it and the caps allow; else as the feed gave it (the reason counted)."""
+        if not budget.wanted or not item.link:
+            return item
+        refused = budget.refuses()
+        if refused:
+            budget.errors.append(f"{item.link}: {refused}")
+            return item
+        try:
+            html_text = self.full_text().article(item.link)
+        except FulltextError as e:
+            log.warning("full text of %s: %s", item.link, e)
+            budget.errors.append(str(e))
+            return item
+        budget.done += 1
+        return replace(item, html=html_text)
+
+    def _store(self, item: Item, cat: Category, src: Source, source_title: str,
+               budget: _Budget) -> corrections.Written | None:
         tz = dates.zone(post_zone((cat.slug,), self.config))
         date = item.date or self.clock().astimezone(tz)
         day = date.astimezone(tz).date()
         name = f"{day.isoformat()}-{file_slug(item)}.md"
-        text = post_text(item, date, cat, src, source_title)
+        if (category_folder(self.config, cat.slug) / name).exists():
+            return None
+        text = post_text(self._with_full_text(item, budget), date, cat, src, source_title)
         try:
             path = write_new(category_folder(self.config, cat.slug), name, text)
         except OSError as e:
@@ -496,7 +542,7 @@ class Collector:
             updated=dates.rfc3339(item.updated) if item.updated else None)
 
     def _correct(self, item: Item, written: corrections.Written, cat: Category, src: Source,
-                 source_title: str, state: SourceState) -> str:
+                 source_title: str, state: SourceState, budget: _Budget) -> str:
         """An item we stored, seen again: rewrite our post in place if upstream
         changed it and nobody here did; which count it goes to."""
         decision = corrections.decide(written, self.config.posts_dir, item.fingerprint(),
@@ -513,7 +559,8 @@ class Collector:
         # Same file and date, so the same permalink and id; `updated:` says when.
         date = dt.datetime.fromisoformat(written.date)
         updated = max(item.updated or self.clock(), date)
-        text = post_text(item, date, cat, src, source_title, updated=updated)
+        text = post_text(self._with_full_text(item, budget), date, cat, src, source_title,
+                         updated=updated)
         path = self.config.posts_dir / written.file
         try:
             atomic.replace_text(path, text)
@@ -522,6 +569,24 @@ class Collector:
         log.info("updated %s from %s (upstream correction)", path, src.url)
         state.written[item.guid] = asdict(self._written(path, text, item, date))
         return "updated"
+
+
+class _Budget:
+    """What is left of one source's full-text caps in this pass."""
+
+    def __init__(self, src: Source, limits: FulltextLimits) -> None:
+        self.wanted, self.limits = src.fulltext, limits
+        self.start = time.monotonic()
+        self.done, self.tried = 0, 0
+        self.errors: list[str] = []
+
+    def refuses(self) -> str | None:
+        if self.tried >= self.limits.pages:
+            return f"over the cap of {self.limits.pages} article pages per pass"
+        if time.monotonic() - self.start > self.limits.pass_seconds:
+            return f"over the {self.limits.pass_seconds:g} s for article pages in this pass"
+        self.tried += 1
+        return None
 
 
 def run_collect(config: Config, category: str | None) -> int:
