@@ -87,6 +87,13 @@ class Category:
 
 
 @dataclass(frozen=True)
+class NearDuplicates:
+    """The same story from several sources (upstream/stories.py)."""
+    enabled: bool = True
+    threshold: float = 0.45   # estimated Jaccard of character 5-grams (docs/NEAR_DUPLICATES.md)
+
+
+@dataclass(frozen=True)
 class CacheConfig:
     type: str = "memory"
     url: str | None = None
@@ -114,6 +121,7 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     allow_private_sources: bool = True
     entry_link: str = "permalink"     # or "source": a collected entry links to the original
+    near_duplicates: NearDuplicates = field(default_factory=NearDuplicates)
 
     @property
     def root(self) -> Path:
@@ -256,7 +264,7 @@ def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None
     top.known(
         "site", "feeds_url", "posts_dir", "permalink", "limit", "max_limit", "max_age",
         "summary_length", "state_dir", "categories", "websub", "cache", "allow_private_sources",
-        "entry_link",
+        "entry_link", "near_duplicates",
     )
     site_sec = top.section("site")
     if site_sec is None:
@@ -291,7 +299,27 @@ def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None
         cache=_cache(top.section("cache")),
         allow_private_sources=allow_private,
         entry_link=_entry_link(top) or "permalink",
+        near_duplicates=_near_duplicates(top),
     )
+
+
+def _near_duplicates(top: _Section) -> NearDuplicates:
+    value = top.get("near_duplicates")
+    if value is None or value is True:
+        return NearDuplicates()
+    if value is False:
+        return NearDuplicates(enabled=False)
+    sec = top.section("near_duplicates")
+    assert sec is not None
+    sec.known("enabled", "threshold")
+    enabled = sec.get("enabled", True)
+    if not isinstance(enabled, bool):
+        sec.fail(("enabled",), "must be true or false")
+    threshold = sec.get("threshold", NearDuplicates.threshold)
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) \
+            or not 0 < threshold <= 1:
+        sec.fail(("threshold",), f"must be a number above 0 and at most 1, not {threshold!r}")
+    return NearDuplicates(enabled, float(threshold))
 
 
 ENTRY_LINKS = ("permalink", "source")

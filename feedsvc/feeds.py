@@ -185,16 +185,68 @@ def exists(key: FeedKey, config: Config, views: Views) -> bool:
 
 def posts_of(key: FeedKey, views: Views, config: Config) -> list[Post]:
     if key.kind == "category":
+        # Each category keeps its own copy of a story (it is that paper's).
         posts = views.categories.get(key.name, [])
     elif key.kind == "tag":
-        posts = views.tags.get(key.name, [])
+        posts = one_per_story(views.tags.get(key.name, []), views, config)[0]
     else:
         # The site-wide feed carries the configured categories only.
-        posts = views.in_any(frozenset(config.categories))
+        posts = one_per_story(views.in_any(frozenset(config.categories)), views, config)[0]
     if key.filtered():
         window = posts[:WINDOW_FACTOR * config.max_limit]
         posts = [p for p in window if _keep(p, key, config)]
     return posts
+
+
+Copies = dict[str, tuple[str, ...]]
+
+
+def one_per_story(posts: list[Post], views: Views, config: Config) -> tuple[list[Post], Copies]:
+    """The posts with each near-duplicate story once (upstream/stories.py): its
+    earliest-dated copy, ties broken by the order of the sources in the config;
+    and, per kept post (by rel), the original links of the other copies."""
+    memo_key = ("stories", id(posts))
+    found = views.memo.get(memo_key)
+    if found is not None and found[0] is posts:
+        result: tuple[list[Post], Copies] = found[1]
+        return result
+    groups: dict[str, list[Post]] = {}
+    for post in posts:
+        story = post.story or post.source_guid
+        if story:
+            groups.setdefault(story, []).append(post)
+    if all(len(g) == 1 for g in groups.values()):
+        result = (posts, {})
+    else:
+        order = _source_order(config)
+        dropped: set[str] = set()
+        copies: Copies = {}
+        for group in groups.values():
+            if len(group) > 1:
+                group.sort(key=lambda p: (p.date.timestamp(), order.get(
+                    p.source_feed or p.source_page or "", len(order)), p.rel))
+                dropped.update(p.rel for p in group[1:])
+                copies[group[0].rel] = tuple(p.source_url or p.url for p in group[1:])
+        result = ([p for p in posts if p.rel not in dropped], copies)
+    # Keyed by the list's identity: the list is held with it, so the id is not reused.
+    views.memo[memo_key] = (posts, result)
+    return result
+
+
+def copies_of(key: FeedKey, views: Views, config: Config) -> Copies:
+    if key.kind == "tag":
+        return one_per_story(views.tags.get(key.name, []), views, config)[1]
+    if key.kind == "all":
+        return one_per_story(views.in_any(frozenset(config.categories)), views, config)[1]
+    return {}
+
+
+def _source_order(config: Config) -> dict[str, int]:
+    order: dict[str, int] = {}
+    for cat in config.categories.values():
+        for src in cat.sources:
+            order.setdefault(src.url, len(order))
+    return order
 
 
 def _keep(post: Post, key: FeedKey, config: Config) -> bool:
@@ -259,10 +311,13 @@ class Selection:
     pages: int
     updated: dt.datetime          # feed-level updated (newest entry, or the site's newest)
     modified: dt.datetime         # Last-Modified: newest change, mtimes included
+    # Per post shown (rel): the original links of its near-duplicate copies.
+    copies: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def fingerprint(self) -> str:
         parts = [self.key.cache_id(), str(self.pages), self.updated.isoformat()]
         parts += [f"{p.rel}:{p.mtime_ns}:{p.size}:{p.guid}" for p in self.posts]
+        parts += [f"{rel}:{' '.join(urls)}" for rel, urls in self.copies]
         return "\n".join(parts)
 
 
@@ -286,14 +341,18 @@ def select(key: FeedKey, views: Views, config: Config) -> Selection:
         modified = max(p.modified for p in chosen)
     else:
         updated = modified = views.newest_updated
-    return Selection(key, chosen, pages, updated, modified)
+    copies = copies_of(key, views, config)
+    shown = tuple((p.rel, copies[p.rel]) for p in chosen if p.rel in copies)
+    return Selection(key, chosen, pages, updated, modified, shown)
 
 
 def feed_model(sel: Selection, config: Config) -> Feed:
     """Render the selected posts into the format-neutral model."""
     key, site = sel.key, config.site
     title, description, link = _describe(key, config)
-    entries = tuple(e for e in (_entry(p, key, config) for p in sel.posts) if e is not None)
+    copies = dict(sel.copies)
+    entries = tuple(e for e in (_entry(p, key, config, copies.get(p.rel, ()))
+                                for p in sel.posts) if e is not None)
     author = site.author
     return Feed(
         id=replace(key, page=1).url(config.feeds_url),
@@ -344,7 +403,8 @@ def _page_links(key: FeedKey, pages: int, config: Config) -> dict[str, str]:
     return links
 
 
-def _entry(post: Post, key: FeedKey, config: Config) -> Entry | None:
+def _entry(post: Post, key: FeedKey, config: Config,
+           copies: tuple[str, ...] = ()) -> Entry | None:
     try:
         body = content.render(post, config.site.url, config.summary_length)
     except (OSError, ValueError) as e:
@@ -367,6 +427,7 @@ def _entry(post: Post, key: FeedKey, config: Config) -> Entry | None:
         content_html=html,
         via=post.source_url,
         source=_source_feed(post),
+        copies=copies,
         categories=tuple(dict.fromkeys(
             content.strip_illegal(c) for c in (*post.categories, *post.tags))),
     )

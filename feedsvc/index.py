@@ -89,6 +89,8 @@ class Views:
     duplicates: dict[str, str] = field(default_factory=dict)
     _in_any: dict[frozenset[str], list[Post]] = field(default_factory=dict, compare=False,
                                                       repr=False)
+    # What feeds.py works out once per views (one story per near-duplicate group).
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def in_any(self, categories: frozenset[str]) -> list[Post]:
         """The posts in any of `categories` (the site-wide feed), worked out once

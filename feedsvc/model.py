@@ -31,6 +31,7 @@ class Entry:
     categories: tuple[str, ...] = ()
     via: str | None = None            # the original article of a collected post
     source: SourceFeed | None = None  # the upstream feed it came from
+    copies: tuple[str, ...] = ()      # original links of the same story from other sources
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,8 @@ class Post:
     source_url: str | None = None
     source_feed: str | None = None    # the upstream feed (or page) it was collected from
     source_title: str | None = None   # that feed's title
+    source_page: str | None = None    # the web page it was collected from (a page source)
+    story: str | None = None          # near-duplicates share one: the guid of the first copy
 
     @property
     def modified(self) -> dt.datetime:
@@ -138,6 +140,8 @@ FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "source_url": ("source_url", _str),
     "source_feed": ("source_feed", _str),
     "source_title": ("source_title", _str),
+    "source_page": ("source_page", _str),
+    "story": ("story", _str),
 }
 
 
@@ -253,6 +257,7 @@ def _parse(rel: str, raw: bytes, stat: os.stat_result, config: Config) -> Post:
         published=f.get("published", True), excerpt=f.get("excerpt"),
         source_guid=f.get("source_guid"), source_url=f.get("source_url"),
         source_feed=f.get("source_feed"), source_title=f.get("source_title"),
+        source_page=f.get("source_page"), story=f.get("story"),
     )
 
 

@@ -54,13 +54,17 @@ class _AtomProvenance(BaseExtension):  # type: ignore[misc]
     def __init__(self) -> None:
         self.via: str | None = None
         self.feed: SourceFeed | None = None
+        self.copies: tuple[str, ...] = ()
 
     def extend_atom(self, entry: Any) -> Any:
-        if self.via:
-            at = max((i + 1 for i, el in enumerate(entry) if el.tag == f"{{{ATOM_NS}}}link"),
-                     default=len(entry))
-            entry.insert(at, etree.Element(f"{{{ATOM_NS}}}link", href=self.via, rel="via",
-                                           type="text/html"))
+        at = max((i + 1 for i, el in enumerate(entry) if el.tag == f"{{{ATOM_NS}}}link"),
+                 default=len(entry))
+        links = [("via", self.via)] if self.via else []
+        # The same story from other sources: RFC 4287's "related".
+        links += [("related", url) for url in self.copies]
+        for i, (rel, href) in enumerate(links):
+            entry.insert(at + i, etree.Element(f"{{{ATOM_NS}}}link", href=href, rel=rel,
+                                               type="text/html"))
         if self.feed is not None:
             source = etree.SubElement(entry, f"{{{ATOM_NS}}}source")
             etree.SubElement(source, f"{{{ATOM_NS}}}id").text = self.feed.url
@@ -131,9 +135,10 @@ def _provenance(fe: Any, entry: Entry, fmt: str) -> None:
         if entry.source:
             fe.source(url=entry.source.url, title=entry.source.title)
         return
-    if entry.via or entry.source:
+    if entry.via or entry.source or entry.copies:
         fe.register_extension("feedsvc_provenance", _AtomProvenance, atom=True, rss=False)
-        fe.feedsvc_provenance.via, fe.feedsvc_provenance.feed = entry.via, entry.source
+        ext = fe.feedsvc_provenance
+        ext.via, ext.feed, ext.copies = entry.via, entry.source, entry.copies
 
 
 def rss(feed: Feed) -> bytes:
@@ -186,6 +191,9 @@ def _json_item(entry: Entry) -> dict[str, Any]:
         item["tags"] = list(entry.categories)
     if entry.via:
         item["external_url"] = entry.via
+    if entry.copies:
+        # A JSON Feed extension (keys starting with "_"): the story's other sources.
+        item["_feedsvc"] = {"copies": list(entry.copies)}
     return item
 
 

@@ -23,7 +23,7 @@ import xml.sax
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -41,6 +41,9 @@ from feedsvc.posts import post_zone
 from feedsvc.upstream import corrections
 from feedsvc.upstream.fetch import Fetcher, Validators
 from feedsvc.upstream.fulltext import FullText, FulltextError, FulltextLimits
+
+if TYPE_CHECKING:
+    from feedsvc.upstream.stories import Stories
 
 log = logging.getLogger(__name__)
 SEEN_MAX = 10_000              # guids remembered per source
@@ -221,7 +224,8 @@ def file_slug(item: Item) -> str:
 
 
 def post_text(item: Item, date: dt.datetime, cat: Category, source: Source,
-              source_title: str = "", updated: dt.datetime | None = None) -> str:
+              source_title: str = "", updated: dt.datetime | None = None,
+              story: str | None = None) -> str:
     meta: dict[str, Any] = {"layout": "post"}
     # No title upstream: the start of the text says more than a hash would.
     meta["title"] = item.title or content.cut(content.text_of(item.html)[0], 60)
@@ -243,6 +247,10 @@ def post_text(item: Item, date: dt.datetime, cat: Category, source: Source,
         meta["source_feed"] = source.url
         if source_title:
             meta["source_title"] = source_title
+    else:
+        meta["source_page"] = source.url
+    if story:
+        meta["story"] = story
     front = yaml.safe_dump(meta, allow_unicode=True, sort_keys=False, default_flow_style=None,
                            width=10**6)
     return f"---\n{front}---\n{_html_block(item)}\n" + (
@@ -380,6 +388,7 @@ class Collector:
                                           allow_private=config.allow_private_sources)
         self.fulltext_limits = FulltextLimits()
         self._fulltext: FullText | None = None
+        self._stories: Stories | None = None
 
     def sources(self, category: str | None = None) -> list[tuple[Category, Source]]:
         return [(cat, src) for slug, cat in self.config.categories.items()
@@ -406,7 +415,39 @@ class Collector:
             if self._fulltext is not None:
                 self._fulltext.close()
                 self._fulltext = None
+            self._save_stories()
         return results
+
+    def stories(self) -> Stories | None:
+        """The near-duplicate memory, loaded once per pass (None when switched off)."""
+        settings = self.config.near_duplicates
+        if not settings.enabled:
+            return None
+        if self._stories is None:
+            from feedsvc.upstream.stories import Stories  # datasketch: collecting only
+
+            self._stories = Stories.load(self.config.state_dir / "stories.json",
+                                         settings.threshold)
+        return self._stories
+
+    def _story(self, guid: str, item: Item, src: Source) -> str | None:
+        stories = self.stories()
+        if stories is None:
+            return None
+        try:
+            return stories.story_of(guid, item.title, item.html, src.url)
+        except Exception:  # noqa: BLE001 - a near-duplicate check must never cost the item
+            log.exception("near-duplicate check of %s failed; stored as its own story", guid)
+            return None
+
+    def _save_stories(self) -> None:
+        if self._stories is None:
+            return
+        try:
+            self._stories.save()
+        except OSError as e:
+            log.error("cannot save %s: %s", self._stories.path, e)
+        self._stories = None
 
     def full_text(self) -> FullText:
         if self._fulltext is None:
@@ -523,7 +564,9 @@ class Collector:
         name = f"{day.isoformat()}-{file_slug(item)}.md"
         if (category_folder(self.config, cat.slug) / name).exists():
             return None
-        text = post_text(self._with_full_text(item, budget), date, cat, src, source_title)
+        full = self._with_full_text(item, budget)
+        story = self._story(item.guid, full, src)
+        text = post_text(full, date, cat, src, source_title, story=story)
         try:
             path = write_new(category_folder(self.config, cat.slug), name, text)
         except OSError as e:
@@ -559,9 +602,9 @@ class Collector:
         # Same file and date, so the same permalink and id; `updated:` says when.
         date = dt.datetime.fromisoformat(written.date)
         updated = max(item.updated or self.clock(), date)
-        text = post_text(self._with_full_text(item, budget), date, cat, src, source_title,
-                         updated=updated)
         path = self.config.posts_dir / written.file
+        text = post_text(self._with_full_text(item, budget), date, cat, src, source_title,
+                         updated=updated, story=_story_of(path))
         try:
             atomic.replace_text(path, text)
         except OSError as e:
@@ -569,6 +612,19 @@ class Collector:
         log.info("updated %s from %s (upstream correction)", path, src.url)
         state.written[item.guid] = asdict(self._written(path, text, item, date))
         return "updated"
+
+
+def _story_of(path: Path) -> str | None:
+    """The story an existing post of ours is in: a correction keeps it."""
+    from feedsvc.posts import split_front_matter
+
+    try:
+        front, _ = split_front_matter(path.read_text(encoding="utf-8"))
+        meta = yaml.safe_load(front)
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    story = meta.get("story") if isinstance(meta, dict) else None
+    return str(story) if story else None
 
 
 class _Budget:

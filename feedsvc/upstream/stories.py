@@ -1,0 +1,144 @@
+"""The same story from several sources: near-duplicate detection by MinHash
+(datasketch) over character shingles of an item's text.
+
+A wire story reprinted by several papers arrives with other headers
+("本报讯" / "新华社昆明3月21日电"), footers ("（责任编辑：…）") and source lines;
+the body is mostly the same. Jaccard similarity of the sets of character
+5-grams (punctuation and spaces removed, NFKC) stays high under such edits
+and is low for different stories on one topic; MinHash estimates it in
+constant space per post, and an LSH index finds the candidates without
+comparing every pair. The threshold is chosen on a labelled set of pairs
+(docs/NEAR_DUPLICATES.md).
+
+When a new item is a near-duplicate of a stored post from another source,
+it joins that post's story: its front matter gets `story: <the first copy's
+guid>` (and the first copy is never rewritten: each copy names the story by
+its first-seen member). feeds.py then shows each story once in the site-wide
+and tag feeds. What is remembered lives in state_dir/stories.json: the
+signatures of recent posts, bounded in number.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasketch import MinHash, MinHashLSH
+
+from feedsvc import atomic, content
+
+log = logging.getLogger(__name__)
+NUM_PERM = 128
+SHINGLE = 5
+SCHEME = "affine32"            # datasketch's hash scheme: stored values are only comparable within one
+MAX_REMEMBERED = 5_000         # recent posts compared with (about 3.5 MB of state)
+MIN_CHARACTERS = 40            # shorter texts say too little to call two of them the same
+STATE_FORMAT = 1               # with SCHEME: a file of another format is started afresh
+
+
+def normalised(title: str, html_text: str) -> str:
+    """The characters that carry a story: NFKC, letters and digits only."""
+    text = unicodedata.normalize("NFKC", f"{title}\n{content.text_of(html_text)[1]}").lower()
+    return "".join(ch for ch in text if ch.isalnum())
+
+
+def shingles(text: str) -> set[bytes]:
+    if len(text) <= SHINGLE:
+        return {text.encode("utf-8")} if text else set()
+    return {text[i:i + SHINGLE].encode("utf-8") for i in range(len(text) - SHINGLE + 1)}
+
+
+def signature(text: str) -> MinHash:
+    m = MinHash(num_perm=NUM_PERM, seed=1, scheme=SCHEME)
+    m.update_batch(list(shingles(text)))
+    return m
+
+
+def similarity(a: str, b: str) -> float:
+    """Estimated Jaccard similarity of two normalised texts (the bench's measure)."""
+    return float(signature(a).jaccard(signature(b)))
+
+
+@dataclass
+class Remembered:
+    guid: str                  # the post's source_guid
+    story: str                 # the story it is in (a guid)
+    source: str                # the source URL it came from
+    hashes: str                # the MinHash values, uint32, base64
+
+
+class Stories:
+    """The recent posts' signatures and stories, for one collection pass."""
+
+    def __init__(self, path: Path, threshold: float) -> None:
+        self.path, self.threshold = path, threshold
+        self.entries: list[Remembered] = []
+        # Candidates only (each is then checked against `threshold`): above 0.9
+        # datasketch cannot band 128 permutations.
+        self.lsh = MinHashLSH(threshold=min(threshold, 0.9), num_perm=NUM_PERM)
+        self._by_key: dict[str, Remembered] = {}
+        self.changed = False
+
+    @classmethod
+    def load(cls, path: Path, threshold: float) -> Stories:
+        stories = cls(path, threshold)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            fresh = data.get("format") == STATE_FORMAT and data.get("scheme") == SCHEME
+            entries = [Remembered(**e) for e in data.get("entries", [])] if fresh else []
+        except FileNotFoundError:
+            entries = []
+        except (OSError, ValueError, TypeError) as e:
+            log.warning("ignoring unreadable %s: %s", path, e)
+            entries = []
+        for entry in entries[-MAX_REMEMBERED:]:
+            stories._index(entry)
+        return stories
+
+    def _index(self, entry: Remembered) -> None:
+        key = f"{len(self.entries)}"
+        self.entries.append(entry)
+        self._by_key[key] = entry
+        self.lsh.insert(key, _minhash(entry.hashes))
+
+    def story_of(self, guid: str, title: str, html_text: str, source: str) -> str | None:
+        """The story a new item joins (the guid of its first copy), or None if it
+        is the first; remembers the item either way."""
+        text = normalised(title, html_text)
+        if len(text) < MIN_CHARACTERS:
+            return None
+        m = signature(text)
+        best: tuple[float, Remembered] | None = None
+        for key in self.lsh.query(m):
+            other = self._by_key[key]
+            if other.source == source:
+                continue          # across sources only: one source's own updates are corrections
+            score = float(m.jaccard(_minhash(other.hashes)))
+            if score >= self.threshold and (best is None or score > best[0]):
+                best = (score, other)
+        story = best[1].story if best else guid
+        packed = base64.b64encode(m.hashvalues.astype(np.uint32).tobytes()).decode("ascii")
+        self._index(Remembered(guid, story, source, packed))
+        self.changed = True
+        return story if best else None
+
+    def save(self) -> None:
+        """Write what changed (atomic.py; an error is the caller's to report)."""
+        if not self.changed:
+            return
+        entries = self.entries[-MAX_REMEMBERED:]
+        data: dict[str, Any] = {"format": STATE_FORMAT, "scheme": SCHEME,
+                                "entries": [e.__dict__ for e in entries]}
+        atomic.replace_text(self.path, json.dumps(data, separators=(",", ":")))
+        self.changed = False
+
+
+def _minhash(packed: str) -> MinHash:
+    values = np.frombuffer(base64.b64decode(packed), dtype=np.uint32)
+    return MinHash(num_perm=NUM_PERM, seed=1, hashvalues=values.copy(), scheme=SCHEME)
