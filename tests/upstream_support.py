@@ -52,6 +52,8 @@ class _State:
     routes: dict[str, Route] = field(default_factory=dict)
     seen: list[Seen] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    active: dict[str, int] = field(default_factory=dict)   # GETs being answered, per Host
+    peak: dict[str, int] = field(default_factory=dict)     # the most at once, per Host
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -63,7 +65,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._record("GET", b"")
-        self._answer(self.server.state.routes.get(self.path))
+        st, host = self.server.state, (self.headers.get("Host") or "").rsplit(":", 1)[0]
+        with st.lock:
+            st.active[host] = st.active.get(host, 0) + 1
+            st.peak[host] = max(st.peak.get(host, 0), st.active[host])
+        try:
+            self._answer(st.routes.get(self.path))
+        finally:
+            with st.lock:
+                st.active[host] -= 1
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -174,6 +184,11 @@ class Upstream:
         with self.httpd.state.lock:
             return [s for s in self.httpd.state.seen
                     if (path is None or s.path == path) and (method is None or s.method == method)]
+
+    def peak(self) -> dict[str, int]:
+        """Per Host header, the most GETs that were being answered at once."""
+        with self.httpd.state.lock:
+            return dict(self.httpd.state.peak)
 
     def pings(self, path: str = "/hub") -> list[dict[str, list[str]]]:
         """The form data of every POST to the hub path, in order."""

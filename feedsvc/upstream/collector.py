@@ -18,9 +18,11 @@ import json
 import logging
 import re
 import sys
+import threading
 import time
 import xml.sax
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,16 +39,21 @@ from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Category, Config, Source
 from feedsvc.errors import FetchError
 from feedsvc.index import Index
+from feedsvc.leader import Leader
 from feedsvc.posts import post_zone
 from feedsvc.upstream import corrections
 from feedsvc.upstream.fetch import Fetcher, Validators
 from feedsvc.upstream.fulltext import FullText, FulltextError, FulltextLimits
+from feedsvc.upstream.polite import HostGate
 
 if TYPE_CHECKING:
     from feedsvc.upstream.stories import Stories
 
 log = logging.getLogger(__name__)
 SEEN_MAX = 10_000              # guids remembered per source
+PARALLEL = 8                   # sources fetched at once
+PER_HOST = 2                   # requests to one host at once (feeds and article pages)
+HOST_DELAY = 1.0               # seconds between the starts of two requests to one host
 MAX_BACKOFF = 6 * 3600         # a failing source is still tried at least this often
 STATE_FORMAT = 1
 
@@ -292,6 +299,8 @@ class SourceState:
     last_error: str | None = None
     last_warning: str | None = None
     last_fulltext_errors: list[str] = field(default_factory=list)
+    last_stored: list[str] = field(default_factory=list)    # posts the last storing pass wrote
+    last_stored_at: str | None = None
     failures: int = 0
     next_attempt: str | None = None
     seen: list[str] = field(default_factory=list)
@@ -387,8 +396,10 @@ class Collector:
         self.fetcher = fetcher or Fetcher(site_url=config.site.url,
                                           allow_private=config.allow_private_sources)
         self.fulltext_limits = FulltextLimits()
+        self.gate = HostGate(PER_HOST, HOST_DELAY)
         self._fulltext: FullText | None = None
         self._stories: Stories | None = None
+        self._lock = threading.Lock()       # the pass's shared parts, between fetch threads
 
     def sources(self, category: str | None = None) -> list[tuple[Category, Source]]:
         return [(cat, src) for slug, cat in self.config.categories.items()
@@ -404,13 +415,20 @@ class Collector:
         if not todo:
             return []
         known = self._stored_guids()
-        results = []
+        for cat, _src in todo:
+            known.setdefault(cat.slug, set())
+
+        def one(job: tuple[Category, Source]) -> SourceResult:
+            result = self.collect(job[0], job[1], known[job[0].slug])
+            if progress:
+                progress(result)
+            return result
+
         try:
-            for cat, src in todo:
-                result = self.collect(cat, src, known.setdefault(cat.slug, set()))
-                results.append(result)
-                if progress:
-                    progress(result)
+            # Sources in parallel, politely per host (polite.py); results in config order.
+            with ThreadPoolExecutor(max_workers=max(1, min(PARALLEL, len(todo))),
+                                    thread_name_prefix="feedsvc-fetch") as pool:
+                results = list(pool.map(one, todo))
         finally:
             if self._fulltext is not None:
                 self._fulltext.close()
@@ -423,6 +441,11 @@ class Collector:
         settings = self.config.near_duplicates
         if not settings.enabled:
             return None
+        with self._lock:
+            return self._load_stories()
+
+    def _load_stories(self) -> Stories:
+        settings = self.config.near_duplicates
         if self._stories is None:
             from feedsvc.upstream.stories import Stories  # datasketch: collecting only
 
@@ -435,7 +458,8 @@ class Collector:
         if stories is None:
             return None
         try:
-            return stories.story_of(guid, item.title, item.html, src.url)
+            with self._lock:
+                return stories.story_of(guid, item.title, item.html, src.url)
         except Exception:  # noqa: BLE001 - a near-duplicate check must never cost the item
             log.exception("near-duplicate check of %s failed; stored as its own story", guid)
             return None
@@ -450,10 +474,12 @@ class Collector:
         self._stories = None
 
     def full_text(self) -> FullText:
-        if self._fulltext is None:
-            self._fulltext = FullText(self.fulltext_limits, site_url=self.config.site.url,
-                                      allow_private=self.config.allow_private_sources)
-        return self._fulltext
+        with self._lock:
+            if self._fulltext is None:
+                self._fulltext = FullText(self.fulltext_limits, site_url=self.config.site.url,
+                                          allow_private=self.config.allow_private_sources,
+                                          gate=self.gate)
+            return self._fulltext
 
     def _stored_guids(self) -> dict[str, set[str]]:
         index = self.index
@@ -471,6 +497,14 @@ class Collector:
                 for slug in post.categories:
                     known.setdefault(slug, set()).add(post.source_guid)
         return known
+
+    def stored_by(self, cat: Category, src: Source) -> str:
+        """What the last pass that stored anything stored (collect's summary)."""
+        state = load_state(self.config, cat.slug, src.url)
+        if not state.last_stored_at:
+            return "nothing stored yet"
+        shown = ", ".join(state.last_stored[:3]) + (" …" if len(state.last_stored) > 3 else "")
+        return f"last stored {len(state.last_stored)} post(s) at {state.last_stored_at}: {shown}"
 
     def collect(self, cat: Category, src: Source, known: set[str]) -> SourceResult:
         """One source, once: never raises; the outcome is in the result and the state."""
@@ -500,7 +534,8 @@ class Collector:
 
     def _fetch_and_store(self, cat: Category, src: Source, state: SourceState,
                          known: set[str]) -> SourceResult:
-        fetched = self.fetcher.get(src.url, Validators(state.etag, state.last_modified))
+        with self.gate.turn(src.url):
+            fetched = self.fetcher.get(src.url, Validators(state.etag, state.last_modified))
         if fetched.status == 304:
             return SourceResult(cat.slug, src.url, not_modified=True)
         tz = dates.zone(post_zone((cat.slug,), self.config))
@@ -508,6 +543,7 @@ class Collector:
         state.last_warning = parsed.warning
         seen = set(state.seen)
         counts = {"new": 0, "unchanged": 0, "updated": 0, "kept": 0, "fulltext": 0}
+        wrote: list[str] = []
         budget = _Budget(src, self.fulltext_limits)
         for item in parsed.items:
             written = corrections.Written.load(state.written.get(item.guid))
@@ -521,6 +557,7 @@ class Collector:
             if stored:
                 counts["new"] += 1
                 state.written[item.guid] = asdict(stored)
+                wrote.append(stored.file)
             else:
                 counts["unchanged"] += 1
             known.add(item.guid)
@@ -533,6 +570,8 @@ class Collector:
         # must never hide an item that a failed write left behind.
         state.etag, state.last_modified = fetched.validators.etag, fetched.validators.last_modified
         state.last_fulltext_errors = list(budget.errors)
+        if wrote:
+            state.last_stored, state.last_stored_at = wrote[:50], dates.rfc3339(self.clock())
         return SourceResult(cat.slug, src.url, new=counts["new"], unchanged=counts["unchanged"],
                             updated=counts["updated"], kept=counts["kept"],
                             fulltext=budget.done, fulltext_errors=tuple(budget.errors),
@@ -657,11 +696,26 @@ def run_collect(config: Config, category: str | None) -> int:
         return 0
     # The summary below says what each stored post would log.
     log.setLevel(max(log.getEffectiveLevel(), logging.WARNING))
-    with tqdm(total=len(todo), unit="source", disable=not sys.stderr.isatty(),
-              file=sys.stderr, leave=False) as bar, logging_redirect_tqdm():
-        results = collector.run(todo, lambda r: bar.update(1))
+    leader = Leader(config.state_dir / "leader.lock")
+    server = not leader.acquire()
+    if server:
+        # The running server polls these sources too: what it fetched since the
+        # upstream last changed answers "not modified" here.
+        print(f"note: feedsvc serve (pid {leader.leader_pid() or '?'}) is collecting these "
+              "sources too "
+              f"({config.state_dir / 'leader.lock'}); what it stored is listed per source")
+    try:
+        with tqdm(total=len(todo), unit="source", disable=not sys.stderr.isatty(),
+                  file=sys.stderr, leave=False) as bar, logging_redirect_tqdm():
+            results = collector.run(todo, lambda r: bar.update(1))
+    finally:
+        leader.release()
+    jobs = dict(((c.slug, s.url), (c, s)) for c, s in todo)
     for r in results:
-        print(r.line())
+        extra = ""
+        if r.error is None and not r.new and not r.updated:
+            extra = f" ({'the server ' if server else ''}{collector.stored_by(*jobs[r.category, r.url])})"
+        print(r.line() + extra)
     failed = sum(1 for r in results if r.error)
     print(f"{len(results)} source(s): {len(results) - failed} answered, {failed} failed, "
           f"{sum(r.new for r in results)} new post(s)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.pool
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 from feedsvc import content
 from feedsvc.errors import FetchError
 from feedsvc.upstream.fetch import Fetcher, Limits
+from feedsvc.upstream.polite import HostGate
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,10 @@ class FulltextError(Exception):
 
 class FullText:
     def __init__(self, limits: FulltextLimits | None = None, *, site_url: str = "",
-                 allow_private: bool = True) -> None:
+                 allow_private: bool = True, gate: HostGate | None = None) -> None:
         self.limits = limits or FulltextLimits()
+        self.gate = gate or HostGate()
+        self._lock = threading.Lock()   # one extraction at a time: one child process
         lim = self.limits
         self.fetcher = Fetcher(Limits(connect_timeout=min(5.0, lim.page_seconds),
                                       read_timeout=min(10.0, lim.page_seconds),
@@ -54,20 +58,23 @@ class FullText:
     def article(self, url: str) -> str:
         """The sanitisable HTML of the article at `url` (FulltextError if none)."""
         try:
-            fetched = self.fetcher.get(url)
+            with self.gate.turn(url):
+                fetched = self.fetcher.get(url)
         except FetchError as e:
             raise FulltextError(f"{url}: {e}") from e
         start = time.monotonic()
-        pool = self._pool_now()
-        job = pool.apply_async(_extract, (fetched.body, fetched.content_type, fetched.url))
-        try:
-            html = job.get(timeout=self.limits.extract_seconds)
-        except multiprocessing.TimeoutError as e:
-            self._stop()
-            raise FulltextError(f"{url}: extraction took longer than "
-                                f"{self.limits.extract_seconds:g} s") from e
-        except Exception as e:  # noqa: BLE001 - the extractor's own errors, whatever they are
-            raise FulltextError(f"{url}: the extractor failed: {type(e).__name__}: {e}") from e
+        with self._lock:
+            pool = self._pool_now()
+            job = pool.apply_async(_extract, (fetched.body, fetched.content_type, fetched.url))
+            try:
+                html = job.get(timeout=self.limits.extract_seconds)
+            except multiprocessing.TimeoutError as e:
+                self._stop()
+                raise FulltextError(f"{url}: extraction took longer than "
+                                    f"{self.limits.extract_seconds:g} s") from e
+            except Exception as e:  # noqa: BLE001 - the extractor's own errors, whatever they are
+                raise FulltextError(f"{url}: the extractor failed: {type(e).__name__}: "
+                                    f"{e}") from e
         log.debug("extracted %s in %.2f s", url, time.monotonic() - start)
         if not html.strip():
             raise FulltextError(f"{url}: no article found on the page")
