@@ -11,6 +11,7 @@ bench/run.py includes these figures (`--only nginx`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -117,10 +118,8 @@ def _slow_clients(proxy: Nginx, feed: str, s: Settings) -> Figure:
         head = f"GET {feed} HTTP/1.1\r\nHost: x\r\n".encode()
         for i in range(len(head)):
             for sock in sockets:
-                try:
+                with contextlib.suppress(OSError):
                     sock.send(head[i:i + 1])
-                except OSError:
-                    pass
             if stop.wait(1.0):
                 return
 

@@ -18,6 +18,8 @@ import requests
 from support import REPO, Server, make_site, post, running
 
 sys.path.insert(0, str(REPO / "bench"))
+import contextlib
+
 from nginx_harness import Nginx, available  # noqa: E402
 
 MAX_AGE = 3
@@ -135,10 +137,8 @@ def _slow_client(stop: threading.Event, sockets: list[socket.socket], port: int)
         if stop.is_set():
             return
         for s in sockets:
-            try:
+            with contextlib.suppress(OSError):
                 s.send(head[i:i + 1])
-            except OSError:
-                pass
         stop.wait(1.0)
 
 
@@ -205,7 +205,8 @@ def test_the_shipped_config_is_what_runs() -> None:
 
     changed = [line for line in difflib.ndiff(shipped.splitlines(), rendered.splitlines())
                if line.startswith(("- ", "+ "))]
-    assert sorted(changed) == sorted(["-     listen 80;", "-     listen [::]:80;", "+     listen 127.0.0.1:1;",
+    assert sorted(changed) == sorted([
+                       "-     listen 80;", "-     listen [::]:80;", "+     listen 127.0.0.1:1;",
                        "-     server 127.0.0.1:8000;          # `feedsvc serve --host 127.0.0.1 "
                        "--port 8000`",
                        "+     server 127.0.0.1:2;          # `feedsvc serve --host 127.0.0.1 "
