@@ -24,6 +24,7 @@ from typing import Any
 
 from werkzeug.http import http_date
 
+from feedsvc import metrics
 from feedsvc.service import FeedService
 
 KEY_HEADERS = ("HTTP_ACCEPT_ENCODING", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE",
@@ -53,11 +54,13 @@ class ReplayCache:
                *[environ.get(h) for h in KEY_HEADERS])
         hit = self._items.get(key)
         if hit is not None and hit[0] == version:
+            metrics.cache_lookup("replay", True)
             headers = hit[2]
             if hit[4]:
                 headers = [*headers, ("Date", _now())]
             start_response(hit[1], list(headers))
             return [hit[3]]
+        metrics.cache_lookup("replay", False)
         return self._fill(key, version, environ, start_response)
 
     def _version(self) -> tuple[Any, ...]:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from feedsvc import dates, writers
+from feedsvc import dates, metrics, writers
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.feeds import FeedKey, Selection, feed_model, select
@@ -96,7 +97,9 @@ class FeedService:
         version = (index, generation, state.digest)
         memo = self._memo.get(key)
         if memo is not None and memo[0] == version:
+            metrics.cache_lookup("memo", True)
             return memo[1]
+        metrics.cache_lookup("memo", False)
         sel = select(key, views, state.config)
         digest = _digest(state.digest + "\n" + sel.fingerprint())
         if key.query():
@@ -105,7 +108,9 @@ class FeedService:
             # so that no client can fill memory or Redis with them (SECURITY.md S11).
             return self._variants.get(digest) or self._render(digest, sel, state.config,
                                                                self._variants)
-        doc = self.store.get(digest) or self._render(digest, sel, state.config, self.store)
+        doc = self.store.get(digest)
+        metrics.cache_lookup("store", doc is not None)
+        doc = doc or self._render(digest, sel, state.config, self.store)
         if len(self._memo) >= MEMO_MAX:
             self._memo.clear()
         self._memo[key] = (version, doc)
@@ -118,7 +123,9 @@ class FeedService:
         with lock:
             doc = store.get(digest)
             if doc is None:
+                started = time.perf_counter()
                 doc = render_document(sel, config)
+                metrics.rendered(sel.key.fmt, time.perf_counter() - started)
                 store.put(digest, doc)
         with self._locks_guard:
             self._locks.pop(digest, None)
