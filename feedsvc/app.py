@@ -114,7 +114,7 @@ def _routes(app: Flask) -> None:
         service = get_service()
         index = service.index
         metrics.index_sizes(len(index.posts), len(index.views().all), len(index.problem_list()))
-        metrics.config_error(service.state.error is not None)
+        metrics.config_error(service.config_error is not None)
         metrics.set_leader(current_app.extensions["feedsvc.leader"].is_leader)
         body, content_type = metrics.exposition(request.headers.get("Accept", ""))
         return Response(body, content_type=content_type, headers={"Cache-Control": "no-store"})
