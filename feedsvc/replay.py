@@ -25,6 +25,7 @@ from typing import Any
 
 from werkzeug.http import http_date
 
+from feedsvc import metrics
 from feedsvc.service import FeedService
 from feedsvc.version import Snapshot
 
@@ -65,11 +66,13 @@ class ReplayCache:
         hit = self._items.get(key)
         if hit is not None and hit[0] == version and (
                 hit[5] is None or self.service.clock() < hit[5]):
+            metrics.cache_lookup("replay", True)
             headers = hit[2]
             if hit[4]:
                 headers = [*headers, ("Date", _now())]
             start_response(hit[1], list(headers))
             return [hit[3]]
+        metrics.cache_lookup("replay", False)
         return self._fill(key, version, environ, start_response)
 
     def _fill(self, key: tuple[Any, ...], version: tuple[Any, ...], environ: dict[str, Any],
