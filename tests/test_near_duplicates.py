@@ -4,6 +4,8 @@ order) with the others as extra sources."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 from lxml import etree
 from support import running
+from test_feedcheck import feedcheck  # noqa: F401,F811 - the fixture
 from test_upstream import FAST, NOW, site_with, stored
 from upstream_support import Route, Upstream, upstream
 
@@ -129,3 +132,16 @@ def test_deleting_the_story_s_first_copy_shows_the_next(tmp_path: Path, up: Upst
     Path(stored(config)["xinhua-1"].path).unlink()
     with running(config.path) as server:
         assert titles(server, "/feeds/all.json") == ["云南咖啡种植面积扩大", "云南咖啡出口量创历史新高"]
+
+
+@pytest.mark.timeout(600)
+def test_feeds_with_one_story_per_group_pass_feedcheck(tmp_path: Path, up: Upstream,
+                                                       feedcheck: Path) -> None:  # noqa: F811
+    config = site(tmp_path, up)
+    collect(config)
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, "-m", "feedsvc", "build", "--config", str(config.path),
+                    "--out", str(out)], check=True, capture_output=True, timeout=120)
+    files = [str(out / "feeds" / f"all.{fmt}") for fmt in ("rss", "atom", "json")]
+    run = subprocess.run([str(feedcheck), *files], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
