@@ -1,14 +1,18 @@
 from __future__ import annotations
 
+import datetime as dt
 import os
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, settings
-from support import make_site
+from readers_site import readers_site
+from support import FakeClock, Serve, Server, make_site, running
 
 from feedsvc.app import create_app
 from feedsvc.config import Config, load_config
@@ -47,3 +51,39 @@ def client(config: Config) -> Iterator[FlaskClient]:
     app = create_app(config, watch=False)
     with app.test_client() as c:
         yield c
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """The injectable clock (feedsvc/clock.py), standing still at 2026-01-10 12:00 UTC
+    until a test sets `clock.now` or calls `clock.advance(seconds)`."""
+    return FakeClock(dt.datetime(2026, 1, 10, 12, 0, tzinfo=dt.UTC))
+
+
+@pytest.fixture(scope="module")
+def served_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The config of the site the module's `server` serves: the readers' site
+    (tests/readers_site.py) unless the module overrides this fixture."""
+    return readers_site(tmp_path_factory.mktemp("served") / "site")
+
+
+@pytest.fixture(scope="module")
+def server_options() -> dict[str, Any]:
+    """Keywords for the module's `server` (see support.Server); a module overrides this."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def server(served_site: Path, server_options: dict[str, Any]) -> Iterator[Server]:
+    """`feedsvc serve` as a subprocess on a free loopback port, one per module,
+    serving `served_site`."""
+    with running(served_site, **server_options) as s:
+        yield s
+
+
+@pytest.fixture
+def serve() -> Iterator[Serve]:
+    """Start servers of a test's own (`serve(config, workers=2)`); all are
+    stopped when the test ends."""
+    with ExitStack() as stack:
+        yield lambda config, **options: stack.enter_context(running(config, **options))
