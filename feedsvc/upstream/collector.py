@@ -696,6 +696,8 @@ def run_collect(config: Config, category: str | None) -> int:
         return 0
     # The summary below says what each stored post would log.
     log.setLevel(max(log.getEffectiveLevel(), logging.WARNING))
+    leader_log = logging.getLogger("feedsvc.leader")
+    leader_log.setLevel(max(leader_log.getEffectiveLevel(), logging.WARNING))
     leader = Leader(config.state_dir / "leader.lock")
     server = not leader.acquire()
     if server:
