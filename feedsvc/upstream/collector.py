@@ -1,10 +1,14 @@
-"""Upstream sources → post files: parse RSS/Atom (feedparser) and JSON Feed
-(by hand: feedparser reads it as zero entries), store each new item as a
-Jekyll post in the shipped format, and remember per source what the next
-conditional GET needs and how the last attempt went.
+"""Upstream sources → post files: parse RSS/Atom (feedparser), JSON Feed
+(by hand: feedparser reads it as zero entries) or a web page (pages.py), store
+each new item as a Jekyll post in the shipped format (with its page's article
+when the source asks for full text, fulltext.py, and its story when it
+reprints another source's, stories.py), and remember per source what the
+next conditional GET needs and how the last attempt went. Sources are
+fetched in parallel, politely per host (polite.py).
 
-Collection only ever adds files: a stored post is never overwritten or
-deleted, so an admin's edit survives, and an upstream that drops old items
+A stored post is never deleted, and rewritten only by an upstream correction
+of a file still as we wrote it (corrections.py): an admin's edit survives, a
+post deleted by hand stays deleted, and an upstream that drops old items
 leaves our feeds as they were.
 """
 
