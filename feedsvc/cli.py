@@ -6,6 +6,7 @@ Exit codes: 0 all well, 1 some post or source has a problem, 2 bad config.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -33,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--access-log", action="store_true", help="log every request")
     s = with_config("build", "write every feed, the index page and OPML as static files")
     s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--watch", action="store_true",
+                   help="keep the folder current: build again after every change (Ctrl-C stops)")
     with_config("check", "validate the config and every post")
     s = with_config("collect", "fetch the upstream sources once and store new items as posts")
     s.add_argument("--category", help="only this category's sources")
@@ -59,10 +62,13 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
 
 
 def _build(config: Config, args: argparse.Namespace) -> int:
-    from feedsvc.export import export
+    from feedsvc import export
 
-    written = export(config, args.out)
-    print(f"wrote {len(written)} files to {args.out}")
+    if args.watch:
+        with contextlib.suppress(KeyboardInterrupt):
+            export.watch(config, args.out, report=lambda r: print(r.line(args.out), flush=True))
+        return 0
+    print(export.exporter(config, args.out).build().line(args.out))
     return 0
 
 
