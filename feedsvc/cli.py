@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--watch", action="store_true",
                    help="keep the folder current: build again after every change (Ctrl-C stops)")
     with_config("check", "validate the config and every post")
+    s = with_config("stats", "subscriber counts per feed (the latest day of each)")
+    s.add_argument("--days", type=int, default=30, help="look back this many days (default 30)")
     s = with_config("collect", "fetch the upstream sources once and store new items as posts")
     s.add_argument("--category", help="only this category's sources")
     return p
@@ -50,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"feedsvc: invalid config: {e}", file=sys.stderr)
         return 2
-    command = {"serve": _serve, "build": _build, "check": _check, "collect": _collect}
+    command = {"serve": _serve, "build": _build, "check": _check, "collect": _collect,
+               "stats": _stats}
     return command[args.command](config, args)
 
 
@@ -86,6 +89,20 @@ def _check(config: Config, args: argparse.Namespace) -> int:
     print(f"{config.path}: {verdict}; {len(index.posts)} posts, {len(views.all)} in feeds, "
           f"{len(problems)} problem(s)")
     return 1 if problems else 0
+
+
+def _stats(config: Config, args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from feedsvc import subscriber_report
+    from feedsvc.subscriber_store import SubscriberStore
+    from feedsvc.subscribers import Recorder
+
+    store = SubscriberStore.in_state_dir(config.state_dir)
+    today = Recorder(store, (), config.site.timezone).today()
+    since = (today - dt.timedelta(days=max(args.days, 1) - 1)).isoformat()
+    print(subscriber_report.table(store.days(since)))
+    return 0
 
 
 def _collect(config: Config, args: argparse.Namespace) -> int:
