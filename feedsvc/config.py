@@ -94,6 +94,8 @@ class Config:
     # Proxies (addresses or networks) whose X-Forwarded-For names the reader (subscribers.py).
     trusted_proxies: tuple[str, ...] = ()
     admin_token: str | None = field(default=None, repr=False)
+    # Where nginx sends its log of feed requests it answered itself (deploy/nginx).
+    subscriber_log: tuple[str, int] | None = None
 
     @property
     def root(self) -> Path:
@@ -236,7 +238,7 @@ def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None
     top.known(
         "site", "feeds_url", "posts_dir", "permalink", "limit", "max_limit", "max_age",
         "summary_length", "state_dir", "categories", "websub", "cache", "allow_private_sources",
-        "trusted_proxies", "admin_token",
+        "trusted_proxies", "admin_token", "subscriber_log",
     )
     site_sec = top.section("site")
     if site_sec is None:
@@ -272,7 +274,28 @@ def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None
         allow_private_sources=allow_private,
         trusted_proxies=_trusted_proxies(top),
         admin_token=_admin_token(top),
+        subscriber_log=_subscriber_log(top),
     )
+
+
+def _subscriber_log(top: _Section) -> tuple[str, int] | None:
+    """`127.0.0.1:5514` (or `[::1]:5514`): a UDP address on this machine."""
+    text = top.string("subscriber_log")
+    if text is None:
+        return None
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ip = ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        top.fail(("subscriber_log",), f"must be host:port of a UDP address, not {text!r}")
+    if not ip.is_loopback:
+        # Anyone who can send to it can add counts: keep it on this machine.
+        top.fail(("subscriber_log",), f"must be a loopback address, not {host}")
+    if not 0 < number < 65536:
+        top.fail(("subscriber_log",), f"no such port: {port}")
+    return str(ip), number
 
 
 def _trusted_proxies(top: _Section) -> tuple[str, ...]:
