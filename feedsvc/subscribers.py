@@ -23,6 +23,7 @@ gathers them in memory and writes them every few seconds.
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import hashlib
 import ipaddress
@@ -215,7 +216,15 @@ class Recorder:
 
     def start(self) -> Recorder:
         self._thread.start()
+        # A worker that exits (a restart, gunicorn's max-requests) writes what it holds.
+        atexit.register(self._flush_quietly)
         return self
+
+    def _flush_quietly(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - at exit, a log line is all that can be done
+            log.exception("subscriber counts not written at exit")
 
     def stop(self) -> None:
         self._stop.set()
