@@ -1,10 +1,12 @@
 """`feedsvc build`: every document the service answers, written at the path
 of its URL, from the same FeedService, hence byte-identical.
 
-Incremental: a manifest of the previous build (MANIFEST in the output folder)
-records, per file it wrote, the document's store key (which changes exactly
-when its bytes may: service.digest), the SHA-256 of its bytes, and its size
-and modification time. A document whose key and file are as recorded is
+Incremental: a manifest of the previous build into the same folder (in
+state_dir/builds/, named by a hash of the folder's absolute path, so that
+the folder holds exactly what is served) records, per file it wrote, the
+document's store key (which changes exactly when its bytes may:
+service.digest), the SHA-256 of its bytes, and its size and modification
+time. A document whose key and file are as recorded is
 neither rendered nor written; one whose new bytes equal the file's is not
 written; files of the previous build that this one no longer produces are
 removed. A file the manifest does not name is the user's own: never removed,
@@ -38,7 +40,6 @@ from feedsvc.version import Snapshot
 
 log = logging.getLogger(__name__)
 MAX_NAME_BYTES = 255 - len(".atom")
-MANIFEST = ".feedsvc-build.json"
 MANIFEST_VERSION = 1
 
 
@@ -95,7 +96,7 @@ class Export:
 
     def __init__(self, service: FeedService, out: str | os.PathLike[str]) -> None:
         self.service, self.root = service, Path(out)
-        self.manifest_path = self.root / MANIFEST
+        self.manifest_path = manifest_path(service.config, self.root)
         self.manifest = self._load_manifest()
 
     def build(self) -> Report:
@@ -202,10 +203,20 @@ class Export:
             return {}
 
     def _save_manifest(self) -> None:
-        data = {"version": MANIFEST_VERSION, "note": "written by feedsvc build: the files it "
-                "produced, so that the next build rewrites only what changed",
+        data = {"version": MANIFEST_VERSION, "out": str(self.root.resolve()),
+                "note": "written by feedsvc build: the files it produced in `out`, so that "
+                        "the next build there rewrites only what changed",
                 "files": {rel: vars(e) for rel, e in sorted(self.manifest.items())}}
-        atomic.replace_text(self.manifest_path, json.dumps(data, ensure_ascii=False, indent=0))
+        try:
+            atomic.replace_text(self.manifest_path, json.dumps(data, ensure_ascii=False, indent=0))
+        except OSError as e:
+            # The files are written; only the next build will write them all again.
+            log.error("cannot save the build manifest %s: %s", self.manifest_path, e)
+
+
+def manifest_path(config: Config, out: Path) -> Path:
+    key = hashlib.sha256(str(out.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:20]
+    return config.state_dir / "builds" / f"{key}.json"
 
 
 def _render_of(service: FeedService, key: FeedKey, snap: Snapshot) -> Callable[[], bytes]:

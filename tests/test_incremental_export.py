@@ -13,12 +13,12 @@ from pathlib import Path
 from support import make_site, post, wait_for
 
 from feedsvc.config import load_config
-from feedsvc.export import MANIFEST, exporter
+from feedsvc.export import exporter, manifest_path
 
 
 def tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != MANIFEST}
+            if p.is_file()}
 
 
 def build(config: Path, out: Path):  # type: ignore[no-untyped-def]
@@ -35,7 +35,8 @@ def test_a_second_build_writes_nothing(tmp_path: Path) -> None:
     config = make_site(tmp_path / "site", fixture="site")
     out = tmp_path / "out"
     first = build(config, out)
-    assert first.written == first.files and (out / MANIFEST).is_file()
+    assert first.written == first.files
+    assert manifest_path(load_config(config), out).is_file()
     mtimes = {p: p.stat().st_mtime_ns for p in first.files}
     second = build(config, out)
     assert second.written == [] and second.removed == []
@@ -129,7 +130,7 @@ def test_watch_keeps_the_folder_current(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "feedsvc", "build", "--config", str(config),
                              "--out", str(out), "--watch"], stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: (out / MANIFEST).is_file(), 60)
+        wait_for(lambda: manifest_path(load_config(config), out).is_file(), 60)
         (config.parent / "_posts" / "2022-04-04-watched.md").write_text(
             post("Watched post", "2022-04-04 08:00:00 +0800", "kunmingribao"), encoding="utf-8")
         wait_for(lambda: "Watched post" in (out / "feeds" / "kunmingribao.atom").read_text(), 30)
