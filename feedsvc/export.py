@@ -243,7 +243,7 @@ def exporter(config: Config, out: str | os.PathLike[str], *, clock: Clock = utcn
     service = FeedService(config, clock=clock)
     service.start()
     # Every post is rendered once and reused by each feed and format it is in.
-    content.keep_renders(len(service.index.posts))
+    content.RENDERS.keep(len(service.index.posts))
     return Export(service, out)
 
 
