@@ -7,6 +7,7 @@ Every error names the file, the key path and, where known, the line, with a
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 import zoneinfo
 from collections.abc import Callable, Mapping
@@ -122,6 +123,11 @@ class Config:
     allow_private_sources: bool = True
     entry_link: str = "permalink"     # or "source": a collected entry links to the original
     near_duplicates: NearDuplicates = field(default_factory=NearDuplicates)
+    # Proxies (addresses or networks) whose X-Forwarded-For names the reader (subscribers.py).
+    trusted_proxies: tuple[str, ...] = ()
+    admin_token: str | None = field(default=None, repr=False)
+    # Where nginx sends its log of feed requests it answered itself (deploy/nginx).
+    subscriber_log: tuple[str, int] | None = None
 
     @property
     def root(self) -> Path:
@@ -284,7 +290,7 @@ def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None
     top.known(
         "site", "feeds_url", "posts_dir", "permalink", "limit", "max_limit", "max_age",
         "summary_length", "state_dir", "categories", "websub", "cache", "allow_private_sources",
-        "entry_link", "near_duplicates",
+        "entry_link", "near_duplicates", "trusted_proxies", "admin_token", "subscriber_log",
     )
     site_sec = top.section("site")
     if site_sec is None:
@@ -320,6 +326,9 @@ def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None
         allow_private_sources=allow_private,
         entry_link=_entry_link(top) or "permalink",
         near_duplicates=_near_duplicates(top),
+        trusted_proxies=_trusted_proxies(top),
+        admin_token=_admin_token(top),
+        subscriber_log=_subscriber_log(top),
     )
 
 
@@ -351,6 +360,57 @@ def _entry_link(sec: _Section) -> str | None:
         sec.fail(("entry_link",), f"must be 'permalink' (our page) or 'source' (the original "
                                   f"article), not {value!r}")
     return value
+
+
+def _subscriber_log(top: _Section) -> tuple[str, int] | None:
+    """`127.0.0.1:5514` (or `[::1]:5514`): a UDP address on this machine."""
+    text = top.string("subscriber_log")
+    if text is None:
+        return None
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ip = ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        top.fail(("subscriber_log",), f"must be host:port of a UDP address, not {text!r}")
+    if not ip.is_loopback:
+        # Anyone who can send to it can add counts: keep it on this machine.
+        top.fail(("subscriber_log",), f"must be a loopback address, not {host}")
+    if not 0 < number < 65536:
+        top.fail(("subscriber_log",), f"no such port: {port}")
+    return str(ip), number
+
+
+def _trusted_proxies(top: _Section) -> tuple[str, ...]:
+    value = top.get("trusted_proxies", [])
+    if isinstance(value, str):
+        value = value.split()
+    if not isinstance(value, list):
+        top.fail(("trusted_proxies",), f"must be a list of addresses or networks, not {_kind(value)}")
+    out = []
+    for i, item in enumerate(value):
+        try:
+            out.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+        except ValueError:
+            top.fail(("trusted_proxies", str(i)), f"not an IP address or network: {item!r}")
+    return tuple(out)
+
+
+ADMIN_TOKEN_MIN = 16
+
+
+def _admin_token(top: _Section) -> str | None:
+    """The one secret of the admin pages (sent as `Authorization: Bearer …`)."""
+    value = top.data.get("admin_token")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        top.fail(("admin_token",), f"must be a string, not {_kind(value)}")
+    if len(value) < ADMIN_TOKEN_MIN or not value.isprintable() or value != value.strip():
+        top.fail(("admin_token",), f"must be at least {ADMIN_TOKEN_MIN} printable characters "
+                                   "without surrounding spaces")
+    return str(value)
 
 
 def _site(sec: _Section) -> Site:
