@@ -133,28 +133,20 @@ def body_html(text: str, kind: str) -> str:
 
 
 def render(post: Post, site_url: str, summary_length: int) -> Rendered:
-    """The post's safe HTML and summary; cached by file identity and settings."""
-    return _render(post.path, post.mtime_ns, post.size, post.kind, post.url,
-                   post.excerpt, site_url, summary_length)
+    """The post's safe HTML and summary, from its file as it is now (tools and
+    tests; the index renders from the body it read with the record)."""
+    return render_body(read_body(post.path), post.kind, post.url, post.excerpt, site_url,
+                       summary_length)
 
 
-@lru_cache(maxsize=8192)
-def _render(path: str, mtime_ns: int, size: int, kind: str, page_url: str,
-            excerpt: str | None, site_url: str, summary_length: int) -> Rendered:
+def render_body(body: str, kind: str, page_url: str, excerpt: str | None, site_url: str,
+                summary_length: int) -> Rendered:
+    """A body's safe HTML and summary."""
     # Stripped before Markdown too: CommonMark turns NUL into U+FFFD, a visible mark.
-    html = sanitise(body_html(strip_illegal(read_body(path)), kind), page_url, site_url)
+    html = sanitise(body_html(strip_illegal(body), kind), page_url, site_url)
     # An excerpt may hold HTML too: its text, never the text of a <script> in it.
     source = text_of(sanitise(excerpt, page_url, site_url))[1] if excerpt else text_of(html)[0]
     return Rendered(html=html, summary=strip_illegal(cut(source, summary_length)))
-
-
-def keep_renders(count: int) -> None:
-    """Let the render cache hold `count` posts (`feedsvc build`, which puts every
-    post in several feeds: an LRU smaller than the corpus re-rendered them all
-    for each feed and format)."""
-    global _render
-    if count > (_render.cache_info().maxsize or 0):
-        _render = lru_cache(maxsize=count)(_render.__wrapped__)
 
 
 @lru_cache(maxsize=4)

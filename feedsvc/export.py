@@ -7,7 +7,7 @@ import logging
 import os
 from pathlib import Path
 
-from feedsvc import atomic, content
+from feedsvc import atomic
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import NotFound
@@ -40,8 +40,6 @@ def feed_keys(service: FeedService) -> list[FeedKey]:
 def export(config: Config, out: str | os.PathLike[str], *, clock: Clock = utcnow) -> list[Path]:
     service = FeedService(config, clock=clock)
     service.start()
-    # Every post is rendered once and reused by each feed and format it is in.
-    content.keep_renders(len(service.index.posts))
     root = Path(out)
     written = []
     for first in feed_keys(service):

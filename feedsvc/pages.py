@@ -16,16 +16,17 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import jinja2
 
 from feedsvc import dates, opml
 from feedsvc.config import Config
-from feedsvc.feeds import FeedKey, feed_model, html_page, posts_of, select, url_tags
-from feedsvc.index import Views
+from feedsvc.feeds import FeedKey, feed_model, html_page, select, url_tags
+from feedsvc.index import IndexUnavailable, NotReady, Stale, Views
 from feedsvc.model import FORMATS, Entry, Feed
 from feedsvc.posts import Post
-from feedsvc.service import FeedService
+from feedsvc.service import STALE_TRIES, FeedService
 from feedsvc.store import Document
 
 HTML = "text/html; charset=utf-8"
@@ -128,10 +129,11 @@ def entry_item(entry: Entry, zone: str, config: Config) -> Item:
 
 
 def _listing(key: FeedKey, title: str, description: str, views: Views,
-             config: Config) -> Listing:
-    posts = posts_of(key, views, config)
-    newest = post_item(posts[0], zone_of(key, config)) if posts else None
-    return Listing(title, description, html_page(key, config), len(posts), newest,
+             config: Config, count: int | None = None) -> Listing:
+    newest = views.posts(key.kind, key.name, 0, 1)
+    item = post_item(newest[0], zone_of(key, config)) if newest else None
+    return Listing(title, description, html_page(key, config),
+                   views.count(key.kind, key.name) if count is None else count, item,
                    links_for(key, config))
 
 
@@ -142,8 +144,10 @@ def index_context(config: Config, views: Views) -> dict[str, object]:
                   for slug, cat in config.categories.items()]
     all_feed = _listing(FeedKey("all", "all", "rss"), f"{site.title} · 全部",
                         site.description or "所有分类的最新文章", views, config)
-    by_size = sorted(url_tags(views), key=lambda t: (-len(views.tags[t]), t))
-    tags = [_listing(FeedKey("tag", tag, "rss"), tag, "", views, config) for tag in by_size]
+    counts = views.tag_counts()
+    by_size = sorted(url_tags(views), key=lambda t: (-counts[t], t))
+    tags = [_listing(FeedKey("tag", tag, "rss"), tag, "", views, config, counts[tag])
+            for tag in by_size]
     return {
         "site": site,
         "lang": site.language or "zh-CN",
@@ -189,7 +193,7 @@ def render(template: str, context: Mapping[str, object]) -> bytes:
 
 def newest_change(config: Config, views: Views) -> dt.datetime:
     """Last-Modified of the index and OPML: the newest post change or config edit."""
-    newest = max((p.modified for p in views.all), default=dates.EPOCH)
+    newest = views.newest_modified()
     try:
         mtime = config.path.stat().st_mtime
     except OSError:
@@ -204,7 +208,7 @@ class Pages:
 
     def __init__(self, service: FeedService) -> None:
         self.service = service
-        self._memo: dict[str, tuple[tuple[int, str], Document]] = {}
+        self._memo: dict[str, tuple[tuple[Any, ...], Document]] = {}
         self._lock = threading.Lock()
 
     def index(self) -> Document:
@@ -224,21 +228,42 @@ class Pages:
             return Document.of(render("feed.html", context), HTML, sel.modified)
         if key.query():
             # Not memoised: query options make views without number (SECURITY.md S11).
-            return make(self.service.config, self.service.index.views())
+            return self._fresh(make)
         return self._cached("view:" + key.cache_id(), make)
 
+    def _fresh(self, make: Callable[[Config, Views], Document]) -> Document:
+        for _ in range(STALE_TRIES):
+            try:
+                config, views = self.service.state.config, self._views()
+                return make(config, views)
+            except Stale:
+                continue
+        raise IndexUnavailable("the index changes faster than a page can be read")
+
+    def _views(self) -> Views:
+        views = self.service.current_views()[1]
+        if not views.ready:
+            raise NotReady("the posts are being indexed")
+        return views
+
     def _cached(self, name: str, make: Callable[[Config, Views], Document]) -> Document:
-        service = self.service
-        # The version is read before the views: a change in between makes the
-        # next request render again rather than keep stale bytes.
-        state, index = service.state, service.index
-        version = (index.generation, state.digest)
-        config, views = state.config, index.views()
+        for _ in range(STALE_TRIES):
+            try:
+                return self._cached_once(name, make)
+            except Stale:
+                continue
+        raise IndexUnavailable("the index changes faster than a page can be read")
+
+    def _cached_once(self, name: str, make: Callable[[Config, Views], Document]) -> Document:
+        # One snapshot for the version and for what is read: a change in between
+        # is a new snapshot, never stale bytes under a new version.
+        state, views = self.service.state, self._views()
+        version = (self.service.index, views.version, state.digest)
         with self._lock:
             memo = self._memo.get(name)
         if memo is not None and memo[0] == version:
             return memo[1]
-        doc = make(config, views)
+        doc = make(state.config, views)
         with self._lock:
             if len(self._memo) >= MEMO_MAX:
                 self._memo.clear()

@@ -24,6 +24,7 @@ from typing import Any
 
 from werkzeug.http import http_date
 
+from feedsvc.index import IndexUnavailable
 from feedsvc.service import FeedService
 
 KEY_HEADERS = ("HTTP_ACCEPT_ENCODING", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE",
@@ -52,7 +53,7 @@ class ReplayCache:
         key = (environ.get("REQUEST_METHOD"), path, environ.get("QUERY_STRING", ""),
                *[environ.get(h) for h in KEY_HEADERS])
         hit = self._items.get(key)
-        if hit is not None and hit[0] == version:
+        if hit is not None and version is not None and hit[0] == version:
             headers = hit[2]
             if hit[4]:
                 headers = [*headers, ("Date", _now())]
@@ -60,16 +61,19 @@ class ReplayCache:
             return [hit[3]]
         return self._fill(key, version, environ, start_response)
 
-    def _version(self) -> tuple[Any, ...]:
+    def _version(self) -> tuple[Any, ...] | None:
         """What a feed response is made from: the index (its object and generation)
         and the config. Read before the response is made, so that a change while it
         is being made files it under the older version, never a newer one."""
         service = self.service
-        index = service.index
-        index.views()  # moves the generation when a future-dated post's time has come
-        return (index, index.generation, service.state.digest)
+        try:
+            index, views = service.current_views()
+        except IndexUnavailable:
+            return None   # not replayable: Flask answers (and says why)
+        # The version moves when a future-dated post's time has come, too.
+        return (index, views.version, views.ready, service.state.digest)
 
-    def _fill(self, key: tuple[Any, ...], version: tuple[Any, ...], environ: dict[str, Any],
+    def _fill(self, key: tuple[Any, ...], version: tuple[Any, ...] | None, environ: dict[str, Any],
               start_response: StartResponse) -> Iterable[bytes]:
         captured: list[Any] = []
 
@@ -84,7 +88,7 @@ class ReplayCache:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
-        if captured and _replayable(*captured):
+        if captured and version is not None and _replayable(*captured):
             # A Date is the time of each answer (caches compute ages from it): made
             # afresh, never replayed. (Under gunicorn the server adds it, not the app.)
             headers = [(k, v) for k, v in captured[1] if k.lower() != "date"]

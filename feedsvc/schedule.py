@@ -37,7 +37,7 @@ class Scheduler:
         self._fetcher_factory = fetcher_factory or _default_fetcher
         self._fetcher: tuple[Config, Fetcher] | None = None
         self.publisher: Publisher | None = None
-        self._published: tuple[int, str] | None = None
+        self._published: tuple[object, ...] | None = None
         self.stop_event = threading.Event()
         self.lock = threading.RLock()
         self._leader_lock = threading.Lock()
@@ -96,8 +96,8 @@ class Scheduler:
         results = collector.run(collector.due())
         # Index new files now rather than wait for the watcher, so that the
         # hub ping follows at once.
-        if any(r.new for r in results) and service.index.scan():
-            service.index.save_state()
+        if any(r.new for r in results):
+            service.writing_index().scan()
         return self._until_next(collector)
 
     def _until_next(self, collector: Collector) -> float:
@@ -119,10 +119,13 @@ class Scheduler:
             if self.publisher is None or self.publisher.fetcher is not self.fetcher():
                 self.publisher = Publisher(config.state_dir, self.fetcher(), clock=self.clock)
                 self._published = None
-            # Feed bytes change only with the index or the config (views() also
-            # notices a future post coming due): otherwise there is nothing to check.
-            self.service.index.views()
-            version = (self.service.index.generation, self.service.state.digest)
+            # Feed bytes change only with the index or the config (the version also
+            # moves when a future post comes due): otherwise there is nothing to check.
+            # Before a first indexing is done feeds are partial: never announced.
+            index, views = self.service.current_views()
+            if not views.ready:
+                return self.tick
+            version = (index, views.version, self.service.state.digest)
             if version != self._published or self.publisher.pending:
                 self.publisher.check(config.websub.hub, feed_etags(self.service))
                 self._published = version

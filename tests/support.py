@@ -100,7 +100,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.output()}")
             try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
                     return
             except (requests.ConnectionError, requests.Timeout):  # busy machine: keep waiting
                 pass
