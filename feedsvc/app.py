@@ -5,8 +5,11 @@ per version, CORS, Cache-Control matching RSS <ttl>)."""
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import re
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, current_app, jsonify, request
@@ -27,6 +30,8 @@ from feedsvc.service import FeedService
 from feedsvc.store import Document
 
 log = logging.getLogger(__name__)
+_LEADERS: dict[Path, tuple[int, Leader]] = {}
+_LEADERS_LOCK = threading.Lock()
 RETRY_AFTER = 5   # seconds, on 503 before a first indexing is done
 FEED_PATH = re.compile(r"^(?P<name>[^/]+?)(?:/(?P<page>[1-9][0-9]{0,5}))?\.(?P<fmt>[a-z]+)$")
 
@@ -53,8 +58,12 @@ def create_app(config: Config, *, clock: Clock = utcnow, watch: bool = True,
     if watch:
         from feedsvc.watch import Watcher
 
-        app.extensions["feedsvc.watcher"] = Watcher(
-            service, is_leader=lambda: not service.config.serve_only and leader.acquire()).start()
+        def writes_index() -> bool:
+            if service.config.serve_only:
+                return False
+            return service.writing_index().private or leader.acquire()
+
+        app.extensions["feedsvc.watcher"] = Watcher(service, is_leader=writes_index).start()
     _routes(app)
     if watch:
         # Upstream polling and WebSub pings, by the worker that leads (schedule.py).
@@ -75,7 +84,15 @@ def make_leader(config: Config) -> Leader | PgLeader:
         from feedsvc.index.pg import PgLeader
 
         return PgLeader(config.index.url)
-    return Leader(config.state_dir / "leader.lock")
+    # One Leader per lock file in a process: a second app on the same state_dir
+    # (tests make them) leads with the first, rather than wait for itself forever.
+    path = (config.state_dir / "leader.lock").absolute()
+    with _LEADERS_LOCK:
+        pid, leader = _LEADERS.get(path, (0, None))
+        if leader is None or pid != os.getpid():
+            leader = Leader(path)
+            _LEADERS[path] = (os.getpid(), leader)
+        return leader
 
 
 def get_service() -> FeedService:

@@ -41,8 +41,6 @@ from functools import partial
 from pathlib import Path
 
 log = logging.getLogger(__name__)
-# The leader locks this process holds, by path: (fd, pid).
-_HELD: dict[str, tuple[int, int]] = {}
 
 
 class Leader:
@@ -50,16 +48,14 @@ class Leader:
         self.lock_path, self.retry = Path(lock_path), retry
         self._fd: int | None = None
         self._pid: int | None = None      # the process that holds _fd's lock
-        self._shared = False              # _fd belongs to another Leader of this process
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.threads: list[threading.Thread] = []
         os.register_at_fork(after_in_child=partial(_after_fork, weakref.ref(self)))
 
     def _after_fork(self) -> None:
-        if self._fd is not None and not self._shared:
+        if self._fd is not None:
             os.close(self._fd)
-        _HELD.clear()
         self._fd = self._pid = None
         self._lock = threading.Lock()   # it may have been held by a thread of the parent
 
@@ -72,13 +68,6 @@ class Leader:
         with self._lock:
             if self._fd is not None:
                 return True
-            key = str(self.lock_path.absolute())
-            held = _HELD.get(key)
-            if held is not None and held[1] == os.getpid():
-                # Another Leader of this process (a second app on the same
-                # state_dir, as tests make) holds it: this process leads.
-                self._fd, self._pid, self._shared = held[0], held[1], True
-                return True
             try:
                 self.lock_path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -90,20 +79,15 @@ class Leader:
             except OSError:
                 os.close(fd)
                 return False
-            try:
-                os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}\n".encode())
-            except OSError as e:   # a full disk: the lock is what counts, the pid is a note
-                log.warning("cannot write the leader's pid to %s: %s", self.lock_path, e)
-            self._fd, self._pid, self._shared = fd, os.getpid(), False
-            _HELD[key] = (fd, os.getpid())
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            self._fd, self._pid = fd, os.getpid()
         log.info("process %d is the leader (%s)", os.getpid(), self.lock_path)
         return True
 
     def release(self) -> None:
         with self._lock:
-            if self._fd is not None and self._pid == os.getpid() and not self._shared:
-                _HELD.pop(str(self.lock_path.absolute()), None)
+            if self._fd is not None and self._pid == os.getpid():
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
                 os.close(self._fd)
             self._fd = self._pid = None

@@ -87,6 +87,10 @@ class Scheduler:
     def collect_due(self) -> float:
         """Collect every due source; return the seconds until the next is due."""
         service = self.service
+        if not service.ready:
+            # Collect after a first indexing: the hub's baseline below must be
+            # whole feeds, and what is collected is then announced.
+            return self.tick
         if self.publisher is None:
             # The hub's baseline is the feeds as they were before this process
             # collected anything, so that what it collects is announced.

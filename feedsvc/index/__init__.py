@@ -94,11 +94,14 @@ def open_database(config: Config) -> Database:
     path = config.state_dir / f"index-{identity_digest(config)}.sqlite3"
     try:
         return SqliteDatabase(path)
-    except OSError as e:
-        # No writable state_dir: still serve, from an index of this process's own.
+    except (OSError, IndexUnavailable) as e:
+        # No usable state_dir (read-only, full, locked): still serve, from an index
+        # of this process's own, which it writes itself (Index.private).
         tmp = Path(tempfile.mkdtemp(prefix="feedsvc-index-")) / path.name
         log.error("cannot keep the index in %s (%s); using %s until restart", path.parent, e, tmp)
-        return SqliteDatabase(tmp)
+        db = SqliteDatabase(tmp)
+        db.private = True
+        return db
 
 
 # -- reading: one snapshot per response ---------------------------------------------
@@ -345,6 +348,9 @@ class Index:
         self.db = db or open_database(config)
         self._writing = threading.RLock()
         self.progress: tuple[int, int] | None = None   # (read, to read) while indexing
+        # An index of this process's own (state_dir unusable): no leader writes it
+        # but this process.
+        self.private = bool(getattr(self.db, "private", False))
         self.last_error: str | None = None
 
     # -- versions -------------------------------------------------------------
@@ -518,8 +524,11 @@ class Index:
         return _Posts(self)
 
     @property
-    def problems(self) -> Mapping[str, str]:
-        return _Problems(self)
+    def problems(self) -> dict[str, str]:
+        """The files that are not usable posts, with the reason (a copy)."""
+        with self.db.read() as tx:
+            return dict(tx.rows("SELECT rel, problem FROM files WHERE problem IS NOT NULL"
+                                " ORDER BY rel"))
 
     def duplicates(self) -> list[tuple[str, str]]:
         with self.db.read() as tx:
@@ -594,29 +603,6 @@ class _Posts(Mapping[str, Post]):
     def values(self) -> Any:
         with self.index.db.read() as tx:
             return [_post(r[0]) for r in tx.rows("SELECT record FROM posts ORDER BY rel")]
-
-
-class _Problems(Mapping[str, str]):
-    def __init__(self, index: Index) -> None:
-        self.index = index
-
-    def _all(self) -> dict[str, str]:
-        with self.index.db.read() as tx:
-            return dict(tx.rows("SELECT rel, problem FROM files WHERE problem IS NOT NULL"
-                                " ORDER BY rel"))
-
-    def __getitem__(self, rel: str) -> str:
-        with self.index.db.read() as tx:
-            row = tx.one("SELECT problem FROM files WHERE rel = ? AND problem IS NOT NULL", [rel])
-        if row is None:
-            raise KeyError(rel)
-        return str(row[0])
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._all())
-
-    def __len__(self) -> int:
-        return len(self._all())
 
 
 class _Scratch:

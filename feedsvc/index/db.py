@@ -129,6 +129,7 @@ class SqliteDatabase:
 
     def __init__(self, path: Path, *, busy: float = 5.0, read_busy: float = 1.0) -> None:
         self.path, self.busy, self.read_busy = Path(path), busy, read_busy
+        self.private = False
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._writer: sqlite3.Connection | None = None
@@ -137,6 +138,10 @@ class SqliteDatabase:
         self._open_checked()
 
     def _open_checked(self) -> None:
+        for need in (self.path.parent, self.path):
+            # WAL writes -wal and -shm files beside the database, even to read it.
+            if need.exists() and not os.access(need, os.W_OK):
+                raise IndexUnavailable(f"cannot write {need.name}: read-only for this user")
         try:
             if self._truncated():
                 raise sqlite3.DatabaseError("the file is shorter than its header says")

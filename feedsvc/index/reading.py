@@ -14,6 +14,7 @@ import os
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.pool import AsyncResult
 from pathlib import Path
@@ -82,7 +83,9 @@ def read_rows(config: Config, rels: Iterator[tuple[str, bool]], total: int,
         return
     ctx = multiprocessing.get_context("spawn")
     procs = os.cpu_count() or 2
-    with ctx.Pool(procs, initializer=_init, initargs=(config,)) as pool:
+    with _main_not_imported():
+        pool = ctx.Pool(procs, initializer=_init, initargs=(config,))
+    with pool:
         flight: deque[AsyncResult[list[Row]]] = deque()
         for chunk in chunks:
             flight.append(pool.apply_async(_read_chunk, (chunk,)))
@@ -90,6 +93,22 @@ def read_rows(config: Config, rels: Iterator[tuple[str, bool]], total: int,
                 yield _done(flight.popleft(), progress)
         while flight:
             yield _done(flight.popleft(), progress)
+
+
+@contextmanager
+def _main_not_imported() -> Iterator[None]:
+    """Spawned readers need feedsvc, not the program that started them: `spawn`
+    would import the main module again (gunicorn, a test runner, a script),
+    which at best costs a second and at worst starts it again."""
+    main = sys.modules["__main__"]
+    saved = {k: main.__dict__[k] for k in ("__spec__", "__file__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
 
 
 def _chunks(rels: Iterator[tuple[str, bool]]) -> Iterator[list[tuple[str, bool]]]:
