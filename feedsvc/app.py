@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import re
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any

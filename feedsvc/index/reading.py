@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.pool import AsyncResult
 from pathlib import Path
+from typing import Any
 
 from feedsvc import content
 from feedsvc.config import Config
@@ -101,7 +102,8 @@ def _main_not_imported() -> Iterator[None]:
     would import the main module again (gunicorn, a test runner, a script),
     which at best costs a second and at worst starts it again."""
     main = sys.modules["__main__"]
-    saved = {k: main.__dict__[k] for k in ("__spec__", "__file__") if k in main.__dict__}
+    saved: dict[str, Any] = {k: main.__dict__[k] for k in ("__spec__", "__file__")
+                             if k in main.__dict__}
     main.__dict__.pop("__file__", None)
     main.__dict__["__spec__"] = None
     try:
