@@ -26,6 +26,7 @@ import sqlite3
 import tempfile
 import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import fields
@@ -36,7 +37,7 @@ from typing import Any
 from feedsvc import dates
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
-from feedsvc.content import Rendered
+from feedsvc.content import Rendered, render_body
 from feedsvc.errors import FeedsvcError
 from feedsvc.index.db import Database, IndexUnavailable, SqliteDatabase, Tx
 from feedsvc.index.files import is_post_path, iter_post_files, iter_post_stats, stat_post_files
@@ -52,6 +53,7 @@ _POST_FIELDS = tuple(f.name for f in fields(Post))
 _POST_VALUES = attrgetter(*_POST_FIELDS)
 SEP = "\x1f"       # between the categories of a post in `posts.cats` (never in a category)
 BATCH = 500        # files per write transaction
+RENDERED_MAX = 1024     # rendered bodies a worker keeps (~10 kB each)
 MAX_REPORTED = 10_000   # changed paths a scan hands back (a first indexing may change millions)
 _US = dt.timedelta(microseconds=1)
 
@@ -70,7 +72,7 @@ def index_identity(config: Config) -> tuple[Any, ...]:
     feeds look): another value means another index."""
     zones = sorted((s, c.timezone) for s, c in config.categories.items() if c.timezone)
     return (INDEX_FORMAT, _POST_FIELDS, config.site.url, config.site.timezone, config.permalink,
-            zones, config.summary_length)
+            zones)
 
 
 def identity_digest(config: Config) -> str:
@@ -160,19 +162,29 @@ class Views:
         return int(row[0] if row else 0) - due
 
     def rendered(self, posts: Iterable[Post]) -> list[Rendered]:
-        """The rendered bodies of `posts`, as indexed with them (same version)."""
-        rels = [p.rel for p in posts]
-        if not rels:
-            return []
+        """The rendered bodies of `posts`, from the bodies indexed with them (the
+        same version): rendered once per process and post version, then kept in
+        a bounded cache."""
+        config = self.index.config
+        site, length = config.site.url, config.summary_length
+        posts = list(posts)
+        keys = [(p.rel, p.mtime_ns, p.size, p.kind, p.url, p.excerpt, site, length)
+                for p in posts]
+        out = [_RENDERED.get(k) for k in keys]
+        missing = [p.rel for p, r in zip(posts, out, strict=True) if r is None]
+        if not missing:
+            return [r for r in out if r is not None]
         with self._read() as tx:
-            rows = tx.rows("SELECT rel, html, summary FROM posts WHERE rel IN ("
-                           + ",".join("?" * len(rels)) + ")", rels)
-        found = {rel: Rendered(zlib.decompress(html).decode(), summary)
-                 for rel, html, summary in rows}
-        try:
-            return [found[rel] for rel in rels]
-        except KeyError as e:
-            raise Stale(f"{e} left the index") from e
+            rows = dict(tx.rows("SELECT rel, body FROM posts WHERE rel IN ("
+                                + ",".join("?" * len(missing)) + ")", missing))
+        for i, (post, key) in enumerate(zip(posts, keys, strict=True)):
+            if out[i] is not None:
+                continue
+            if post.rel not in rows:
+                raise Stale(f"{post.rel} left the index")
+            out[i] = _RENDERED.put(key, _render(post, zlib.decompress(rows[post.rel]).decode(
+                "utf-8", "surrogatepass"), site, length))
+        return [r for r in out if r is not None]
 
     def tag_counts(self) -> dict[str, int]:
         """Visible posts per tag, for every tag that has one."""
@@ -273,6 +285,43 @@ class Views:
         return dict(self.index.duplicates())
 
 
+def _render(post: Post, body: str, site_url: str, summary_length: int) -> Rendered:
+    try:
+        return render_body(body, post.kind, post.url, post.excerpt, site_url, summary_length)
+    except (ValueError, TypeError, RecursionError) as e:
+        # Something no rule foresaw in a body: this entry goes out empty, the feed
+        # does not fail (never a 500 because of content).
+        log.warning("cannot render %s: %s: %s", post.rel, type(e).__name__, e)
+        return Rendered(html="", summary="")
+
+
+class _RenderCache:
+    """Rendered bodies by post version and settings, bounded in count (what a
+    worker keeps does not grow with the number of posts)."""
+
+    def __init__(self, max_items: int = RENDERED_MAX) -> None:
+        self.max_items = max_items
+        self._items: OrderedDict[tuple[Any, ...], Rendered] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> Rendered | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[Any, ...], value: Rendered) -> Rendered:
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+        return value
+
+
+_RENDERED = _RenderCache()
+
+
 # -- writing: the leader's side ---------------------------------------------------------
 class _Writer:
     """Row changes inside one write transaction: posts, which post of an id is
@@ -291,17 +340,17 @@ class _Writer:
                " ON CONFLICT (rel) DO UPDATE SET mtime_ns = excluded.mtime_ns,"
                " size = excluded.size, problem = excluded.problem",
                [row.rel, row.stat[0], row.stat[1], row.problem])
-        if row.post is not None and row.rendered is not None:
-            self._insert(row.post, row.rendered)
+        if row.post is not None and row.body is not None:
+            self._insert(row.post, row.body)
 
-    def _insert(self, post: Post, rendered: Rendered) -> None:
+    def _insert(self, post: Post, body: str) -> None:
         self.tx.run(
             "INSERT INTO posts (rel, guid, date_us, updated_us, modified_us, published, shown,"
-            " cats, source_guid, record, html, summary) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
+            " cats, source_guid, record, body) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
             [post.rel, post.guid, _us(post.date), _us(post.updated), _us(post.modified),
              int(post.published), SEP.join(post.categories), post.source_guid,
              pickle.dumps(_POST_VALUES(post), protocol=5),
-             zlib.compress(rendered.html.encode("utf-8", "surrogatepass"), 6), rendered.summary])
+             zlib.compress(body.encode("utf-8", "surrogatepass"), 6)])
         if not post.published:
             return
         owner = self.tx.one("SELECT record FROM posts WHERE guid = ? AND shown = 1", [post.guid])

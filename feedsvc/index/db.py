@@ -75,7 +75,7 @@ def schema(blob: str, text: str = "TEXT") -> list[str]:
         f"CREATE TABLE IF NOT EXISTS posts (rel TEXT PRIMARY KEY, guid TEXT NOT NULL,"
         f" date_us BIGINT NOT NULL, updated_us BIGINT NOT NULL, modified_us BIGINT NOT NULL,"
         f" published INTEGER NOT NULL, shown INTEGER NOT NULL, cats TEXT NOT NULL,"
-        f" source_guid TEXT, record {blob} NOT NULL, html {blob} NOT NULL, summary TEXT NOT NULL)",
+        f" source_guid TEXT, record {blob} NOT NULL, body {blob} NOT NULL)",
         "CREATE INDEX IF NOT EXISTS posts_by_guid ON posts (guid, rel)",
         "CREATE INDEX IF NOT EXISTS posts_shown ON posts (shown, date_us DESC, guid)",
         "CREATE INDEX IF NOT EXISTS posts_by_date ON posts (published, date_us)",

@@ -1,6 +1,7 @@
 """Reading post files into index rows: the record, the problem, and the body
-rendered once (sanitised HTML and summary), so that serving never opens a
-post file and a document is made from exactly the version that was selected.
+read with it, so that serving never opens a post file and a document is made
+from exactly the version that was selected (the body is rendered when a feed
+first needs it: most posts of a large archive never appear in one).
 
 A first indexing of many files reads them in a pool of processes, one per
 core (`spawn`, never `fork`: the caller is a threaded server worker).
@@ -20,7 +21,6 @@ from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from typing import Any
 
-from feedsvc import content
 from feedsvc.config import Config
 from feedsvc.errors import PostError
 from feedsvc.index.files import Stat, is_post_path
@@ -39,7 +39,7 @@ class Row:
     stat: Stat | None
     post: Post | None = None
     problem: str | None = None
-    rendered: content.Rendered | None = None
+    body: str | None = None
 
 
 def read_row(config: Config, rel: str, inside: bool = False) -> Row:
@@ -53,15 +53,9 @@ def read_row(config: Config, rel: str, inside: bool = False) -> Row:
         return Row(rel, None)
     try:
         post, body = read_post_text(posts_dir, rel, config)
-        rendered = content.render_body(body, post.kind, post.url, post.excerpt, config.site.url,
-                                       config.summary_length)
     except PostError as e:
         return Row(rel, (st.st_mtime_ns, st.st_size), problem=e.reason)
-    except (ValueError, TypeError, RecursionError) as e:
-        # The renderer met something no rule foresaw: it costs this post, not the scan.
-        return Row(rel, (st.st_mtime_ns, st.st_size),
-                   problem=f"cannot render: {type(e).__name__}: {e}")
-    return Row(rel, (post.mtime_ns, post.size), post, None, rendered)
+    return Row(rel, (post.mtime_ns, post.size), post, None, body)
 
 
 def _inside(path: Path, posts_dir: Path) -> bool:
