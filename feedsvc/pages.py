@@ -16,7 +16,6 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
 
 import jinja2
 
@@ -28,6 +27,7 @@ from feedsvc.model import FORMATS, Entry, Feed
 from feedsvc.posts import Post
 from feedsvc.service import STALE_TRIES, FeedService
 from feedsvc.store import Document
+from feedsvc.version import Snapshot, Version
 
 HTML = "text/html; charset=utf-8"
 FORMAT_NAMES = {"rss": "RSS", "atom": "Atom", "json": "JSON Feed"}
@@ -204,68 +204,56 @@ def newest_change(config: Config, views: Views) -> dt.datetime:
 # -- rendered once per version -------------------------------------------------
 class Pages:
     """The index, OPML and browser views of one FeedService, each rendered once
-    per (index generation, config) and reused until either changes."""
+    per snapshot version (version.py) and reused until it changes."""
 
     def __init__(self, service: FeedService) -> None:
         self.service = service
-        self._memo: dict[str, tuple[tuple[Any, ...], Document]] = {}
+        self._memo: dict[str, tuple[Version, Document]] = {}
         self._lock = threading.Lock()
 
-    def index(self) -> Document:
-        return self._cached("index", lambda config, views: Document.of(
+    def index(self, snap: Snapshot | None = None) -> Document:
+        return self._cached("index", snap, lambda config, views: Document.of(
             render("index.html", index_context(config, views)), HTML,
             newest_change(config, views)))
 
-    def opml(self) -> Document:
-        return self._cached("opml", lambda config, views: Document.of(
+    def opml(self, snap: Snapshot | None = None) -> Document:
+        return self._cached("opml", snap, lambda config, views: Document.of(
             opml.build(config), opml.MIMETYPE, newest_change(config, views)))
 
-    def feed_view(self, key: FeedKey) -> Document:
+    def feed_view(self, key: FeedKey, snap: Snapshot | None = None) -> Document:
         """The HTML rendering of the feed document `key` names (NotFound as it)."""
         def make(config: Config, views: Views) -> Document:
             sel = select(key, views, config)
             context = feed_context(feed_model(sel, config), key, sel.pages, config)
             return Document.of(render("feed.html", context), HTML, sel.modified)
-        if key.query():
-            # Not memoised: query options make views without number (SECURITY.md S11).
-            return self._fresh(make)
-        return self._cached("view:" + key.cache_id(), make)
+        # Not memoised with query options: they make views without number (SECURITY.md S11).
+        return self._cached(None if key.query() else "view:" + key.cache_id(), snap, make)
 
-    def _fresh(self, make: Callable[[Config, Views], Document]) -> Document:
+    def _cached(self, name: str | None, snap: Snapshot | None,
+                make: Callable[[Config, Views], Document]) -> Document:
+        """The page at `snap` (read again at a newer snapshot if the index moves
+        on meanwhile: one version per page, never two)."""
+        snap = snap or self.service.snapshot()
         for _ in range(STALE_TRIES):
             try:
-                config, views = self.service.state.config, self._views()
-                return make(config, views)
+                return self._cached_at(name, snap, make)
             except Stale:
-                continue
+                snap = self.service.snapshot()
         raise IndexUnavailable("the index changes faster than a page can be read")
 
-    def _views(self) -> Views:
-        views = self.service.current_views()[1]
-        if not views.ready:
+    def _cached_at(self, name: str | None, snap: Snapshot,
+                   make: Callable[[Config, Views], Document]) -> Document:
+        if not snap.views.ready:
             raise NotReady("the posts are being indexed")
-        return views
-
-    def _cached(self, name: str, make: Callable[[Config, Views], Document]) -> Document:
-        for _ in range(STALE_TRIES):
-            try:
-                return self._cached_once(name, make)
-            except Stale:
-                continue
-        raise IndexUnavailable("the index changes faster than a page can be read")
-
-    def _cached_once(self, name: str, make: Callable[[Config, Views], Document]) -> Document:
-        # One snapshot for the version and for what is read: a change in between
-        # is a new snapshot, never stale bytes under a new version.
-        state, views = self.service.state, self._views()
-        version = (self.service.index, views.version, state.digest)
+        if name is None:
+            return make(snap.config, snap.views)
         with self._lock:
             memo = self._memo.get(name)
-        if memo is not None and memo[0] == version:
+        if memo is not None and memo[0] == snap.version:
             return memo[1]
-        doc = make(state.config, views)
+        doc = make(snap.config, snap.views)
         with self._lock:
             if len(self._memo) >= MEMO_MAX:
                 self._memo.clear()
-            self._memo[name] = (version, doc)
+            self._memo[name] = (snap.version, doc)
         return doc

@@ -24,13 +24,16 @@ from typing import Any
 
 from werkzeug.http import http_date
 
+from feedsvc import metrics
 from feedsvc.index import IndexUnavailable
 from feedsvc.service import FeedService
+from feedsvc.version import Snapshot
 
 KEY_HEADERS = ("HTTP_ACCEPT_ENCODING", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE",
                "HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE", "HTTP_RANGE", "HTTP_IF_RANGE",
                "HTTP_SEC_FETCH_DEST", "HTTP_ACCEPT")
 PREFIXES = ("/feeds/", "/tags/")
+SNAPSHOT_KEY = "feedsvc.snapshot"   # the environ key under which the request's snapshot goes on
 MAX_BYTES = 32 * 2**20      # bodies are shared with the document store; this bounds the rest
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -49,31 +52,29 @@ class ReplayCache:
         path = environ.get("PATH_INFO", "")
         if not path.startswith(PREFIXES):
             return self.app(environ, start_response)
-        version = self._version()
+        # The one snapshot of this request: read before the response is made, so
+        # that a change while it is being made files it under the older version,
+        # never a newer one; app.py answers from the same snapshot.
+        try:
+            snap: Snapshot = self.service.snapshot()
+        except IndexUnavailable:
+            return self.app(environ, start_response)   # Flask says why (503)
+        environ[SNAPSHOT_KEY] = snap
+        version = snap.version
         key = (environ.get("REQUEST_METHOD"), path, environ.get("QUERY_STRING", ""),
                *[environ.get(h) for h in KEY_HEADERS])
         hit = self._items.get(key)
-        if hit is not None and version is not None and hit[0] == version:
+        if hit is not None and hit[0] == version:
+            metrics.cache_lookup("replay", True)
             headers = hit[2]
             if hit[4]:
                 headers = [*headers, ("Date", _now())]
             start_response(hit[1], list(headers))
             return [hit[3]]
+        metrics.cache_lookup("replay", False)
         return self._fill(key, version, environ, start_response)
 
-    def _version(self) -> tuple[Any, ...] | None:
-        """What a feed response is made from: the index (its object and generation)
-        and the config. Read before the response is made, so that a change while it
-        is being made files it under the older version, never a newer one."""
-        service = self.service
-        try:
-            index, views = service.current_views()
-        except IndexUnavailable:
-            return None   # not replayable: Flask answers (and says why)
-        # The version moves when a future-dated post's time has come, too.
-        return (index, views.version, views.ready, service.state.digest)
-
-    def _fill(self, key: tuple[Any, ...], version: tuple[Any, ...] | None, environ: dict[str, Any],
+    def _fill(self, key: tuple[Any, ...], version: tuple[Any, ...], environ: dict[str, Any],
               start_response: StartResponse) -> Iterable[bytes]:
         captured: list[Any] = []
 
@@ -88,7 +89,7 @@ class ReplayCache:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
-        if captured and version is not None and _replayable(*captured):
+        if captured and _replayable(*captured):
             # A Date is the time of each answer (caches compute ages from it): made
             # afresh, never replayed. (Under gunicorn the server adds it, not the app.)
             headers = [(k, v) for k, v in captured[1] if k.lower() != "date"]

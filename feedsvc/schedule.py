@@ -15,12 +15,14 @@ import os
 import threading
 from collections.abc import Callable
 
+from feedsvc import metrics
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.leader import Leader
 from feedsvc.service import FeedService
 from feedsvc.upstream.collector import Collector, load_state
 from feedsvc.upstream.fetch import Fetcher
+from feedsvc.version import Version
 from feedsvc.websub import Publisher, feed_etags
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ class Scheduler:
         self._fetcher_factory = fetcher_factory or _default_fetcher
         self._fetcher: tuple[Config, Fetcher] | None = None
         self.publisher: Publisher | None = None
-        self._published: tuple[object, ...] | None = None
+        self._published: Version | None = None
         self.stop_event = threading.Event()
         self.lock = threading.RLock()
         self._leader_lock = threading.Lock()
@@ -98,6 +100,9 @@ class Scheduler:
         collector = Collector(service.config, fetcher=self.fetcher(), clock=self.clock,
                               index=service.index)
         results = collector.run(collector.due())
+        for r in results:
+            metrics.source_result(r.category, r.url, new=r.new, unchanged=r.unchanged,
+                                  not_modified=r.not_modified, error=r.error)
         # Index new files now rather than wait for the watcher, so that the
         # hub ping follows at once.
         if any(r.new for r in results):
@@ -123,16 +128,15 @@ class Scheduler:
             if self.publisher is None or self.publisher.fetcher is not self.fetcher():
                 self.publisher = Publisher(config.state_dir, self.fetcher(), clock=self.clock)
                 self._published = None
-            # Feed bytes change only with the index or the config (the version also
-            # moves when a future post comes due): otherwise there is nothing to check.
+            # Feed bytes change only with the snapshot's version (version.py: the
+            # config, the index, its generation): otherwise there is nothing to check.
             # Before a first indexing is done feeds are partial: never announced.
-            index, views = self.service.current_views()
-            if not views.ready:
+            snap = self.service.snapshot()
+            if not snap.views.ready:
                 return self.tick
-            version = (index, views.version, self.service.state.digest)
-            if version != self._published or self.publisher.pending:
-                self.publisher.check(config.websub.hub, feed_etags(self.service))
-                self._published = version
+            if snap.version != self._published or self.publisher.pending:
+                self.publisher.check(config.websub.hub, feed_etags(self.service, snap))
+                self._published = snap.version
             return self.tick
 
 

@@ -10,30 +10,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from dataclasses import dataclass, replace
-from pathlib import Path
+import time
 from typing import Any
 
-from feedsvc import dates, writers
+from feedsvc import metrics, writers
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.feeds import FeedKey, Selection, feed_model, select
-from feedsvc.index import Index, IndexUnavailable, NotReady, Stale, Views, index_identity
+from feedsvc.index import Index, IndexUnavailable, NotReady, Stale, index_identity
 from feedsvc.model import FORMATS
 from feedsvc.store import Document, MemoryStore, Store, make_store
-from feedsvc.upstream.collector import source_status
+from feedsvc.version import Served, Snapshot, Version, served, take
 
 log = logging.getLogger(__name__)
 MEMO_MAX = 256  # documents of ~200 kB at 20 posts each: the store below bounds the rest
 VARIANTS_MAX = 32          # documents with query options kept per process
 STALE_TRIES = 5
-
-
-@dataclass
-class ConfigState:
-    config: Config
-    digest: str
-    error: str | None = None
 
 
 class FeedService:
@@ -45,10 +37,10 @@ class FeedService:
                  store: Store | None = None, background: bool = False) -> None:
         self.clock, self.background = clock, background
         self.store = store or make_store(config.cache.type, config.cache.url)
-        self.index = Index(config, clock)
-        self.next_index: Index | None = None    # built for a new config, not ready yet
-        self.state = ConfigState(config, config_digest(config))
-        self._memo: dict[FeedKey, tuple[tuple[Any, ...], Document]] = {}
+        self.state: Served = served(config, Index(config, clock))
+        self.next_state: Served | None = None   # a reloaded config's index, not ready yet
+        self.config_error: str | None = None
+        self._memo: dict[FeedKey, tuple[Version, Document]] = {}
         self._variants = MemoryStore(VARIANTS_MAX)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -57,89 +49,103 @@ class FeedService:
     def config(self) -> Config:
         return self.state.config
 
+    @property
+    def index(self) -> Index:
+        return self.state.index
+
+    def snapshot(self) -> Snapshot:
+        """What the documents of this moment depend on (version.py): take it once
+        per request and pass it to everything that answers the request. A
+        reloaded config's new index is served from the first snapshot after it
+        is ready; until then the old one serves."""
+        upcoming = self.next_state
+        if upcoming is not None:
+            try:
+                if upcoming.index.ready:
+                    self.state, self.next_state = upcoming, None
+            except IndexUnavailable:
+                pass
+        return take(self.state)
+
     def start(self) -> None:
         """Catch up with posts_dir, unless the leader does it in the background."""
         if not self.background:
             self.index.restore()
 
+    @property
+    def ready(self) -> bool:
+        try:
+            return self.snapshot().views.ready
+        except IndexUnavailable:
+            return False
+
+    def writing_index(self) -> Index:
+        """The index the leader keeps up to date: the one for the current config."""
+        upcoming = self.next_state
+        return upcoming.index if upcoming is not None else self.index
+
     # -- config reload -------------------------------------------------------
     def reload_config(self, config: Config) -> None:
-        """Swap in a new, valid config; the index is kept unless post rules changed.
-        An index for new rules serves once it is ready; until then the old one does."""
+        """Swap in a new, valid config; the index is kept unless post rules changed."""
+        index = self.index
         if _index_place(config) != _index_place(self.config):
             index = Index(config, self.clock)
             if not self.background:
                 index.restore()
-            if index.ready:
-                self.index, self.next_index = index, None
-            else:
-                self.index.config, self.next_index = config, index
         else:
-            self.index.config = config
-            self.next_index = None
+            index.config = config
+            if config.posts_dir != self.config.posts_dir and not self.background:
+                index.scan()   # serve rescans in its watcher
         if config.cache != self.config.cache:
             self.store = make_store(config.cache.type, config.cache.url)
-        self.state = ConfigState(config, config_digest(config))
+        new = served(config, index, self.state)
+        if index is self.index or _ready(index):
+            self.state, self.next_state = new, None
+        else:
+            self.next_state = new
+        self.config_error = None
         log.info("config reloaded from %s", config.path)
 
-    def writing_index(self) -> Index:
-        """The index the leader keeps up to date: the one for the current config."""
-        return self.next_index or self.index
-
-    def current_views(self) -> tuple[Index, Views]:
-        """The serving index and a snapshot of it, moving to the new index of a
-        reloaded config as soon as that is ready."""
-        upcoming = self.next_index
-        if upcoming is not None and upcoming.ready:
-            self.index, self.next_index = upcoming, None
-        index = self.index
-        return index, index.views()
-
-    @property
-    def ready(self) -> bool:
-        try:
-            return self.current_views()[1].ready
-        except IndexUnavailable:
-            return False
-
     def config_failed(self, error: str) -> None:
-        self.state.error = error
+        self.config_error = error
         log.error("config not reloaded, the last good one keeps serving: %s", error)
 
     # -- documents -----------------------------------------------------------
-    def document(self, key: FeedKey) -> Document:
-        """The current document for a feed key (NotFound if there is none,
-        NotReady before a first indexing, IndexUnavailable if it cannot be read)."""
+    def document(self, key: FeedKey, snap: Snapshot | None = None) -> Document:
+        """The document for a feed key at `snap` (default: now); NotFound if there
+        is none, NotReady before a first indexing, IndexUnavailable if the index
+        cannot be read. If the index moves on while the document is read, it is
+        read again at the new version (never a mix of two)."""
+        snap = snap or self.snapshot()
         for _ in range(STALE_TRIES):
             try:
-                return self._document(key)
+                return self._document(key, snap)
             except Stale:
-                continue    # the index moved while reading: read the new version
+                snap = self.snapshot()
         raise IndexUnavailable("the index changes faster than a document can be read")
 
-    def _document(self, key: FeedKey) -> Document:
-        state = self.state
-        index, views = self.current_views()
-        if not views.ready:
+    def _document(self, key: FeedKey, snap: Snapshot) -> Document:
+        if not snap.views.ready:
             raise NotReady("the posts are being indexed")
-        # The index itself is part of the version: a reloaded config may bring
-        # a new index whose generation happens to equal the old one's.
-        version = (index, views.version, state.digest)
         memo = self._memo.get(key)
-        if memo is not None and memo[0] == version:
+        if memo is not None and memo[0] == snap.version:
+            metrics.cache_lookup("memo", True)
             return memo[1]
-        sel = select(key, views, state.config)
-        digest = _digest(state.digest + "\n" + sel.fingerprint())
+        metrics.cache_lookup("memo", False)
+        sel = select(key, snap.views, snap.config)
+        digest = _digest(snap.content_digest + "\n" + sel.fingerprint())
         if key.query():
             # Query options make documents without number (each ?filter= term is
             # another): a small LRU of their own, never the memo or the shared store,
             # so that no client can fill memory or Redis with them (SECURITY.md S11).
-            return self._variants.get(digest) or self._render(digest, sel, state.config,
+            return self._variants.get(digest) or self._render(digest, sel, snap.config,
                                                                self._variants)
-        doc = self.store.get(digest) or self._render(digest, sel, state.config, self.store)
+        doc = self.store.get(digest)
+        metrics.cache_lookup("store", doc is not None)
+        doc = doc or self._render(digest, sel, snap.config, self.store)
         if len(self._memo) >= MEMO_MAX:
             self._memo.clear()
-        self._memo[key] = (version, doc)
+        self._memo[key] = (snap.version, doc)
         return doc
 
     def _render(self, digest: str, sel: Selection, config: Config, store: Store) -> Document:
@@ -149,62 +155,35 @@ class FeedService:
         with lock:
             doc = store.get(digest)
             if doc is None:
+                started = time.perf_counter()
                 doc = render_document(sel, config)
+                metrics.rendered(sel.key.fmt, time.perf_counter() - started)
                 store.put(digest, doc)
         with self._locks_guard:
             self._locks.pop(digest, None)
         return doc
 
-    # -- status --------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"index": self.index.describe()}
-        try:
-            info.update(self._feed_status())
-        except (NotReady, IndexUnavailable, Stale) as e:
-            info["index"]["error"] = str(e)
-        return {
-            **info,
-            "config": str(self.config.path),
-            "config_error": self.state.error,
-            "cache": {**self.store.describe(), "query_variants": len(self._variants)},
-            "sources": source_status(self.config),
-        }
-
-    def _feed_status(self) -> dict[str, Any]:
-        _, views = self.current_views()
-        cats = {}
-        for slug in self.config.categories:
-            newest = views.posts("category", slug, 0, 1)
-            docs = ({fmt: self.document(FeedKey("category", slug, fmt)) for fmt in FORMATS}
-                    if views.ready else {})
-            cats[slug] = {
-                "posts": views.count("category", slug),
-                "newest": dates.rfc3339(newest[0].date) if newest else None,
-                "last_modified": dates.rfc3339(docs["rss"].last_modified) if docs else None,
-                "etags": {fmt: doc.etag for fmt, doc in docs.items()},
-            }
-        return {
-            "categories": cats,
-            "posts": views.total(),
-            "skipped": [{"file": f, "reason": r} for f, r in self.index.problem_list()],
-        }
+    def cache_status(self) -> dict[str, Any]:
+        """The document store and the query-variant LRU, for /status."""
+        return {**self.store.describe(), "query_variants": len(self._variants)}
 
 
 def _index_place(config: Config) -> tuple[Any, ...]:
-    """What picks the index database: the reading rules and where it is kept."""
-    return (index_identity(config), config.state_dir, config.index)
+    """What picks the index: the reading rules, where it is kept, and the posts
+    folder (another folder is another Index object, so another version)."""
+    return (index_identity(config), config.state_dir, config.index, config.posts_dir)
+
+
+def _ready(index: Index) -> bool:
+    try:
+        return index.ready
+    except IndexUnavailable:
+        return False
 
 
 def render_document(sel: Selection, config: Config) -> Document:
     body = writers.build(feed_model(sel, config), sel.key.fmt)
     return Document.of(body, FORMATS[sel.key.fmt], sel.modified)
-
-
-def config_digest(config: Config) -> str:
-    """What in the config shapes the documents: not where the files are, so
-    that instances with the same site mounted at other paths share documents."""
-    here = Path(".")
-    return _digest(repr(replace(config, path=here, posts_dir=here, state_dir=here)))
 
 
 def _digest(text: str) -> str:
