@@ -30,7 +30,7 @@ import measures  # noqa: E402
 from harness import BENCH, REPO, corpus  # noqa: E402
 from measures import Figure, Settings  # noqa: E402
 
-MEASUREMENTS = ("cold", "serve", "build", "rescan")
+MEASUREMENTS = ("cold", "serve", "build", "rescan", "nginx")
 # (metric, size) → (bound, kind); kind "max" for a value, "min-ratio" for a share of the
 # baseline. Issue 12's table (20,000 and 1,000,000 posts) and the earlier ones.
 TARGETS: dict[tuple[str, int], tuple[float, str]] = {
@@ -53,6 +53,9 @@ TARGETS: dict[tuple[str, int], tuple[float, str]] = {
     **{("cached 200 gzip throughput", n): (1.0, "min-ratio")
        for n in (2000, 20000, 100000, 1000000)},
     **{("304 throughput", n): (1.0, "min-ratio") for n in (2000, 20000, 100000, 1000000)},
+    # deploy/nginx in front of feedsvc, against nginx serving the exported file (issue 14).
+    **{(f"through nginx, {case} throughput", n): (0.8, "min-ratio")
+       for case in ("cached 200", "304") for n in (2000, 20000, 100000)},
 }
 # Bytes of disk a corpus of N posts needs, with its index (make_corpus.py: ~7 kB a post
 # in a 4 kB-block file system, the index about a third of that).
@@ -112,6 +115,10 @@ def measure_size(size: int, args: argparse.Namespace, s: Settings) -> list[Figur
         figures += measures.running_server(config, logs, s)
     if "rescan" in only:
         figures.append(measures.rescan(config, s))
+    if "nginx" in only and size < LARGE:
+        import nginx_bench
+
+        figures += nginx_bench.measure(config, logs, s)
     if "build" in only and size < LARGE:
         # A build of 100,000 posts takes minutes; one run is enough to see it.
         figures += measures.build(config, logs, s, runs=s.runs if size < 100000 else 1)
