@@ -145,7 +145,7 @@ def _routes(app: Flask) -> None:
         info = service.index.describe()
         if info.get("ready"):
             return _plain("ready")
-        why = info.get("error") or "indexing posts" + (
+        why = info.get("error") or info.get("last_error") or "indexing posts" + (
             f" ({info['progress']} files)" if info.get("progress") else "")
         resp = _plain(f"not ready: {why}")
         resp.headers["Retry-After"] = str(RETRY_AFTER)

@@ -40,6 +40,8 @@ class FeedService:
         self.state: Served = served(config, Index(config, clock))
         self.next_state: Served | None = None   # a reloaded config's index, not ready yet
         self.config_error: str | None = None
+        self.index_error: str | None = None      # why the index cannot be read right now
+        self._last: Snapshot | None = None        # the last snapshot read
         self._memo: dict[FeedKey, tuple[Version, Document]] = {}
         self._variants = MemoryStore(VARIANTS_MAX)
         self._locks: dict[str, threading.Lock] = {}
@@ -65,7 +67,25 @@ class FeedService:
                     self.state, self.next_state = upcoming, None
             except IndexUnavailable:
                 pass
-        return take(self.state)
+        try:
+            snap = take(self.state)
+        except IndexUnavailable as e:
+            # The index cannot be read (PostgreSQL unreachable, ...): what this
+            # process made at the last version it saw still serves; anything
+            # else answers 503 (reading through the old views fails) until it is back.
+            last = self._last
+            if last is None or last.index_id != self.state.index_id:
+                raise
+            if self.index_error is None:
+                log.error("the index cannot be read (%s): serving the documents of the last"
+                          " version until it can", e)
+            self.index_error = str(e)
+            return last
+        if self.index_error is not None:
+            log.warning("the index can be read again")
+            self.index_error = None
+        self._last = snap
+        return snap
 
     def start(self) -> None:
         """Catch up with posts_dir, unless the leader does it in the background."""

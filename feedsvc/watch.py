@@ -47,6 +47,8 @@ class Watcher:
                  is_leader: Callable[[], bool] | None = None, retry: float = 1.0) -> None:
         self.service, self.debounce_ms, self.retry = service, debounce_ms, retry
         self.is_leader = is_leader or (lambda: True)
+        self._was_leading = False   # the last handle() led: else the next one rescans in full
+        self._behind = False        # a change is waiting for the index (a failed update)
         self.stop_event = threading.Event()
         self._posts_moved = threading.Event()
         self._handling = threading.Lock()
@@ -131,7 +133,15 @@ class Watcher:
             elif path.is_dir() or self._was_folder(rel):
                 full_scan = True  # a folder created, moved or deleted: rescan the stats
         if not self.is_leader():
-            return   # the leader writes the index; this worker only reloads its config
+            # The leader writes the index; this worker only reloads its config. One
+            # that lost the lead (its database session broke) catches up in full
+            # when it leads again, and keeps asking while a change waits.
+            self._was_leading = False
+            if self._behind:
+                self._retry_later()
+            return
+        if not self._was_leading:
+            full_scan, self._was_leading = True, True
         index = service.writing_index()
         try:
             changed = index.scan() if full_scan else index.update(rels)
@@ -139,14 +149,17 @@ class Watcher:
             index.last_error = str(e)
             log.error("cannot update the post index (%s); trying again at the next change"
                       " or in %.0f s", e, RETRY)
+            self._behind = True
             self._retry_later()
             return
         except Exception as e:  # noqa: BLE001
             index.last_error = f"{type(e).__name__}: {e}"
             log.exception("updating the post index failed")
+            self._behind = True
             self._retry_later()
             return
         index.last_error = None
+        self._behind = False
         if changed:
             log.info("%d post file(s) changed: %s", len(changed), ", ".join(sorted(changed)[:5]))
 
@@ -158,7 +171,10 @@ class Watcher:
         threading.Thread(target=again, name="feedsvc-index-retry", daemon=True).start()
 
     def _was_folder(self, rel: str) -> bool:
-        return self.service.writing_index().knows_under(rel)
+        try:
+            return self.service.writing_index().knows_under(rel)
+        except IndexUnavailable:
+            return True   # cannot tell: a rescan finds out
 
     def catch_up_config(self) -> None:
         """Reload config.yaml if it is not what this process read at start."""

@@ -608,6 +608,7 @@ class Index:
         return row is not None
 
     def describe(self) -> dict[str, object]:
+        """For /status: the database, readiness, generation and the last error."""
         info: dict[str, object] = {**self.db.describe(), "last_error": self.last_error}
         try:
             views = self.views()
