@@ -4,7 +4,6 @@ page and canonical query options) and the cut of the index it names."""
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import math
 import re
 from collections.abc import Iterable
@@ -18,7 +17,6 @@ from feedsvc.index import Views
 from feedsvc.model import FORMATS, Entry, Feed, Person, SourceFeed
 from feedsvc.posts import Post
 
-log = logging.getLogger(__name__)
 OPENCC = ("s2t", "t2s")
 FIELD_PARAMETERS = {f"{kind}_{field}": field for kind in ("filter", "filterout")
                     for field in filters.FIELDS}
@@ -170,7 +168,7 @@ def parse_query(key: FeedKey, args: Iterable[tuple[str, str]], config: Config,
 def url_tags(views: Views) -> list[str]:
     """The tags that can have a feed URL, sorted. A "/" in a tag cannot: servers
     decode %2F before routing, so /tags/TCP%2FIP.rss arrives as /tags/TCP/IP.rss."""
-    return sorted(t for t in views.tags if "/" not in t)
+    return sorted(t for t in views.tag_counts() if "/" not in t)
 
 
 def exists(key: FeedKey, config: Config, views: Views) -> bool:
@@ -179,83 +177,33 @@ def exists(key: FeedKey, config: Config, views: Views) -> bool:
     if key.kind == "category":
         return key.name in config.categories
     if key.kind == "tag":
-        return key.name in views.tags
+        return views.has_tag(key.name)
     return key.kind == "all"
 
 
+# Query filters look at this many of a feed's newest posts (README: query options):
+# a filter is a cut of what is current, and its cost must not grow with the archive.
+FILTER_WINDOW = 1000
+
+
 def posts_of(key: FeedKey, views: Views, config: Config) -> list[Post]:
-    if key.kind == "category":
-        # Each category keeps its own copy of a story (it is that paper's).
-        posts = views.categories.get(key.name, [])
-    elif key.kind == "tag":
-        posts = one_per_story(views.tags.get(key.name, []), views, config)[0]
-    else:
-        # The site-wide feed carries the configured categories only.
-        posts = one_per_story(views.in_any(frozenset(config.categories)), views, config)[0]
-    if key.filtered():
-        window = posts[:WINDOW_FACTOR * config.max_limit]
-        posts = [p for p in window if _keep(p, key, config)]
-    return posts
+    """The posts a filtered feed is cut from: the matching ones among the
+    newest WINDOW_FACTOR × max_limit (unfiltered feeds take pages straight from the index)."""
+    posts = views.posts(key.kind, key.name, 0, WINDOW_FACTOR * config.max_limit)
+    bodies = dict(zip((p.rel for p in posts), views.rendered(posts), strict=True)) \
+        if any(f == "description" for f, _ in (*key.fields, *key.fields_out)) \
+        or key.filter or key.filterout else {}
+    return [p for p in posts if _keep(p, key, config, bodies)]
 
 
-Copies = dict[str, tuple[str, ...]]
-
-
-def one_per_story(posts: list[Post], views: Views, config: Config) -> tuple[list[Post], Copies]:
-    """The posts with each near-duplicate story once (upstream/stories.py): its
-    earliest-dated copy, ties broken by the order of the sources in the config;
-    and, per kept post (by rel), the original links of the other copies."""
-    memo_key = ("stories", id(posts))
-    found = views.memo.get(memo_key)
-    if found is not None and found[0] is posts:
-        result: tuple[list[Post], Copies] = found[1]
-        return result
-    groups: dict[str, list[Post]] = {}
-    for post in posts:
-        story = post.story or post.source_guid
-        if story:
-            groups.setdefault(story, []).append(post)
-    if all(len(g) == 1 for g in groups.values()):
-        result = (posts, {})
-    else:
-        order = _source_order(config)
-        dropped: set[str] = set()
-        copies: Copies = {}
-        for group in groups.values():
-            if len(group) > 1:
-                group.sort(key=lambda p: (p.date.timestamp(), order.get(
-                    p.source_feed or p.source_page or "", len(order)), p.rel))
-                dropped.update(p.rel for p in group[1:])
-                copies[group[0].rel] = tuple(p.source_url or p.url for p in group[1:])
-        result = ([p for p in posts if p.rel not in dropped], copies)
-    # Keyed by the list's identity: the list is held with it, so the id is not reused.
-    views.memo[memo_key] = (posts, result)
-    return result
-
-
-def copies_of(key: FeedKey, views: Views, config: Config) -> Copies:
-    if key.kind == "tag":
-        return one_per_story(views.tags.get(key.name, []), views, config)[1]
-    if key.kind == "all":
-        return one_per_story(views.in_any(frozenset(config.categories)), views, config)[1]
-    return {}
-
-
-def _source_order(config: Config) -> dict[str, int]:
-    order: dict[str, int] = {}
-    for cat in config.categories.values():
-        for src in cat.sources:
-            order.setdefault(src.url, len(order))
-    return order
-
-
-def _keep(post: Post, key: FeedKey, config: Config) -> bool:
+def _keep(post: Post, key: FeedKey, config: Config,
+          bodies: dict[str, content.Rendered]) -> bool:
     """RSSHub's rules: `filter` keeps an entry matching in any field, each
     filter_<field> must match its field, `filterout` and each filterout_<field>
     drop an entry that matches."""
     if key.since is not None and post.date < key.since:
         return False
-    texts = _FieldTexts(post, config)
+    texts = _FieldTexts(post, config, bodies)
     cs = key.case_sensitive
     if key.filter and not key.filter.search(texts.every(), cs):
         return False
@@ -270,8 +218,8 @@ class _FieldTexts:
     """The texts of one post that filters look at; the description (the
     entry's summary, what RSS <description> carries) is rendered only if asked."""
 
-    def __init__(self, post: Post, config: Config) -> None:
-        self.post, self.config = post, config
+    def __init__(self, post: Post, config: Config, bodies: dict[str, content.Rendered]) -> None:
+        self.post, self.config, self.bodies = post, config, bodies
 
     def of(self, field: str) -> list[str]:
         post = self.post
@@ -281,20 +229,14 @@ class _FieldTexts:
             return [*post.categories, *post.tags]
         if field == "author":
             return [author_of(post, self.config).name]
-        return [_summary(post, self.config)]
+        body = self.bodies.get(post.rel)
+        return [body.summary if body else ""]
 
     def every(self) -> Iterable[str]:
         # Lazily: a match in the title spares rendering the post.
         yield self.post.title
         yield from self.of("category")
         yield from self.of("description")
-
-
-def _summary(post: Post, config: Config) -> str:
-    try:
-        return content.render(post, config.site.url, config.summary_length).summary
-    except (OSError, ValueError):
-        return ""
 
 
 def author_of(post: Post, config: Config) -> Person:
@@ -305,19 +247,18 @@ def author_of(post: Post, config: Config) -> Person:
 
 @dataclass(frozen=True)
 class Selection:
-    """The posts of one feed document, and what identifies its version."""
+    """The posts of one feed document, their bodies as indexed with them, and
+    what identifies its version."""
     key: FeedKey
     posts: tuple[Post, ...]
     pages: int
     updated: dt.datetime          # feed-level updated (newest entry, or the site's newest)
     modified: dt.datetime         # Last-Modified: newest change, mtimes included
-    # Per post shown (rel): the original links of its near-duplicate copies.
-    copies: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    rendered: tuple[content.Rendered, ...] = ()
 
     def fingerprint(self) -> str:
         parts = [self.key.cache_id(), str(self.pages), self.updated.isoformat()]
         parts += [f"{p.rel}:{p.mtime_ns}:{p.size}:{p.guid}" for p in self.posts]
-        parts += [f"{rel}:{' '.join(urls)}" for rel, urls in self.copies]
         return "\n".join(parts)
 
 
@@ -328,31 +269,35 @@ def limit_of(key: FeedKey, config: Config) -> int:
 
 
 def select(key: FeedKey, views: Views, config: Config) -> Selection:
+    """The posts of the document `key` names, with their rendered bodies, all
+    from the one version `views` is (Stale if the index moved meanwhile)."""
     if not exists(key, config, views):
         raise NotFound(f"no feed at {key.path()}")
-    posts = posts_of(key, views, config)
     limit = limit_of(key, config)
-    pages = max(1, math.ceil(len(posts) / limit))
+    start = (key.page - 1) * limit
+    if key.filtered():
+        matching = posts_of(key, views, config)
+        total, chosen = len(matching), tuple(matching[start:start + limit])
+    else:
+        total = views.count(key.kind, key.name)
+        chosen = tuple(views.posts(key.kind, key.name, start, limit)) if start < total else ()
+    pages = max(1, math.ceil(total / limit))
     if not 1 <= key.page <= pages:
         raise NotFound(f"page {key.page} is past the end (the feed has {pages})")
-    chosen = tuple(posts[(key.page - 1) * limit: key.page * limit])
     if chosen:
         updated = max(p.updated for p in chosen)
         modified = max(p.modified for p in chosen)
     else:
         updated = modified = views.newest_updated
-    copies = copies_of(key, views, config)
-    shown = tuple((p.rel, copies[p.rel]) for p in chosen if p.rel in copies)
-    return Selection(key, chosen, pages, updated, modified, shown)
+    return Selection(key, chosen, pages, updated, modified, tuple(views.rendered(chosen)))
 
 
 def feed_model(sel: Selection, config: Config) -> Feed:
     """Render the selected posts into the format-neutral model."""
     key, site = sel.key, config.site
     title, description, link = _describe(key, config)
-    copies = dict(sel.copies)
-    entries = tuple(e for e in (_entry(p, key, config, copies.get(p.rel, ()))
-                                for p in sel.posts) if e is not None)
+    entries = tuple(_entry(p, r, key, config)
+                    for p, r in zip(sel.posts, sel.rendered, strict=True))
     author = site.author
     return Feed(
         id=replace(key, page=1).url(config.feeds_url),
@@ -403,14 +348,9 @@ def _page_links(key: FeedKey, pages: int, config: Config) -> dict[str, str]:
     return links
 
 
-def _entry(post: Post, key: FeedKey, config: Config,
-           copies: tuple[str, ...] = ()) -> Entry | None:
-    try:
-        body = content.render(post, config.site.url, config.summary_length)
-    except (OSError, ValueError) as e:
-        # The file changed or vanished since it was indexed; the watcher catches up.
-        log.warning("cannot render %s: %s", post.rel, e)
-        return None
+def _entry(post: Post, body: content.Rendered, key: FeedKey, config: Config) -> Entry:
+    # The body is the one indexed with this record: never read from disk here,
+    # where the file may have changed since the posts were selected.
     summary, html = body.summary, content.convert_html(body.html, key.opencc)
     if key.brief is not None:
         # RSSHub's brief: the text of the whole body, cut, in place of the content.
@@ -427,7 +367,7 @@ def _entry(post: Post, key: FeedKey, config: Config,
         content_html=html,
         via=post.source_url,
         source=_source_feed(post),
-        copies=copies,
+
         categories=tuple(dict.fromkeys(
             content.strip_illegal(c) for c in (*post.categories, *post.tags))),
     )

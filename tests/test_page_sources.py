@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from support import BASE_CONFIG, FIXTURES, make_site, running
+from support import BASE_CONFIG, FIXTURES, make_site, running, wait_for
 from test_feedcheck import feedcheck  # noqa: F401,F811 - the fixture
 from test_upstream import FAST, NOW, site_with, stored
 from upstream_support import Route, Upstream, upstream
@@ -159,6 +159,8 @@ def test_feeds_of_page_sources_are_served_and_pass_feedcheck(
                                   "world": [source(up, "/yuxi/list.html", GBK_TIME)]})
     collect(config)
     with running(config.path) as server:
+        wait_for(lambda: len(server.get("/feeds/kunmingribao.json").json().get("items", [])) == 6,
+                 timeout=30)
         items = server.get("/feeds/kunmingribao.json").json()["items"]
         assert len(items) == 6
         assert {i["external_url"] for i in items} >= {up.url + "/kmrb/a/0321-01.html"}

@@ -14,7 +14,7 @@ from typing import Any
 import feedparser
 import pytest
 from lxml import etree
-from support import BASE_CONFIG, Server, make_site, post, running
+from support import BASE_CONFIG, Server, make_site, post, running, wait_for
 from test_feedcheck import feedcheck  # noqa: F401,F811 - the fixture
 from test_upstream import collect
 from upstream_support import Route, Upstream, upstream
@@ -51,7 +51,13 @@ def site(root: Path, up: Upstream, **extra: Any) -> Path:
 @pytest.fixture(scope="module")
 def default(tmp_path_factory: pytest.TempPathFactory, up: Upstream) -> Iterator[Server]:
     with running(site(tmp_path_factory.mktemp("prov") / "site", up)) as s:
-        yield s
+        yield settled(s)
+
+
+def settled(server: Server) -> Server:
+    """The server's index caught up with what was collected before it started."""
+    wait_for(lambda: len(server.get("/feeds/all.json").json().get("items", [])) == 6, timeout=30)
+    return server
 
 
 def rss_items(server: Server, path: str) -> list[Any]:
@@ -80,6 +86,7 @@ def test_a_feed_without_a_title_is_named_by_its_host(tmp_path: Path, up: Upstrea
     config = load_config(make_site(tmp_path / "site", config={**BASE_CONFIG, "categories": cats}))
     collect(config)
     with running(config.path) as server:
+        wait_for(lambda: len(rss_items(server, "/feeds/world.rss")) == 2, timeout=30)
         sources = [i.find("source") for i in rss_items(server, "/feeds/world.rss")]
         assert {s.text for s in sources if s is not None} == {up.url.split("//")[1]}
 
@@ -122,6 +129,7 @@ def test_hand_written_posts_carry_no_provenance(default: Server) -> None:
 def test_category_links_to_the_original_article(tmp_path: Path, up: Upstream) -> None:
     config = site(tmp_path / "site", up, kunmingribao={"entry_link": "source"})
     with running(config) as server:
+        settled(server)
         items = server.get("/feeds/kunmingribao.json").json()["items"]
         anning = next(i for i in items if i["title"] == "安宁打造招商引资强磁场")
         assert anning["url"] == "https://upstream.example/kunming/anning.html"
@@ -141,6 +149,7 @@ def test_site_wide_setting_and_category_override(tmp_path: Path, up: Upstream) -
     config = site(tmp_path / "site", up, entry_link="source",
                   kunmingribao={"entry_link": "permalink"})
     with running(config) as server:
+        settled(server)
         world = server.get("/feeds/world.json").json()["items"]
         assert all(not i["url"].startswith("https://news.example.com/") for i in world)
         kunming = server.get("/feeds/kunmingribao.json").json()["items"]
