@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from feedsvc import yamlsafe
+from feedsvc import jekyll, yamlsafe
 from feedsvc.errors import ConfigError, YamlError
 from feedsvc.xmlchars import XML_ILLEGAL
 
@@ -42,6 +42,30 @@ class Site:
     language: str | None = None
     author: Author | None = None
     description: str | None = None
+    icon: str | None = None       # absolute URLs: RSS <image>, Atom <icon>, JSON favicon
+    logo: str | None = None       # Atom <logo>, JSON icon
+
+
+@dataclass(frozen=True)
+class JekyllFeed:
+    """jekyll-feed compatibility: its URLs (below baseurl) and its entry ids."""
+    path: str = "/feed.xml"
+    tags: bool = False
+    tags_only: tuple[str, ...] | None = None
+    tags_except: tuple[str, ...] = ()
+    tags_path: str = "/feed/by_tag/"
+
+    def category_path(self, slug: str) -> str:
+        return f"/feed/{slug}.xml"
+
+    def tag_path(self, tag: str) -> str:
+        return f"{self.tags_path}{tag}.xml"
+
+    def has_tag_feed(self, tag: str) -> bool:
+        """jekyll-feed writes a tag feed only for plain names (A-Z, a-z, 0-9, _)."""
+        return (self.tags and re.fullmatch(r"[a-zA-Z0-9_]+", tag) is not None
+                and (self.tags_only is None or tag in self.tags_only)
+                and tag not in self.tags_except)
 
 
 @dataclass(frozen=True)
@@ -90,6 +114,11 @@ class Config:
     websub: WebSub | None = None
     cache: CacheConfig = field(default_factory=CacheConfig)
     allow_private_sources: bool = True
+    baseurl: str = ""                     # Jekyll's baseurl: the site's path below site.url
+    markdown_ext: frozenset[str] = jekyll.MARKDOWN_EXT
+    jekyll_feed: JekyllFeed | None = None
+    authors: Mapping[str, Author] = field(default_factory=dict)   # _data/authors.yml
+    excerpt_only: bool = False
 
     @property
     def root(self) -> Path:
@@ -188,6 +217,14 @@ class _Section:
             self.fail((key,), f"unknown time zone '{name}'{extra}")
         return name
 
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.fail((key,), f"must be true or false, not {value!r}")
+        return bool(value)
+
     def section(self, key: str) -> _Section | None:
         value = self.data.get(key)
         return None if value is None else _Section(self.loader, value, (*self.path, key))
@@ -211,9 +248,26 @@ def _kind(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a config file; raise ConfigError naming what is wrong."""
+JEKYLL_CONFIGS = ("_config.yml", "_config.yaml")
+
+
+def config_file(path: str | Path) -> Path:
+    """The config file meant by `--config`: a file, or a folder holding a Jekyll
+    site's _config.yml (or a config.yaml)."""
     path = Path(path).absolute()
+    if path.is_dir():
+        for name in (*JEKYLL_CONFIGS, "config.yaml"):
+            if (path / name).is_file():
+                return path / name
+        raise ConfigError(str(path), "", "no _config.yml or config.yaml in this folder")
+    return path
+
+
+def is_jekyll_config(path: Path) -> bool:
+    return path.name in JEKYLL_CONFIGS
+
+
+def _read_yaml(path: Path) -> tuple[Any, dict[tuple[str, ...], int]]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -222,40 +276,60 @@ def load_config(path: str | Path) -> Config:
         data, lines = yamlsafe.load_with_lines(text)
     except YamlError as e:
         raise ConfigError(str(path), "", e.reason, e.line) from e
-    if data is None:
-        data = {}
+    return ({} if data is None else data), lines
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file (config.yaml, or a Jekyll site's
+    _config.yml, or the folder of either); raise ConfigError naming what is wrong."""
+    path = config_file(path)
+    data, lines = _read_yaml(path)
+    if is_jekyll_config(path):
+        from feedsvc.jekyll_config import parse_jekyll_config
+
+        return parse_jekyll_config(data, path, lines)
     return parse_config(data, path, lines)
+
+
+SETTINGS = ("feeds_url", "limit", "max_limit", "max_age", "summary_length", "state_dir",
+            "categories", "websub", "cache", "allow_private_sources", "jekyll_feed",
+            "excerpt_only")
 
 
 def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None = None) -> Config:
     top = _Section(_Loader(path, lines or {}), data, ())
-    top.known(
-        "site", "feeds_url", "posts_dir", "permalink", "limit", "max_limit", "max_age",
-        "summary_length", "state_dir", "categories", "websub", "cache", "allow_private_sources",
-    )
+    top.known("site", "posts_dir", "permalink", "authors", *SETTINGS)
     site_sec = top.section("site")
     if site_sec is None:
         top.fail(("site",), "is required")
     assert site_sec is not None
     site = _site(site_sec)
-    max_limit = top.integer("max_limit", 100, 1, 10_000)
-    limit = top.integer("limit", 20, 1, max_limit)
     root = path.parent
     posts_dir = root / top.string("posts_dir", "_posts")
     if not posts_dir.is_dir():
         top.fail(("posts_dir",), f"folder {posts_dir} does not exist")
-    permalink = top.string("permalink", Config.permalink)
-    if not permalink.startswith("/"):
-        top.fail(("permalink",), "must start with '/'")
-    allow_private = top.get("allow_private_sources", True)
-    if not isinstance(allow_private, bool):
-        top.fail(("allow_private_sources",), "must be true or false")
+    authors = top.section("authors")
     return Config(
         path=path,
         site=site,
-        feeds_url=(top.url("feeds_url") or site.url).rstrip("/"),
         posts_dir=posts_dir,
-        permalink=permalink,
+        permalink=permalink_pattern(top, "permalink", Config.permalink, require_slash=True),
+        authors=_authors(authors) if authors else {},
+        **settings(top, site, root),
+    )
+
+
+def settings(top: _Section, site: Site, root: Path,
+             jekyll_feed: JekyllFeed | None = None) -> dict[str, Any]:
+    """The service's own settings (SETTINGS), the same in config.yaml and in the
+    `feedsvc:` section of a Jekyll site's _config.yml."""
+    max_limit = top.integer("max_limit", 100, 1, 10_000)
+    limit = top.integer("limit", 20, 1, max_limit)
+    allow_private = top.get("allow_private_sources", True)
+    if not isinstance(allow_private, bool):
+        top.fail(("allow_private_sources",), "must be true or false")
+    return dict(
+        feeds_url=(top.url("feeds_url") or site.url).rstrip("/"),
         limit=limit,
         max_limit=max_limit,
         max_age=top.integer("max_age", 300, 0, 86_400),
@@ -265,11 +339,80 @@ def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None
         websub=_websub(top.section("websub")),
         cache=_cache(top.section("cache")),
         allow_private_sources=allow_private,
+        jekyll_feed=_jekyll_feed(top, jekyll_feed),
+        excerpt_only=top.boolean("excerpt_only", False),
     )
 
 
+def permalink_pattern(sec: _Section, key: str, default: str = "date", *,
+                      require_slash: bool = False) -> str:
+    """A permalink setting: one of Jekyll's styles by name, or a pattern whose
+    placeholders Jekyll knows."""
+    pattern = jekyll.style(sec.string(key, default))
+    if require_slash and not pattern.startswith("/"):
+        sec.fail((key,), "must start with '/' (or be date, pretty, ordinal, weekdate or none)")
+    bad = jekyll.unknown_placeholders(pattern)
+    if bad:
+        hint = difflib.get_close_matches(bad[0], sorted(jekyll.PLACEHOLDERS), n=1)
+        extra = f" (did you mean ':{hint[0]}'?)" if hint else ""
+        sec.fail((key,), f"unknown placeholder ':{bad[0]}'{extra}; Jekyll knows "
+                         + ", ".join(":" + p for p in sorted(jekyll.PLACEHOLDERS)))
+    return pattern
+
+
+def _jekyll_feed(top: _Section, default: JekyllFeed | None) -> JekyllFeed | None:
+    """`jekyll_feed: true/false`, or a mapping of jekyll-feed's own keys."""
+    value = top.data.get("jekyll_feed")
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return (default or JekyllFeed()) if value else None
+    sec = top.section("jekyll_feed")
+    assert sec is not None
+    return jekyll_feed_settings(sec)
+
+
+def jekyll_feed_settings(sec: _Section, strict: bool = True) -> JekyllFeed:
+    """jekyll-feed's `feed:` keys: path, tags (true or only/except/path)."""
+    if strict:
+        sec.known("path", "tags", "categories", "posts_limit", "excerpt_only",
+                  "collections", "disable_in_development")
+    path = sec.string("path", "/feed.xml")
+    tags = sec.data.get("tags")
+    if isinstance(tags, dict):
+        t = sec.section("tags")
+        assert t is not None
+        if strict:
+            t.known("only", "except", "path")
+        only = t.get("only")
+        return JekyllFeed(_lead(path), True,
+                          tuple(map(str, only)) if isinstance(only, list) else None,
+                          tuple(map(str, t.get("except", []) or [])),
+                          _lead(t.string("path", "/feed/by_tag/")))
+    return JekyllFeed(_lead(path), bool(tags))
+
+
+def _lead(path: str) -> str:
+    return path if path.startswith("/") else "/" + path
+
+
+def _authors(sec: _Section) -> dict[str, Author]:
+    """_data/authors.yml (or `authors:` of config.yaml): key → name, email, uri."""
+    out = {}
+    for key, value in sec.data.items():
+        if isinstance(value, str):
+            out[key] = Author(value)
+            continue
+        a = sec.section(key)
+        if a is None:
+            continue
+        out[key] = Author(a.string("name") or key, a.string("email"),
+                          a.string("uri") or a.string("url"))
+    return out
+
+
 def _site(sec: _Section) -> Site:
-    sec.known("title", "url", "timezone", "language", "author", "description")
+    sec.known("title", "url", "timezone", "language", "author", "description", "icon", "logo")
     author = None
     value = sec.get("author")
     if isinstance(value, str):
@@ -286,6 +429,8 @@ def _site(sec: _Section) -> Site:
         language=sec.string("language"),
         author=author,
         description=sec.string("description"),
+        icon=sec.url("icon"),
+        logo=sec.url("logo"),
     )
 
 

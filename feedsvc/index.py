@@ -22,27 +22,36 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from feedsvc import atomic, dates
+from feedsvc import atomic, dates, jekyll
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import PostError
 from feedsvc.posts import Post, post_kind, read_post
 
 log = logging.getLogger(__name__)
-INDEX_FORMAT = 4   # bump when post reading rules change: saved Post records go stale
+INDEX_FORMAT = 5   # bump when post reading rules change: saved Post records go stale
 STATE_CHUNK = 5000
 _POST_FIELDS = tuple(f.name for f in fields(Post))
 _POST_VALUES = attrgetter(*_POST_FIELDS)
 
 
 
-def is_post_path(rel: str, posts_dir: Path) -> bool:
+def is_post_path(rel: str, posts_dir: Path,
+                 markdown_ext: frozenset[str] = jekyll.MARKDOWN_EXT) -> bool:
     """Jekyll's rule for a relative path: a post file inside a `_posts` folder
     (any file when posts_dir is one), nothing hidden on the way."""
     parts = rel.split("/")
-    if any(p.startswith(".") for p in parts) or not post_kind(parts[-1]):
+    if any(p.startswith(".") for p in parts) or not post_kind(parts[-1], markdown_ext):
         return False
     return posts_dir.name == "_posts" or "_posts" in parts[:-1]
+
+
+def post_rules(config: Config) -> tuple[object, ...]:
+    """The parts of the config that change how a post file is read: a change
+    of any of them makes every saved Post stale."""
+    return (config.site.url, config.site.timezone, config.permalink, config.baseurl,
+            sorted(config.markdown_ext), config.jekyll_feed is not None,
+            sorted((s, c.timezone) for s, c in config.categories.items()))
 
 
 def iter_post_files(posts_dir: Path) -> Iterator[str]:
@@ -52,7 +61,8 @@ def iter_post_files(posts_dir: Path) -> Iterator[str]:
     return iter(sorted(stat_post_files(posts_dir)))
 
 
-def stat_post_files(posts_dir: Path) -> dict[str, tuple[int, int] | None]:
+def stat_post_files(posts_dir: Path, markdown_ext: frozenset[str] = jekyll.MARKDOWN_EXT
+                    ) -> dict[str, tuple[int, int] | None]:
     """The post files (Jekyll's rule, see iter_post_files) with their (mtime_ns, size), taken from the
     directory scan itself: a rescan of an unchanged tree costs one stat per file
     and nothing else. A symlink maps to None: only resolving it says if it counts."""
@@ -70,7 +80,7 @@ def stat_post_files(posts_dir: Path) -> dict[str, tuple[int, int] | None]:
                     if entry.is_dir(follow_symlinks=False):
                         folders.append((entry.path, rel_dir + name + "/",
                                         in_posts or name == "_posts"))
-                    elif in_posts and post_kind(name):
+                    elif in_posts and post_kind(name, markdown_ext):
                         st = None if entry.is_symlink() else entry.stat(follow_symlinks=False)
                         found[rel_dir + name] = st and (st.st_mtime_ns, st.st_size)
         except OSError:
@@ -113,7 +123,7 @@ class Index:
     # -- reading ---------------------------------------------------------
     def scan(self) -> set[str]:
         """Bring the index up to date with the disk; return the changed paths."""
-        found = stat_post_files(self.config.posts_dir)
+        found = stat_post_files(self.config.posts_dir, self.config.markdown_ext)
         with self._lock:
             seen = self._seen
             todo = {rel for rel, key in found.items() if key is None or seen.get(rel) != key}
@@ -140,7 +150,8 @@ class Index:
             st = path.stat()
         except OSError:
             return self._forget(rel)
-        if not (is_post_path(rel, self.config.posts_dir) and path.is_file()
+        if not (is_post_path(rel, self.config.posts_dir, self.config.markdown_ext)
+                and path.is_file()
                 and (inside or self._inside(path))):
             return self._forget(rel)
         key = (st.st_mtime_ns, st.st_size)
@@ -181,8 +192,7 @@ class Index:
     # -- persisted index --------------------------------------------------
     def _state_file(self) -> Path:
         c = self.config
-        key = repr((INDEX_FORMAT, _POST_FIELDS, str(c.posts_dir), c.site.url, c.site.timezone, c.permalink,
-                    sorted((s, cat.timezone) for s, cat in c.categories.items())))
+        key = repr((INDEX_FORMAT, _POST_FIELDS, str(c.posts_dir), post_rules(c)))
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         return c.state_dir / f"index-{digest}.pickle"
 

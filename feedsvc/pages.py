@@ -123,7 +123,8 @@ def entry_item(entry: Entry, zone: str, config: Config) -> Item:
     # People read category titles, not slugs.
     terms = (config.categories[t].title if t in config.categories else t
              for t in entry.categories)
-    return Item(entry.title, entry.link, when, iso, entry.summary, entry.content_html,
+    return Item(entry.title, entry.link, when, iso, entry.summary,
+                entry.content_html if entry.content_html is not None else "",
                 tuple(dict.fromkeys(terms)))
 
 

@@ -18,7 +18,7 @@ from feedsvc import dates, writers
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.feeds import FeedKey, Selection, feed_model, select
-from feedsvc.index import Index
+from feedsvc.index import Index, post_rules
 from feedsvc.model import FORMATS
 from feedsvc.store import Document, MemoryStore, Store, make_store
 from feedsvc.upstream.collector import source_status
@@ -30,8 +30,7 @@ VARIANTS_MAX = 32          # documents with query options kept per process
 
 def index_identity(config: Config) -> tuple[Any, ...]:
     """The parts of the config that change how posts are read (not how feeds look)."""
-    return (config.posts_dir, config.site.url, config.site.timezone, config.permalink,
-            tuple(sorted((s, c.timezone) for s, c in config.categories.items())))
+    return (config.posts_dir, *post_rules(config))
 
 
 @dataclass

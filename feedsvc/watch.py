@@ -119,7 +119,7 @@ class Watcher:
             rel = path.relative_to(config.posts_dir).as_posix()
             if any(part.startswith(".") for part in rel.split("/")):
                 continue
-            if post_kind(path.name) is not None:
+            if post_kind(path.name, config.markdown_ext) is not None:
                 rels.add(rel)
             elif path.is_dir() or self._was_folder(rel):
                 full_scan = True  # a folder created, moved or deleted: rescan the stats
