@@ -8,6 +8,7 @@ import logging
 import re
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.http import parse_accept_header
@@ -15,7 +16,7 @@ from werkzeug.http import parse_accept_header
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import NotFound, QueryError
-from feedsvc.feeds import FeedKey, parse_query
+from feedsvc.feeds import FeedKey, jekyll_key, parse_query
 from feedsvc.leader import Leader
 from feedsvc.pages import Pages, content_security_policy, wants_page
 from feedsvc.replay import ReplayCache
@@ -90,6 +91,21 @@ def _routes(app: Flask) -> None:
     def tag_feed(rest: str) -> Response:
         m = _match(rest)
         return feed_response(FeedKey("tag", m["name"], m["fmt"], int(m["page"] or 1)))
+
+    @app.get("/<path:rest>")
+    def jekyll_feed(rest: str) -> Response:
+        # jekyll-feed's URLs (/feed.xml, /feed/<category>.xml, /feed/by_tag/<tag>.xml),
+        # at the root of this service and below the path of feeds_url (a proxy may
+        # pass /blog/feed.xml on as it is, or strip /blog).
+        service = get_service()
+        path = "/" + rest
+        prefix = urlsplit(service.config.feeds_url).path.rstrip("/")
+        if prefix and path.startswith(prefix + "/"):
+            path = path[len(prefix):]
+        key = jekyll_key(path, service.config, service.index.views())
+        if key is None:
+            raise NotFound(f"no such page: {request.path}")
+        return feed_response(key)
 
     @app.get("/healthz")
     def healthz() -> Response:

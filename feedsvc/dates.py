@@ -21,7 +21,7 @@ from dateutil import parser as dateutil_parser
 UTC_NAMES = frozenset({"UTC", "GMT", "UT", "Z"})
 # "GMT+3" means UTC-3 to dateutil (POSIX); a news editor means the opposite.
 AMBIGUOUS_OFFSET = re.compile(r"\b(?:GMT|UTC|UT)\s*[+-]\d", re.IGNORECASE)
-FILENAME_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-")
+FILENAME_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})-")   # Jekyll takes 2017-2-5- too
 _PROBE_A = dt.datetime(1901, 1, 1)
 _PROBE_B = dt.datetime(1902, 2, 2)
 # Jekyll's own shape, `2022-03-21 06:00:08 +0800`: read without dateutil, which
@@ -135,8 +135,8 @@ def from_filename(name: str, tz: ZoneInfo) -> dt.datetime | None:
     try:
         day = dt.datetime(int(m.group(1)), int(m.group(2)), int(m.group(3)))
     except ValueError as e:
-        raise DateError(f"file name has an invalid date {name[:10]!r}") from e
-    return writable(in_range(localize(day, tz), name[:10]))
+        raise DateError(f"file name has an invalid date {m.group(0)[:-1]!r}") from e
+    return writable(in_range(localize(day, tz), m.group(0)[:-1]))
 
 
 def rfc822(value: dt.datetime) -> str:

@@ -11,7 +11,7 @@ from feedsvc import atomic, content
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import NotFound
-from feedsvc.feeds import FeedKey, url_tags
+from feedsvc.feeds import FeedKey, jekyll_keys, url_tags
 from feedsvc.model import FORMATS
 from feedsvc.opml import PATH as OPML_PATH
 from feedsvc.pages import Pages
@@ -57,6 +57,10 @@ def export(config: Config, out: str | os.PathLike[str], *, clock: Clock = utcnow
                 break
             written.append(_write(root, key.path(), doc.body))
             page += 1
+    # jekyll-feed's files (feed.xml …), where a site switching from it has them.
+    for key in jekyll_keys(service.config, service.index.views()):
+        if file_name_ok(key.name):
+            written.append(_write(root, key.path(), service.document(key).body))
     written += export_pages(Pages(service), root)
     return written
 

@@ -258,4 +258,6 @@ def post_url(pattern: str, parts: UrlParts) -> str:
 
 def post_id(url: str, slug: str) -> str:
     """Document#id: the folder of the post's URL joined with its slug."""
-    return posixpath.dirname(url).rstrip("/") + "/" + slug.lstrip("/")
+    # Ruby's File.dirname ignores a trailing slash: /2022/title/ → /2022.
+    folder = posixpath.dirname(url.rstrip("/") or "/")
+    return folder.rstrip("/") + "/" + slug.lstrip("/")

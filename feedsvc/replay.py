@@ -46,7 +46,7 @@ class ReplayCache:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if not path.startswith(PREFIXES):
+        if not path.startswith(PREFIXES) and not path.endswith(".xml"):  # .xml: jekyll-feed URLs
             return self.app(environ, start_response)
         version = self._version()
         key = (environ.get("REQUEST_METHOD"), path, environ.get("QUERY_STRING", ""),
