@@ -59,7 +59,32 @@ def create_app(config: Config, *, clock: Clock = utcnow, watch: bool = True,
     # Polled feeds are answered from the response made for the same request
     # while their version stands (replay.py).
     app.wsgi_app = ReplayCache(app.wsgi_app, service)  # type: ignore[method-assign]
+    app.wsgi_app = BelowFeedsUrl(app.wsgi_app, service)  # type: ignore[method-assign]
     return app
+
+
+class BelowFeedsUrl:
+    """Serve every URL also below the path of feeds_url (`/blog` of
+    https://example.org/blog): a proxy may pass `/blog/feed.xml` on unchanged,
+    or strip `/blog` first; both reach the same route."""
+
+    def __init__(self, app: Any, service: FeedService) -> None:
+        self.app, self.service = app, service
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        prefix = _path_prefix(self.service.config.feeds_url)
+        path = environ.get("PATH_INFO", "")
+        if prefix and path.startswith(prefix + "/"):
+            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
+            environ["PATH_INFO"] = path[len(prefix):]
+        return self.app(environ, start_response)
+
+
+@lru_cache(maxsize=8)
+def _path_prefix(feeds_url: str) -> str:
+    prefix = urlsplit(feeds_url).path.rstrip("/")
+    # A feeds_url ending in /feeds or /tags names our own routes, not a prefix.
+    return "" if prefix in ("/feeds", "/tags") else prefix
 
 
 def get_service() -> FeedService:
@@ -98,15 +123,9 @@ def _routes(app: Flask) -> None:
 
     @app.get("/<path:rest>")
     def jekyll_feed(rest: str) -> Response:
-        # jekyll-feed's URLs (/feed.xml, /feed/<category>.xml, /feed/by_tag/<tag>.xml),
-        # at the root of this service and below the path of feeds_url (a proxy may
-        # pass /blog/feed.xml on as it is, or strip /blog).
+        # jekyll-feed's URLs (/feed.xml, /feed/<category>.xml, /feed/by_tag/<tag>.xml).
         snap = snapshot()
-        path = "/" + rest
-        prefix = urlsplit(snap.config.feeds_url).path.rstrip("/")
-        if prefix and path.startswith(prefix + "/"):
-            path = path[len(prefix):]
-        key = jekyll_key(path, snap.config, snap.views)
+        key = jekyll_key("/" + rest, snap.config, snap.views)
         if key is None:
             raise NotFound(f"no such page: {request.path}")
         return feed_response(key)

@@ -22,7 +22,9 @@ def _parser() -> argparse.ArgumentParser:
 
     def with_config(name: str, help: str) -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=help, description=help)
-        s.add_argument("--config", default="config.yaml", help="path of config.yaml")
+        s.add_argument("--config", default="config.yaml",
+                       help="config.yaml, a Jekyll site's _config.yml, or the site's folder "
+                            "(default: ./config.yaml)")
         return s
 
     s = with_config("serve", "serve the feeds over HTTP (gunicorn)")
@@ -67,19 +69,9 @@ def _build(config: Config, args: argparse.Namespace) -> int:
 
 
 def _check(config: Config, args: argparse.Namespace) -> int:
-    from feedsvc.index import Index
+    from feedsvc.check import run_check
 
-    logging.getLogger("feedsvc").setLevel(logging.ERROR)
-    index = Index(config)
-    index.scan()
-    problems = index.problem_list()
-    for rel, reason in problems:
-        print(f"{config.posts_dir / rel}: {reason}")
-    views = index.views()
-    verdict = "problems found" if problems else "ok"
-    print(f"{config.path}: {verdict}; {len(index.posts)} posts, {len(views.all)} in feeds, "
-          f"{len(problems)} problem(s)")
-    return 1 if problems else 0
+    return run_check(config)
 
 
 def _collect(config: Config, args: argparse.Namespace) -> int:

@@ -84,7 +84,7 @@ def test_jekyll_feed_wrote_the_feeds_the_cases_need(site: Site) -> None:
     assert {"/feed.xml", "/feed/world.xml", "/feed/tech.xml", "/feed/local.xml",
             "/feed/by_tag/news.xml", "/feed/by_tag/qa.xml"} <= set(site.feeds)
     ids = [e.id for e in atom_entries(site.feeds["/feed.xml"].read_bytes(), html_titles=True)]
-    assert len(ids) == 23 and len(set(ids)) == 23   # the 25 posts less future, unpublished
+    assert len(ids) == 24 and len(set(ids)) == 24   # the 26 posts less future, unpublished
 
 
 def test_every_entry_of_every_jekyll_feed_matches(site: Site) -> None:
@@ -113,7 +113,7 @@ def compare(mine: JEntry, their: JEntry, path: str) -> None:
 def test_the_same_urls_below_baseurl(site: Site) -> None:
     """A proxy may pass /blog/feed.xml on unchanged: the same document answers."""
     prefix = "/blog" if (site.root / "_config.yml").read_text().count("baseurl: /blog") else ""
-    for path in site.feeds:
+    for path in [*site.feeds, "/feeds/all.rss", "/feeds/world.json", "/tags/qa.atom"]:
         assert served(site, prefix + path).content == served(site, path).content
 
 
@@ -220,6 +220,52 @@ def _ids(body: bytes, suffix: str) -> list[str]:
 
 
 def test_check_reports_the_cases(site: Site) -> None:
+    """`feedsvc check <site folder>`: the uncategorised and the mistyped posts by
+    file (warnings: exit 0), true counts."""
     proc = subprocess.run([sys.executable, "-m", "feedsvc", "check", "--config", str(site.root)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    posts = site.root / "_posts"
+    assert f"{posts / '2022-04-11-mistyped-category.md'}: warning: category 'tehc' has no " \
+           "feed (did you mean 'tech'?)" in proc.stdout
+    for name in ("2022-03-23-uncategorised.md", "2022-03-28-author-key.md"):
+        assert f"{posts / name}: warning: no category: only in the site-wide feed" in lines
+    assert lines[-1].endswith("ok; 26 post files, 24 in feeds, 1 future, 1 unpublished, "
+                              "0 problem(s), 3 warning(s)"), lines[-1]
+
+
+def test_author_image_and_logo_forms(site: Site) -> None:
+    """Each author and image form of the fixture in all three formats, with
+    jekyll-feed's own values where it writes them."""
+    media = "{http://search.yahoo.com/mrss/}"
+    theirs = etree.fromstring(site.feeds["/feed.xml"].read_bytes())
+    ours = etree.fromstring(served(site, "/feed.xml").content)
+    assert ours.findtext(f"{ATOM}logo", "").endswith("/assets/logo.png")
+
+    def by_slug(root: etree._Element) -> dict[str, etree._Element]:
+        return {(e.findtext(f"{ATOM}id") or "").rsplit("/", 1)[1]: e
+                for e in root.iter(f"{ATOM}entry")}
+
+    mine, their = by_slug(ours), by_slug(theirs)
+    for slug in ("author-key", "author-mapping", "author-string", "authors-list"):
+        for part in ("name", "email", "uri"):
+            assert mine[slug].findtext(f"{ATOM}author/{ATOM}{part}") == \
+                their[slug].findtext(f"{ATOM}author/{ATOM}{part}"), (slug, part)
+    for slug in ("author-key", "author-mapping", "author-string"):
+        for el in ("thumbnail", "content"):
+            assert mine[slug].find(f"{media}{el}").get("url") == \
+                their[slug].find(f"{media}{el}").get("url"), (slug, el)
+    # No image: in the front matter, so the body's first <img>, made absolute.
+    first = mine["authors-list"].find(f"{media}thumbnail").get("url")
+    assert first.startswith("https://news.example.org/") and first.endswith("/first-image.png")
+    rss = {(i.findtext("guid") or "").rsplit("/", 1)[1]: i
+           for i in etree.fromstring(served(site, "/feeds/all.rss").content).iter("item")}
+    dc = "{http://purl.org/dc/elements/1.1/}"
+    assert rss["author-key"].findtext(f"{dc}creator") == "Jane Doe"
+    assert rss["author-mapping"].find(f"{media}content").get("medium") == "image"
+    items = {i["id"].rsplit("/", 1)[1]: i
+             for i in json.loads(served(site, "/feeds/all.json").content)["items"]}
+    assert items["author-mapping"]["authors"] == [
+        {"name": "Max Mapping", "url": "https://max.example.org/"}]
+    assert items["author-string"]["image"] == "https://cdn.example.net/absolute.png"
