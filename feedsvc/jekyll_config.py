@@ -30,6 +30,7 @@ from feedsvc.config import (
 from feedsvc.errors import ConfigError, YamlError
 
 JEKYLL_POSTS_LIMIT = 10   # jekyll-feed's default `feed.posts_limit`
+AUTHORS_FILES = ("authors.yml", "authors.yaml")
 
 
 def parse_jekyll_config(data: Any, path: Path,
@@ -47,6 +48,7 @@ def parse_jekyll_config(data: Any, path: Path,
     posts_dir = source / (top.string("collections_dir", "") or "")
     if not posts_dir.is_dir():
         top.fail(("collections_dir",), f"folder {posts_dir} does not exist")
+    data_dir = source / (top.string("data_dir", "_data") or "_data")
     values = settings(own, site, path.parent, jekyll_feed=feed)
     values["categories"] = _feed_categories(feed_sec, values["categories"], site)
     return Config(
@@ -56,7 +58,8 @@ def parse_jekyll_config(data: Any, path: Path,
         permalink=permalink_pattern(top, "permalink", "date"),
         baseurl=baseurl,
         markdown_ext=_markdown_ext(top),
-        authors=_data_authors(source / (top.string("data_dir", "_data") or "_data"), top),
+        authors=_data_authors(data_dir, top),
+        also_read=tuple(data_dir / n for n in AUTHORS_FILES),
         **values,
     )
 
@@ -154,7 +157,7 @@ def _markdown_ext(top: _Section) -> frozenset[str]:
 
 def _data_authors(data_dir: Path, top: _Section) -> dict[str, Author]:
     """_data/authors.yml (or .yaml), as jekyll-feed looks authors up there."""
-    for name in ("authors.yml", "authors.yaml"):
+    for name in AUTHORS_FILES:
         path = data_dir / name
         if not path.is_file():
             continue

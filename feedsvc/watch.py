@@ -109,7 +109,7 @@ class Watcher:
 
     def _handle(self, paths: set[Path]) -> None:
         service = self.service
-        if service.config.path in paths:
+        if service.config.path in paths or not paths.isdisjoint(service.config.also_read):
             self.reload_config()
         config = service.config
         rels, full_scan = set(), not paths

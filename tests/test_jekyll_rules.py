@@ -10,8 +10,10 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from support import running, wait_for
 
 from feedsvc import jekyll
+from feedsvc.app import create_app
 from feedsvc.config import load_config
 from feedsvc.errors import ConfigError
 
@@ -146,3 +148,33 @@ def test_title_and_url_are_required(tmp_path: Path) -> None:
 def test_an_unknown_placeholder_in_the_config_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown placeholder ':titel' \\(did you mean ':title'\\?\\)"):
         load_config(site(tmp_path, BASE + "permalink: /:year/:titel/\n"))
+
+
+def test_served_from_the_site_folder_and_authors_yml_reloads(tmp_path: Path) -> None:
+    root = site(tmp_path / "site", BASE + "feedsvc: {state_dir: .feedsvc}\n")
+    (root / "_data").mkdir()
+    (root / "_data" / "authors.yml").write_text("jdoe: {name: Jane Doe}\n")
+    (root / "_posts" / "2022-03-21-a.md").write_text("---\ntitle: A\nauthor: jdoe\n---\nx\n")
+
+    def author() -> str:
+        return str(server.get("/feed.xml").text)
+
+    with running(root / "_config.yml") as server:
+        assert "<name>Jane Doe</name>" in author()
+        (root / "_data" / "authors.yml").write_text("jdoe: {name: Jane Q. Doe}\n")
+        wait_for(lambda: "<name>Jane Q. Doe</name>" in author(), timeout=20)
+
+
+def test_feed_path_and_tag_settings(tmp_path: Path) -> None:
+    root = site(tmp_path / "site", BASE + "feed:\n  path: atom.xml\n  categories: [news]\n"
+                "  tags: {only: [kept, dropped], except: [dropped], path: /by/}\n"
+                "feedsvc: {state_dir: .feedsvc}\n")
+    (root / "_posts" / "2022-03-21-a.md").write_text(
+        "---\ntitle: A\ncategories: news\ntags: [kept, dropped, other]\n---\nx\n")
+    with create_app(load_config(root), watch=False).test_client() as client:
+        for path in ("/atom.xml", "/feed/news.xml", "/by/kept.xml"):
+            resp = client.get(path)
+            assert resp.status_code == 200 and resp.mimetype == "application/atom+xml", path
+        assert b"<id>https://e.org/atom.xml</id>" in client.get("/atom.xml").data
+        for path in ("/feed.xml", "/by/dropped.xml", "/by/other.xml", "/feed/by_tag/kept.xml"):
+            assert client.get(path).status_code == 404, path
