@@ -119,6 +119,7 @@ class Config:
     jekyll_feed: JekyllFeed | None = None
     authors: Mapping[str, Author] = field(default_factory=dict)   # _data/authors.yml
     excerpt_only: bool = False
+    skip_dirs: frozenset[str] = frozenset()    # folder names never scanned for posts
     # Other files the config was read from (_data/authors.yml): a change reloads it.
     # Left out of repr and comparisons: where a site is mounted is not what it serves.
     also_read: tuple[Path, ...] = field(default=(), compare=False, repr=False)

@@ -35,7 +35,7 @@ ATTRIBUTES = {
 _markdown = MarkdownIt("commonmark", {"html": True})
 # A tag in nh3's output: attribute values are always double-quoted there.
 HTML_TAG = re.compile(r'(<(?:[^>"]|"[^"]*")*>)')
-FIRST_IMG_SRC = re.compile(r'<img\b[^>]*?\ssrc="([^"]+)"')
+FIRST_IMG_SRC = re.compile(r'<img\b[^>]*?\ssrc="(https?://[^"]+)"', re.IGNORECASE)
 # Liquid's strip_html, which jekyll-feed applies to titles.
 STRIP_HTML_BLOCKS = re.compile(r"<script.*?</script>|<!--.*?-->|<style.*?</style>", re.S | re.I)
 STRIP_HTML_TAGS = re.compile(r"<.*?>", re.S)

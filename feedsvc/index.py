@@ -37,11 +37,13 @@ _POST_VALUES = attrgetter(*_POST_FIELDS)
 
 
 def is_post_path(rel: str, posts_dir: Path,
-                 markdown_ext: frozenset[str] = jekyll.MARKDOWN_EXT) -> bool:
+                 markdown_ext: frozenset[str] = jekyll.MARKDOWN_EXT,
+                 skip: frozenset[str] = frozenset()) -> bool:
     """Jekyll's rule for a relative path: a post file inside a `_posts` folder
-    (any file when posts_dir is one), nothing hidden on the way."""
+    (any file when posts_dir is one), nothing hidden or skipped on the way."""
     parts = rel.split("/")
-    if any(p.startswith(".") for p in parts) or not post_kind(parts[-1], markdown_ext):
+    if any(p.startswith(".") or p in skip for p in parts[:-1]) or parts[-1].startswith(".") \
+            or not post_kind(parts[-1], markdown_ext):
         return False
     return posts_dir.name == "_posts" or "_posts" in parts[:-1]
 
@@ -50,7 +52,7 @@ def post_rules(config: Config) -> tuple[object, ...]:
     """The parts of the config that change how a post file is read: a change
     of any of them makes every saved Post stale."""
     return (config.site.url, config.site.timezone, config.permalink, config.baseurl,
-            sorted(config.markdown_ext), config.jekyll_feed is not None,
+            sorted(config.markdown_ext), sorted(config.skip_dirs), config.jekyll_feed is not None,
             sorted((s, c.timezone) for s, c in config.categories.items()))
 
 
@@ -61,11 +63,12 @@ def iter_post_files(posts_dir: Path) -> Iterator[str]:
     return iter(sorted(stat_post_files(posts_dir)))
 
 
-def stat_post_files(posts_dir: Path, markdown_ext: frozenset[str] = jekyll.MARKDOWN_EXT
-                    ) -> dict[str, tuple[int, int] | None]:
+def stat_post_files(posts_dir: Path, markdown_ext: frozenset[str] = jekyll.MARKDOWN_EXT,
+                    skip: frozenset[str] = frozenset()) -> dict[str, tuple[int, int] | None]:
     """The post files (Jekyll's rule, see iter_post_files) with their (mtime_ns, size), taken from the
     directory scan itself: a rescan of an unchanged tree costs one stat per file
-    and nothing else. A symlink maps to None: only resolving it says if it counts."""
+    and nothing else. A symlink maps to None: only resolving it says if it counts.
+    Folders named in `skip` (a Jekyll site's _site, vendor …) are not entered."""
     found: dict[str, tuple[int, int] | None] = {}
     folders = [(str(posts_dir), "", posts_dir.name == "_posts")]
     while folders:
@@ -75,7 +78,7 @@ def stat_post_files(posts_dir: Path, markdown_ext: frozenset[str] = jekyll.MARKD
             with os.scandir(folder) as entries:
                 for entry in entries:
                     name = entry.name
-                    if name.startswith("."):
+                    if name.startswith(".") or name in skip:
                         continue
                     if entry.is_dir(follow_symlinks=False):
                         folders.append((entry.path, rel_dir + name + "/",
@@ -123,7 +126,8 @@ class Index:
     # -- reading ---------------------------------------------------------
     def scan(self) -> set[str]:
         """Bring the index up to date with the disk; return the changed paths."""
-        found = stat_post_files(self.config.posts_dir, self.config.markdown_ext)
+        found = stat_post_files(self.config.posts_dir, self.config.markdown_ext,
+                                self.config.skip_dirs)
         with self._lock:
             seen = self._seen
             todo = {rel for rel, key in found.items() if key is None or seen.get(rel) != key}
@@ -150,7 +154,8 @@ class Index:
             st = path.stat()
         except OSError:
             return self._forget(rel)
-        if not (is_post_path(rel, self.config.posts_dir, self.config.markdown_ext)
+        if not (is_post_path(rel, self.config.posts_dir, self.config.markdown_ext,
+                             self.config.skip_dirs)
                 and path.is_file()
                 and (inside or self._inside(path))):
             return self._forget(rel)

@@ -29,6 +29,9 @@ from feedsvc.config import (
 )
 from feedsvc.errors import ConfigError, YamlError
 
+# Folders of a site that hold no posts Jekyll reads: its output, and what its
+# default `exclude:` leaves out (Jekyll::Configuration::DEFAULT_EXCLUDES).
+SKIP_DIRS = frozenset({"_site", "node_modules", "vendor", "_drafts"})
 JEKYLL_POSTS_LIMIT = 10   # jekyll-feed's default `feed.posts_limit`
 AUTHORS_FILES = ("authors.yml", "authors.yaml")
 
@@ -60,6 +63,7 @@ def parse_jekyll_config(data: Any, path: Path,
         markdown_ext=_markdown_ext(top),
         authors=_data_authors(data_dir, top),
         also_read=tuple(data_dir / n for n in AUTHORS_FILES),
+        skip_dirs=SKIP_DIRS | {Path(top.string("destination", "_site") or "_site").name},
         **values,
     )
 

@@ -267,7 +267,7 @@ def _parse(rel: str, raw: bytes, stat: os.stat_result, config: Config) -> Post:
         tags=_merge((), f.get("tags", ())), slug=slug, url=url, guid=guid,
         published=f.get("published", True), excerpt=f.get("excerpt"),
         source_guid=f.get("source_guid"), source_url=f.get("source_url"),
-        author=f.get("author"), image=absolute(config, image) if image else None,
+        author=f.get("author"), image=image_url(config, image) if image else None,
         category=f["category"][0] if len(f.get("category", ())) == 1 else None,
     )
 
@@ -275,6 +275,18 @@ def _parse(rel: str, raw: bytes, stat: os.stat_result, config: Config) -> Post:
 def absolute(config: Config, path: str) -> str:
     """A site path as an absolute URL, by Jekyll's `absolute_url` filter."""
     return jekyll.absolute_url(config.site.url, config.baseurl, path)
+
+
+def image_url(config: Config, value: str) -> str | None:
+    """A front-matter image as an absolute http(s) URL (jekyll-feed: site paths
+    through `absolute_url`); other schemes (javascript:, data:) are dropped."""
+    if re.match(r"^https?://", value, re.IGNORECASE):
+        return value
+    if value.startswith("//"):
+        return "https:" + value
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", value):
+        return None
+    return absolute(config, value)
 
 
 def _merge(first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str, ...]:

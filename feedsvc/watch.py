@@ -117,7 +117,7 @@ class Watcher:
             if path == config.path or not path.is_relative_to(config.posts_dir):
                 continue
             rel = path.relative_to(config.posts_dir).as_posix()
-            if any(part.startswith(".") for part in rel.split("/")):
+            if any(part.startswith(".") or part in config.skip_dirs for part in rel.split("/")):
                 continue
             if post_kind(path.name, config.markdown_ext) is not None:
                 rels.add(rel)

@@ -16,6 +16,7 @@ from feedsvc import jekyll
 from feedsvc.app import create_app
 from feedsvc.config import load_config
 from feedsvc.errors import ConfigError
+from feedsvc.index import Index
 
 
 @pytest.mark.parametrize(("url", "normalised"), [
@@ -178,3 +179,15 @@ def test_feed_path_and_tag_settings(tmp_path: Path) -> None:
         assert b"<id>https://e.org/atom.xml</id>" in client.get("/atom.xml").data
         for path in ("/feed.xml", "/by/dropped.xml", "/by/other.xml", "/feed/by_tag/kept.xml"):
             assert client.get(path).status_code == 404, path
+
+
+def test_the_sites_output_and_vendor_folders_hold_no_posts(tmp_path: Path) -> None:
+    root = site(tmp_path / "site", BASE)
+    post = "---\ntitle: A\n---\nx\n"
+    (root / "_posts" / "2022-03-21-a.md").write_text(post)
+    for folder in ("_site/_posts", "vendor/bundle/gems/theme/_posts", "node_modules/x/_posts"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "2022-03-21-b.md").write_text(post)
+    index = Index(load_config(root))
+    index.scan()
+    assert list(index.posts) == ["_posts/2022-03-21-a.md"]

@@ -191,3 +191,18 @@ def test_front_matter_lines_may_end_in_blanks_and_crlf(config: Config) -> None:
 
 def test_unconfigured_category_is_read_without_a_problem(config: Config) -> None:
     assert read(config, "2022-03-21-unconfigured-category.md").categories == ("sports",)
+
+
+@pytest.mark.parametrize(("case", "image"), [
+    ("2022-04-03-image-javascript.md", None),
+    ("2022-04-03-image-protocol-relative.md", "https://cdn.example.com/a.png"),
+    ("2022-04-03-image-path.md", f"{SITE}/images/a%20b.png"),
+])
+def test_image_is_an_absolute_http_url_or_nothing(config: Config, case: str,
+                                                  image: str | None) -> None:
+    assert read(config, case).image == image
+
+
+def test_author_mapping(config: Config) -> None:
+    assert read(config, "2022-04-03-author-mapping.md").author == (
+        "李明", "li@example.com", "https://li.example.com/")
