@@ -143,7 +143,7 @@ def index_context(config: Config, views: Views) -> dict[str, object]:
                            views, config)
                   for slug, cat in config.categories.items()]
     all_feed = _listing(FeedKey("all", "all", "rss"), f"{site.title} · 全部",
-                        site.description or "所有分类的最新文章", views, config)
+                        site.description or "本站全部已发布的文章", views, config)
     by_size = sorted(url_tags(views), key=lambda t: (-len(views.tags[t]), t))
     tags = [_listing(FeedKey("tag", tag, "rss"), tag, "", views, config) for tag in by_size]
     return {

@@ -16,6 +16,7 @@ from feedsvc import jekyll
 from feedsvc.app import create_app
 from feedsvc.config import load_config
 from feedsvc.errors import ConfigError
+from feedsvc.export import export
 from feedsvc.index import Index
 
 
@@ -191,3 +192,15 @@ def test_the_sites_output_and_vendor_folders_hold_no_posts(tmp_path: Path) -> No
     index = Index(load_config(root))
     index.scan()
     assert list(index.posts) == ["_posts/2022-03-21-a.md"]
+
+
+def test_build_writes_jekyll_feeds_files_as_served(tmp_path: Path) -> None:
+    root = site(tmp_path / "site", BASE + "feed: {categories: [news], tags: true}\n"
+                "feedsvc: {state_dir: .feedsvc}\n")
+    (root / "_posts" / "2022-03-21-a.md").write_text(
+        "---\ntitle: A\ncategories: news\ntags: [t1]\n---\nx\n")
+    out = tmp_path / "out"
+    export(load_config(root), out)
+    with create_app(load_config(root), watch=False).test_client() as client:
+        for path in ("/feed.xml", "/feed/news.xml", "/feed/by_tag/t1.xml", "/feeds/all.atom"):
+            assert (out / path.lstrip("/")).read_bytes() == client.get(path).data, path
