@@ -7,6 +7,7 @@ Every error names the file, the key path and, where known, the line, with a
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 import zoneinfo
 from collections.abc import Callable, Mapping
@@ -123,6 +124,11 @@ class Config:
     # Other files the config was read from (_data/authors.yml): a change reloads it.
     # Left out of repr and comparisons: where a site is mounted is not what it serves.
     also_read: tuple[Path, ...] = field(default=(), compare=False, repr=False)
+    # Proxies (addresses or networks) whose X-Forwarded-For names the reader (subscribers.py).
+    trusted_proxies: tuple[str, ...] = ()
+    admin_token: str | None = field(default=None, repr=False)
+    # Where nginx sends its log of feed requests it answered itself (deploy/nginx).
+    subscriber_log: tuple[str, int] | None = None
 
     @property
     def root(self) -> Path:
@@ -315,7 +321,7 @@ def load_config(path: str | Path) -> Config:
 
 SETTINGS = ("feeds_url", "limit", "max_limit", "max_age", "summary_length", "state_dir",
             "categories", "websub", "cache", "allow_private_sources", "jekyll_feed",
-            "excerpt_only")
+            "excerpt_only", "trusted_proxies", "admin_token", "subscriber_log")
 
 
 def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None = None) -> Config:
@@ -363,6 +369,9 @@ def settings(top: _Section, site: Site, root: Path,
         allow_private_sources=allow_private,
         jekyll_feed=_jekyll_feed(top, jekyll_feed),
         excerpt_only=top.boolean("excerpt_only", False),
+        trusted_proxies=_trusted_proxies(top),
+        admin_token=_admin_token(top),
+        subscriber_log=_subscriber_log(top),
     )
 
 
@@ -431,6 +440,57 @@ def _authors(sec: _Section) -> dict[str, Author]:
         out[key] = Author(a.string("name") or key, a.string("email"),
                           a.string("uri") or a.string("url"))
     return out
+
+
+def _subscriber_log(top: _Section) -> tuple[str, int] | None:
+    """`127.0.0.1:5514` (or `[::1]:5514`): a UDP address on this machine."""
+    text = top.string("subscriber_log")
+    if text is None:
+        return None
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ip = ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        top.fail(("subscriber_log",), f"must be host:port of a UDP address, not {text!r}")
+    if not ip.is_loopback:
+        # Anyone who can send to it can add counts: keep it on this machine.
+        top.fail(("subscriber_log",), f"must be a loopback address, not {host}")
+    if not 0 < number < 65536:
+        top.fail(("subscriber_log",), f"no such port: {port}")
+    return str(ip), number
+
+
+def _trusted_proxies(top: _Section) -> tuple[str, ...]:
+    value = top.get("trusted_proxies", [])
+    if isinstance(value, str):
+        value = value.split()
+    if not isinstance(value, list):
+        top.fail(("trusted_proxies",), f"must be a list of addresses or networks, not {_kind(value)}")
+    out = []
+    for i, item in enumerate(value):
+        try:
+            out.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+        except ValueError:
+            top.fail(("trusted_proxies", str(i)), f"not an IP address or network: {item!r}")
+    return tuple(out)
+
+
+ADMIN_TOKEN_MIN = 16
+
+
+def _admin_token(top: _Section) -> str | None:
+    """The one secret of the admin pages (sent as `Authorization: Bearer …`)."""
+    value = top.data.get("admin_token")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        top.fail(("admin_token",), f"must be a string, not {_kind(value)}")
+    if len(value) < ADMIN_TOKEN_MIN or not value.isprintable() or value != value.strip():
+        top.fail(("admin_token",), f"must be at least {ADMIN_TOKEN_MIN} printable characters "
+                                   "without surrounding spaces")
+    return str(value)
 
 
 def _site(sec: _Section) -> Site:

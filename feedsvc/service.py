@@ -89,8 +89,7 @@ class FeedService:
             metrics.cache_lookup("memo", True)
             return memo[1]
         metrics.cache_lookup("memo", False)
-        sel = select(key, snap.views, snap.config)
-        digest = _digest(snap.content_digest + "\n" + sel.fingerprint())
+        sel, digest = self._selection(key, snap)
         if key.query():
             # Query options make documents without number (each ?filter= term is
             # another): a small LRU of their own, never the memo or the shared store,
@@ -104,6 +103,16 @@ class FeedService:
             self._memo.clear()
         self._memo[key] = (snap.version, doc)
         return doc
+
+    def digest(self, key: FeedKey, snap: Snapshot) -> str:
+        """The store key of a document at `snap`, without rendering it: the same
+        key means the same bytes (the incremental export skips those)."""
+        return self._selection(key, snap)[1]
+
+    @staticmethod
+    def _selection(key: FeedKey, snap: Snapshot) -> tuple[Selection, str]:
+        sel = select(key, snap.views, snap.config)
+        return sel, _digest(snap.content_digest + "\n" + sel.fingerprint())
 
     def _render(self, digest: str, sel: Selection, config: Config, store: Store) -> Document:
         # One rendering per version at a time; the others wait and reuse it.
