@@ -95,6 +95,14 @@ class CacheConfig:
 
 
 @dataclass(frozen=True)
+class IndexConfig:
+    """Where the post index lives: SQLite in state_dir, or a PostgreSQL
+    database shared by a cluster (`url`, a postgresql:// URL)."""
+    type: str = "sqlite"
+    url: str | None = None
+
+
+@dataclass(frozen=True)
 class WebSub:
     hub: str
 
@@ -124,6 +132,13 @@ class Config:
     # Other files the config was read from (_data/authors.yml): a change reloads it.
     # Left out of repr and comparisons: where a site is mounted is not what it serves.
     also_read: tuple[Path, ...] = field(default=(), compare=False, repr=False)
+    index: IndexConfig = field(default_factory=IndexConfig)
+
+    @property
+    def serve_only(self) -> bool:
+        """An instance of a cluster without a copy of posts_dir: it serves what
+        the shared index holds and never scans, watches or collects."""
+        return self.index.type == "postgres" and not self.posts_dir.is_dir()
     # Proxies (addresses or networks) whose X-Forwarded-For names the reader (subscribers.py).
     trusted_proxies: tuple[str, ...] = ()
     admin_token: str | None = field(default=None, repr=False)
@@ -321,7 +336,7 @@ def load_config(path: str | Path) -> Config:
 
 SETTINGS = ("feeds_url", "limit", "max_limit", "max_age", "summary_length", "state_dir",
             "categories", "websub", "cache", "allow_private_sources", "jekyll_feed",
-            "excerpt_only", "trusted_proxies", "admin_token", "subscriber_log")
+            "excerpt_only", "trusted_proxies", "admin_token", "subscriber_log", "index")
 
 
 def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None = None) -> Config:
@@ -334,7 +349,9 @@ def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None
     site = _site(site_sec)
     root = path.parent
     posts_dir = root / top.string("posts_dir", "_posts")
-    if not posts_dir.is_dir():
+    index = _index(top.section("index"))
+    # A cluster's serve-only instances have no posts folder: they read the shared index.
+    if not posts_dir.is_dir() and index.type != "postgres":
         top.fail(("posts_dir",), f"folder {posts_dir} does not exist")
     authors = top.section("authors")
     return Config(
@@ -343,6 +360,7 @@ def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None
         posts_dir=posts_dir,
         permalink=permalink_pattern(top, "permalink", Config.permalink, require_slash=True),
         authors=_authors(authors) if authors else {},
+        index=index,
         **settings(top, site, root),
     )
 
@@ -592,6 +610,23 @@ def _cache(sec: _Section | None) -> CacheConfig:
     return checks[kind]()
 
 
+def _index(sec: _Section | None) -> IndexConfig:
+    if sec is None:
+        return IndexConfig()
+    sec.known("type", "url")
+    kind = sec.string("type", "sqlite")
+    if kind == "sqlite":
+        if sec.get("url", None) is not None:
+            sec.fail(("url",), "is for type: postgres (SQLite lives in state_dir)")
+        return IndexConfig()
+    if kind != "postgres":
+        sec.fail(("type",), f"must be 'sqlite' or 'postgres', not {kind!r}")
+    url = sec.string("url", "")
+    if urlsplit(url).scheme not in ("postgresql", "postgres"):
+        sec.fail(("url",), f"must be a postgresql:// URL, not {url!r}")
+    return IndexConfig("postgres", str(url))
+
+
 def _redis_url(sec: _Section) -> str:
     url = sec.string("url", "redis://127.0.0.1:6379/0")
     if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
@@ -641,6 +676,7 @@ def parse_jekyll_config(data: Any, path: Path,
         authors=_data_authors(data_dir, top),
         also_read=tuple(data_dir / n for n in AUTHORS_FILES),
         skip_dirs=SKIP_DIRS | {Path(top.string("destination", "_site") or "_site").name},
+        index=_index(own.section("index")),
         **values,
     )
 
