@@ -12,6 +12,7 @@ from typing import Any
 from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.http import parse_accept_header
 
+from feedsvc.admin import Access, access
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import NotFound, QueryError
@@ -97,10 +98,14 @@ def _routes(app: Flask) -> None:
 
     @app.get("/status")
     def status() -> Response:
-        data = get_service().status()
+        granted = admin_access()
+        if granted is Access.DENIED:
+            return denied()
+        data = get_service().status(admin=granted is Access.ADMIN)
         data["worker"] = current_app.extensions["feedsvc.leader"].describe()
         resp = jsonify(data)
         resp.headers["Cache-Control"] = "no-store"
+        resp.headers["Vary"] = "Authorization"
         return resp
 
     @app.errorhandler(NotFound)
@@ -114,6 +119,19 @@ def _routes(app: Flask) -> None:
     @app.errorhandler(404)
     def unknown_path(e: Any) -> tuple[Response, int]:
         return _plain(f"no such page: {request.path}"), 404
+
+
+def admin_access() -> Access:
+    """What this request's `Authorization` header grants (admin.py): every admin
+    page asks this, and answers `denied()` to Access.DENIED."""
+    return access(request.headers.get("Authorization"), get_service().config.admin_token)
+
+
+def denied() -> Response:
+    resp = _plain("wrong or missing admin token (send Authorization: Bearer <admin_token>)")
+    resp.status_code = 401
+    resp.headers["WWW-Authenticate"] = 'Bearer realm="feedsvc"'
+    return resp
 
 
 def _plain(text: str) -> Response:

@@ -90,6 +90,9 @@ class Config:
     websub: WebSub | None = None
     cache: CacheConfig = field(default_factory=CacheConfig)
     allow_private_sources: bool = True
+    # Unlocks the details of /status and the admin pages (admin.py); never in a
+    # repr, so never in a log line or in the digest that names documents.
+    admin_token: str | None = field(default=None, repr=False)
 
     @property
     def root(self) -> Path:
@@ -232,6 +235,7 @@ def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None
     top.known(
         "site", "feeds_url", "posts_dir", "permalink", "limit", "max_limit", "max_age",
         "summary_length", "state_dir", "categories", "websub", "cache", "allow_private_sources",
+        "admin_token",
     )
     site_sec = top.section("site")
     if site_sec is None:
@@ -265,7 +269,26 @@ def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None
         websub=_websub(top.section("websub")),
         cache=_cache(top.section("cache")),
         allow_private_sources=allow_private,
+        admin_token=_admin_token(top),
     )
+
+
+ADMIN_TOKEN_MIN = 16
+
+
+def _admin_token(top: _Section) -> str | None:
+    """A long random string (`openssl rand -hex 32`): guessing it must be hopeless,
+    since /status answers anyone who tries."""
+    value = top.data.get("admin_token")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        top.fail(("admin_token",), f"must be a string, not {_kind(value)}")
+    token: str = value.strip()
+    if len(token) < ADMIN_TOKEN_MIN or any(c.isspace() or not c.isprintable() for c in token):
+        top.fail(("admin_token",), f"must be at least {ADMIN_TOKEN_MIN} printable characters "
+                                   "without spaces (e.g. the output of `openssl rand -hex 32`)")
+    return token
 
 
 def _site(sec: _Section) -> Site:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from feedsvc import dates, writers
+from feedsvc import dates, redact, writers
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.feeds import FeedKey, Selection, feed_model, select
@@ -125,7 +125,10 @@ class FeedService:
         return doc
 
     # -- status --------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
+    def status(self, *, admin: bool = False) -> dict[str, Any]:
+        """What /status shows. Anyone sees the feeds' health; only the admin
+        (admin.py) sees sources, paths and the cache's address. Credentials
+        never appear, not even to the admin (redact.py)."""
         views = self.index.views()
         cats = {}
         for slug in self.config.categories:
@@ -137,15 +140,24 @@ class FeedService:
                 "last_modified": dates.rfc3339(docs["rss"].last_modified),
                 "etags": {fmt: doc.etag for fmt, doc in docs.items()},
             }
-        return {
+        shown = redact.text if admin else redact.public_text
+        sources = source_status(self.config)
+        cache = {**self.store.describe(), "query_variants": len(self._variants)}
+        data: dict[str, Any] = {
             "categories": cats,
             "posts": len(views.all),
-            "skipped": [{"file": f, "reason": r} for f, r in self.index.problem_list()],
-            "config": str(self.config.path),
-            "config_error": self.state.error,
-            "cache": {**self.store.describe(), "query_variants": len(self._variants)},
-            "sources": source_status(self.config),
+            "skipped": [{"file": f, "reason": shown(r)} for f, r in self.index.problem_list()],
+            "config_error": shown(self.state.error) if self.state.error else None,
+            "cache": cache if admin else {k: v for k, v in cache.items() if k != "url"},
+            "source_health": {"total": len(sources),
+                              "failing": sum(1 for s in sources if s["last_error"])},
         }
+        if admin:
+            data["config"] = str(self.config.path)
+            data["posts_dir"] = str(self.config.posts_dir)
+            data["state_dir"] = str(self.config.state_dir)
+            data["sources"] = sources
+        return data
 
 
 def render_document(sel: Selection, config: Config) -> Document:

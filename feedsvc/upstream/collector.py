@@ -32,7 +32,7 @@ import yaml
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from feedsvc import atomic, content, dates
+from feedsvc import atomic, content, dates, redact
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Category, Config, Source
 from feedsvc.errors import FetchError
@@ -112,7 +112,7 @@ def _xml_feed(body: bytes, content_type: str, url: str, tz: ZoneInfo) -> Parsed:
         # feedparser's lenient parser still read items (an undefined &nbsp; is
         # common): keep them, and say so.
         warning = f"not well-formed XML ({problem}); {len(d.entries)} items read leniently"
-        log.warning("%s: %s", url, warning)
+        log.warning("%s: %s", redact.url(url), warning)
     items = [_xml_item(e, url, tz) for e in d.entries]
     return Parsed([it for it in items if it is not None], warning)
 
@@ -258,9 +258,14 @@ class SourceState:
         return self.next_attempt is None or dt.datetime.fromisoformat(self.next_attempt) <= now
 
     def public(self) -> dict[str, Any]:
-        """What /status shows (not the remembered guids)."""
+        """What /status shows to the admin: not the remembered guids, and no
+        credential of the URL (nor of one quoted in an error)."""
         data = asdict(self)
         data.pop("seen")
+        data["url"] = redact.url(self.url)
+        for key in ("last_error", "last_warning"):
+            if data[key]:
+                data[key] = redact.text(data[key])
         return data
 
 
@@ -312,9 +317,9 @@ class SourceResult:
     warning: str | None = None
 
     def line(self) -> str:
-        where = f"{self.category} {self.url}"
+        where = f"{self.category} {redact.url(self.url)}"
         if self.error:
-            return f"{where}: failed: {self.error}"
+            return f"{where}: failed: {redact.text(self.error)}"
         if self.not_modified:
             return f"{where}: not modified"
         extra = f" (warning: {self.warning})" if self.warning else ""
@@ -378,11 +383,12 @@ class Collector:
             result = self._fetch_and_store(cat, src, state, known)
         except Exception as e:  # noqa: BLE001 - one source must never stop the others
             if not isinstance(e, FetchError):
-                log.exception("collecting %s failed unexpectedly", src.url)
+                log.exception("collecting %s failed unexpectedly", redact.url(src.url))
             state.failures += 1
             state.last_error = str(e)
             delay = retry_delay(src.every, state.failures)
-            log.warning("source %s (%s) failed: %s; next try in %d s", src.url, cat.slug, e, delay)
+            log.warning("source %s (%s) failed: %s; next try in %d s", redact.url(src.url), cat.slug,
+                        redact.text(str(e)), delay)
             result = SourceResult(cat.slug, src.url, error=str(e))
         else:
             state.failures, state.last_error = 0, None
@@ -392,7 +398,7 @@ class Collector:
         try:
             save_state(self.config, state)
         except OSError as e:
-            log.error("cannot save the state of %s: %s", src.url, e)
+            log.error("cannot save the state of %s: %s", redact.url(src.url), e)
         return result
 
     def _fetch_and_store(self, cat: Category, src: Source, state: SourceState,
@@ -434,7 +440,7 @@ class Collector:
         except OSError as e:
             raise FetchError(f"cannot write {name}: {e.strerror or e}") from e
         if path:
-            log.info("stored %s from %s", path, src.url)
+            log.info("stored %s from %s", path, redact.url(src.url))
         return path is not None
 
 
