@@ -22,7 +22,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from feedsvc import atomic, dates
+from feedsvc import atomic, dates, health
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import PostError
@@ -242,7 +242,11 @@ class Index:
                     _StatePickler(fh, pickle.HIGHEST_PROTOCOL).dump(rows[i:i + STATE_CHUNK])
                 pickle.dump(None, fh)
         except OSError as e:
-            log.warning("cannot save the index to %s: %s", target, e)
+            # The index is a cache of the posts (rebuilt from them at start): the
+            # service goes on, and /status says the save fails.
+            health.STATE.failed(target, health.reason(e), what="save the index")
+        else:
+            health.STATE.ok(target)
 
     # -- views ------------------------------------------------------------
     def views(self) -> Views:

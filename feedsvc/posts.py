@@ -28,6 +28,9 @@ FRONT_MATTER_END = re.compile(r"^(?:---|\.\.\.)[ \t]*$", re.MULTILINE)
 FILENAME_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
 MAX_FRONT_MATTER = 64 * 1024
 MAX_POST_BYTES = 8 * 1024 * 1024
+# Categories (and tags) per post: each is a feed of its own and a line of every
+# entry, and 3,000 of them made one post a 1 MiB index page (issue 15).
+MAX_TERMS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,8 @@ def _words(value: Any) -> tuple[str, ...]:
     items = value.split() if isinstance(value, str) else value
     if not isinstance(items, list):
         items = [items]
+    if len(items) > MAX_TERMS:
+        raise ValueError(f"{len(items)} values; at most {MAX_TERMS}")
     return tuple(_str(v) for v in items if v is not None and _str(v))
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from feedsvc import dates, redact, writers
+from feedsvc import dates, health, redact, writers
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.feeds import FeedKey, Selection, feed_model, select
@@ -151,6 +152,7 @@ class FeedService:
             "cache": cache if admin else {k: v for k, v in cache.items() if k != "url"},
             "source_health": {"total": len(sources),
                               "failing": sum(1 for s in sources if s["last_error"])},
+            "state_writes": self._write_failures(shown),
         }
         if admin:
             data["config"] = str(self.config.path)
@@ -158,6 +160,16 @@ class FeedService:
             data["state_dir"] = str(self.config.state_dir)
             data["sources"] = sources
         return data
+
+
+    def _write_failures(self, shown: Callable[[str], str]) -> dict[str, Any]:
+        """Files of this site that this process currently fails to write (health.py)."""
+        config = self.config
+        failures = {**health.STATE.failures(config.state_dir),
+                    **health.STATE.failures(config.posts_dir)}
+        return {"ok": not failures,
+                "failing": [{"file": shown(path), "error": error}
+                            for path, error in sorted(failures.items())]}
 
 
 def render_document(sel: Selection, config: Config) -> Document:

@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from feedsvc import atomic, redact
+from feedsvc import atomic, health, redact
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import FetchError, NotFound
@@ -125,4 +125,8 @@ class Publisher:
         try:
             atomic.replace_text(self.path, json.dumps({"announced": self.announced}, indent=1))
         except OSError as e:
-            log.error("cannot save %s: %s", self.path, e)
+            # Reported in /status; the pings themselves went out, and the next
+            # check saves again.
+            health.STATE.failed(self.path, health.reason(e), what="save the WebSub state")
+        else:
+            health.STATE.ok(self.path)

@@ -95,8 +95,10 @@ def _add_entry(fg: FeedGenerator, entry: Entry) -> None:
     fe.updated(entry.updated)
     fe.description(entry.summary or entry.title, isSummary=True)
     fe.content(entry.content_html, type="html")
-    for term in entry.categories:
-        fe.category(term=term)
+    if entry.categories:
+        # One call: feedgen rebuilds its RSS list of every category on each call,
+        # so one call per term is quadratic (issue 15: 3,000 terms took 579 ms).
+        fe.category([{"term": term} for term in entry.categories])
 
 
 def rss(feed: Feed) -> bytes:

@@ -55,7 +55,7 @@ def test_only_the_leader_polls_and_each_source_once_per_interval(
             wait_for(lambda: up.seen("/down.xml"))
             # Both sources were tried once; the next try is an hour away.
             assert [len(up.seen(p)) for p in ("/rss.xml", "/down.xml")] == [1, 1]
-            status = leader.service.status()["sources"]
+            status = leader.service.status(admin=True)["sources"]
         finally:
             leader.stop()
     finally:
