@@ -25,11 +25,13 @@ from typing import Any
 from werkzeug.http import http_date
 
 from feedsvc.service import FeedService
+from feedsvc.version import Snapshot
 
 KEY_HEADERS = ("HTTP_ACCEPT_ENCODING", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE",
                "HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE", "HTTP_RANGE", "HTTP_IF_RANGE",
                "HTTP_SEC_FETCH_DEST", "HTTP_ACCEPT")
 PREFIXES = ("/feeds/", "/tags/")
+SNAPSHOT_KEY = "feedsvc.snapshot"   # the environ key under which the request's snapshot goes on
 MAX_BYTES = 32 * 2**20      # bodies are shared with the document store; this bounds the rest
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -48,7 +50,12 @@ class ReplayCache:
         path = environ.get("PATH_INFO", "")
         if not path.startswith(PREFIXES):
             return self.app(environ, start_response)
-        version = self._version()
+        # The one snapshot of this request: read before the response is made, so
+        # that a change while it is being made files it under the older version,
+        # never a newer one; app.py answers from the same snapshot.
+        snap: Snapshot = self.service.snapshot()
+        environ[SNAPSHOT_KEY] = snap
+        version = snap.version
         key = (environ.get("REQUEST_METHOD"), path, environ.get("QUERY_STRING", ""),
                *[environ.get(h) for h in KEY_HEADERS])
         hit = self._items.get(key)
@@ -59,15 +66,6 @@ class ReplayCache:
             start_response(hit[1], list(headers))
             return [hit[3]]
         return self._fill(key, version, environ, start_response)
-
-    def _version(self) -> tuple[Any, ...]:
-        """What a feed response is made from: the index (its object and generation)
-        and the config. Read before the response is made, so that a change while it
-        is being made files it under the older version, never a newer one."""
-        service = self.service
-        index = service.index
-        index.views()  # moves the generation when a future-dated post's time has come
-        return (index, index.generation, service.state.digest)
 
     def _fill(self, key: tuple[Any, ...], version: tuple[Any, ...], environ: dict[str, Any],
               start_response: StartResponse) -> Iterable[bytes]:
