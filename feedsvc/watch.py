@@ -16,8 +16,10 @@ once a second); when it changes, the watch starts again on what the path now
 is, after a full rescan (issue 15).
 
 A changed post is read only once it has settled: its size and mtime unchanged
-for SETTLE seconds (or its mtime already that old), so that a post written in
-two halves is not served half-written.
+since the watcher last looked, and its mtime SETTLE seconds old, so that a post
+written in two halves is not served half-written. Measured from the write
+itself, this adds to the change latency only what the debounce does not
+already wait (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ log = logging.getLogger(__name__)
 # watchfiles logs every batch at INFO; ours says what the changes did instead.
 logging.getLogger("watchfiles").setLevel(logging.WARNING)
 RETRY = 2.0
-SETTLE = 1.0          # seconds a changed post must stay unchanged before it is read
-WAKE_MS = 250         # the watch wakes up at least this often (settling, posts_dir identity)
+SETTLE = 0.5          # seconds a changed post must stay unchanged before it is read
+WAKE_MS = 100         # the watch wakes up at least this often (settling, posts_dir identity)
 
 
 class _Either:
@@ -198,7 +200,8 @@ class Watcher:
 
     def _settled(self, changed: set[str], root: Path) -> set[str]:
         """Of the files just changed and those still settling, the ones to read now:
-        gone, or unchanged for SETTLE seconds (or last modified that long ago)."""
+        gone, or unchanged since last seen and last modified SETTLE seconds ago
+        (or waited for that long: an mtime in the future must not stall it)."""
         now = time.monotonic()
         for rel in changed:
             self._settling[rel] = (_stat_key(root / rel), now)
@@ -207,8 +210,8 @@ class Watcher:
             current = _stat_key(root / rel)
             if current != key:
                 self._settling[rel] = (current, now)    # still being written: wait again
-            elif (current is None or now - since >= SETTLE
-                    or time.time_ns() - current[0] >= SETTLE * 1e9):
+            elif (current is None or now - since >= 2 * SETTLE
+                    or (rel not in changed and time.time_ns() - current[0] >= SETTLE * 1e9)):
                 ready.add(rel)
                 del self._settling[rel]
         return ready

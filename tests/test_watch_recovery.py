@@ -95,7 +95,7 @@ def test_a_post_written_in_two_halves_is_never_served_half_written(
             with open(posts / f"2022-03-25-halves-{n}.md", "wb") as fh:   # not atomic
                 fh.write(raw[:len(raw) // 2])
                 fh.flush()
-                time.sleep(0.3)       # a slow copy; less than the watcher's settle time
+                time.sleep(0.2)       # a slow copy; less than the watcher's settle time (0.5 s)
                 fh.write(raw[len(raw) // 2:])
             wait_for(lambda n=n: any(f"SECOND-{n}" in s for s in seen), timeout=20)
     finally:

@@ -135,6 +135,15 @@ class _WatchedHTTPSPool(HTTPSConnectionPool):
         return conn
 
 
+class _Retry(Retry):
+    """No backoff sleep once the deadline has passed: the next try is cut at once."""
+
+    def sleep(self, response: Any = None) -> None:
+        deadline: _Deadline | None = getattr(_active, "deadline", None)
+        if deadline is None or not deadline.expired:
+            super().sleep(response)
+
+
 class _WatchedAdapter(HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
@@ -177,7 +186,7 @@ class Fetcher:
         self.session = requests.Session()
         self.session.headers["User-Agent"] = user_agent(site_url)
         self.session.max_redirects = self.limits.max_redirects
-        retry = Retry(
+        retry = _Retry(
             total=self.limits.retries, connect=self.limits.retries, read=self.limits.retries,
             status=self.limits.retries, status_forcelist=(500, 502, 503, 504),
             allowed_methods=frozenset({"GET", "POST"}), backoff_factor=self.limits.backoff,
