@@ -85,8 +85,10 @@ def parse_string(text: str, tz: ZoneInfo) -> dt.datetime:
         b = dateutil_parser.parse(text, default=_PROBE_B, tzinfos=_tzinfos)
     except DateError:
         raise
-    except (ValueError, OverflowError) as e:
-        raise DateError(f"cannot parse date {text!r}") from e
+    except (ValueError, ArithmeticError) as e:
+        # ArithmeticError: OverflowError, and decimal.InvalidOperation, which
+        # dateutil raises for a long run of digits (found by the fuzzer).
+        raise DateError(f"cannot parse date {text[:100]!r}") from e
     if a.date() != b.date():
         # dateutil fills missing parts from the default: the string has no
         # full calendar date and would silently become "today".
@@ -119,7 +121,7 @@ def from_utc_struct(parsed: time.struct_time, source: Any) -> dt.datetime:
         value = dt.datetime(*parsed[:6], tzinfo=dt.UTC)
     except (ValueError, OverflowError, TypeError) as e:
         raise DateRangeError(f"date {source!s} is out of range") from e
-    return writable(in_range(value, source))
+    return in_range(writable(in_range(value, source)), source)
 
 
 def _jekyll(m: re.Match[str]) -> dt.datetime:
@@ -142,7 +144,8 @@ def writable(value: dt.datetime) -> dt.datetime:
 
 def normalise(value: Any, tz: ZoneInfo) -> dt.datetime:
     """Any of PyYAML's date shapes (str, aware/naive datetime, date) → aware datetime."""
-    return writable(in_range(_normalise(value, tz), value))
+    # Checked again once written: going to UTC (local mean time) may cross into year 1.
+    return in_range(writable(in_range(_normalise(value, tz), value)), value)
 
 
 def _normalise(value: Any, tz: ZoneInfo) -> dt.datetime:
@@ -180,7 +183,7 @@ def from_filename(name: str, tz: ZoneInfo) -> dt.datetime | None:
         day = dt.datetime(int(m.group(1)), int(m.group(2)), int(m.group(3)))
     except ValueError as e:
         raise DateError(f"file name has an invalid date {name[:10]!r}") from e
-    return writable(in_range(localize(day, tz), name[:10]))
+    return in_range(writable(in_range(localize(day, tz), name[:10])), name[:10])
 
 
 def rfc822(value: dt.datetime) -> str:

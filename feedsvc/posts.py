@@ -212,7 +212,7 @@ def parse_post(rel: str, raw: bytes, stat: os.stat_result, config: Config) -> Po
         return _parse(rel, raw, stat, config)
     except PostError as e:
         raise PostError(rel, e.reason) from e
-    except (ValueError, TypeError, OverflowError, RecursionError) as e:
+    except (ValueError, TypeError, ArithmeticError, RecursionError) as e:
         # A value no rule above foresaw must still cost one post, not the scan.
         raise PostError(rel, f"cannot read post: {type(e).__name__}: {e}") from e
 

@@ -115,8 +115,13 @@ def _json_item(it: dict[str, Any], base: str, tz: ZoneInfo) -> Item | None:
 
 
 def _xml_feed(body: bytes, content_type: str, url: str, tz: ZoneInfo) -> Parsed:
-    d = feedparser.parse(body, response_headers={"content-location": url,
-                                                 "content-type": content_type or "text/xml"})
+    try:
+        d = feedparser.parse(body, response_headers={"content-location": url,
+                                                     "content-type": content_type or "text/xml"})
+    except Exception as e:  # noqa: BLE001 - feedparser means never to raise; when it does
+        # (bytes that are not UTF-8 in the encoding declaration: found by the fuzzer),
+        # the body is unreadable, like any other invalid feed.
+        raise FetchError(f"unreadable feed: {type(e).__name__}: {str(e)[:200]}") from e
     problem = d.get("bozo_exception")
     if isinstance(problem, xml.sax.SAXException) and not d.entries:
         raise FetchError(f"invalid XML: {problem}")
