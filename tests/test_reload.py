@@ -18,7 +18,7 @@ from wire import fetch, fetch_all
 from feedsvc.app import create_app
 from feedsvc.config import load_config
 from feedsvc.service import FeedService
-from feedsvc.watch import Watcher
+from feedsvc.watch import SETTLE, Watcher
 
 PLAIN = {"Accept-Encoding": "identity"}
 FEEDS = ["/feeds/kunmingribao.rss", "/feeds/caijing.atom", "/feeds/world.json"]
@@ -200,6 +200,9 @@ def test_a_change_rereads_only_the_changed_file(tmp_path: Path) -> None:
     added = site.parent / "_posts" / "2022-03-11-post.md"
     added.write_text(post("新的", "2022-03-11 06:00:00 +0800"), encoding="utf-8")
     watcher.handle([changed, added, site.parent / "_posts" / "notes.txt"])
+    # A changed post is read once it has settled (watch.py), as the watch thread does.
+    time.sleep(SETTLE + 0.1)
+    watcher.flush_settling()
 
     after = service.index.posts
     assert after["2022-03-05-post.md"].title == "改了"
