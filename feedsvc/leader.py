@@ -40,7 +40,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from feedsvc import health
+from feedsvc import health, metrics
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,7 @@ class Leader:
                 return False
             self._fd, self._pid = fd, os.getpid()
             self._write_pid(fd)
+        metrics.set_leader(True)
         log.info("process %d is the leader (%s)", os.getpid(), self.lock_path)
         return True
 
@@ -117,6 +118,7 @@ class Leader:
             if self._fd is not None and self._pid == os.getpid():
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
                 os.close(self._fd)
+                metrics.set_leader(False)
             self._fd = self._pid = None
 
     def run_when_leader(self, fn: Callable[[], object], interval: float, *,

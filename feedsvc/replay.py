@@ -24,6 +24,7 @@ from typing import Any
 
 from werkzeug.http import http_date
 
+from feedsvc import metrics
 from feedsvc.service import FeedService
 from feedsvc.version import Snapshot
 
@@ -60,11 +61,13 @@ class ReplayCache:
                *[environ.get(h) for h in KEY_HEADERS])
         hit = self._items.get(key)
         if hit is not None and hit[0] == version:
+            metrics.cache_lookup("replay", True)
             headers = hit[2]
             if hit[4]:
                 headers = [*headers, ("Date", _now())]
             start_response(hit[1], list(headers))
             return [hit[3]]
+        metrics.cache_lookup("replay", False)
         return self._fill(key, version, environ, start_response)
 
     def _fill(self, key: tuple[Any, ...], version: tuple[Any, ...], environ: dict[str, Any],

@@ -3,6 +3,10 @@ WSGI server the benchmarks compare against."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -10,6 +14,8 @@ from gunicorn.app.base import BaseApplication
 
 from feedsvc.config import load_config
 from feedsvc.errors import ConfigError
+
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class Server(BaseApplication):  # type: ignore[misc]
@@ -45,8 +51,35 @@ class Server(BaseApplication):  # type: ignore[misc]
         return app
 
 
+def prepare_metrics_dir() -> Path:
+    """An empty folder for the workers' metric files (metrics.py), set in the
+    environment before any worker forks. systemd's RuntimeDirectory=
+    (/run/feedsvc) when there is one, else PROMETHEUS_MULTIPROC_DIR if set,
+    else a new temporary folder. Here, not in metrics.py: importing
+    prometheus_client decides once whether a process is in multiprocess mode."""
+    runtime = os.environ.get("RUNTIME_DIRECTORY")
+    if runtime:
+        path = Path(runtime.split(":")[0]) / "metrics"
+    elif os.environ.get(METRICS_ENV):
+        path = Path(os.environ[METRICS_ENV])
+    else:
+        path = Path(tempfile.mkdtemp(prefix="feedsvc-metrics-"))
+    # Files of an earlier run would add their counts to this one's.
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ[METRICS_ENV] = str(path)
+    return path
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    from feedsvc.metrics import worker_exited
+
+    worker_exited(worker.pid)
+
+
 def serve(config_path: str, host: str, port: int, workers: int, threads: int,
           access_log: bool) -> None:
+    prepare_metrics_dir()
     Server(config_path, {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "workers": workers,
@@ -63,4 +96,5 @@ def serve(config_path: str, host: str, port: int, workers: int, threads: int,
         "limit_request_line": 8190,
         "limit_request_fields": 100,
         "limit_request_field_size": 8190,
+        "child_exit": _child_exit,
     }).run()

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from typing import Any
 
-from feedsvc import writers
+from feedsvc import metrics, writers
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.feeds import FeedKey, Selection, feed_model, select
@@ -86,7 +87,9 @@ class FeedService:
         snap = snap or self.snapshot()
         memo = self._memo.get(key)
         if memo is not None and memo[0] == snap.version:
+            metrics.cache_lookup("memo", True)
             return memo[1]
+        metrics.cache_lookup("memo", False)
         sel = select(key, snap.views, snap.config)
         digest = _digest(snap.content_digest + "\n" + sel.fingerprint())
         if key.query():
@@ -95,7 +98,9 @@ class FeedService:
             # so that no client can fill memory or Redis with them (SECURITY.md S11).
             return self._variants.get(digest) or self._render(digest, sel, snap.config,
                                                                self._variants)
-        doc = self.store.get(digest) or self._render(digest, sel, snap.config, self.store)
+        doc = self.store.get(digest)
+        metrics.cache_lookup("store", doc is not None)
+        doc = doc or self._render(digest, sel, snap.config, self.store)
         if len(self._memo) >= MEMO_MAX:
             self._memo.clear()
         self._memo[key] = (snap.version, doc)
@@ -108,7 +113,9 @@ class FeedService:
         with lock:
             doc = store.get(digest)
             if doc is None:
+                started = time.perf_counter()
                 doc = render_document(sel, config)
+                metrics.rendered(sel.key.fmt, time.perf_counter() - started)
                 store.put(digest, doc)
         with self._locks_guard:
             self._locks.pop(digest, None)
