@@ -15,9 +15,10 @@ The folder's identity (device, inode) is checked at every wake-up (at least
 once a second); when it changes, the watch starts again on what the path now
 is, after a full rescan (issue 15).
 
-A changed post is read only once it has settled: its size and mtime unchanged
+A new post is read only once it has settled: its size and mtime unchanged
 since the watcher last looked, and its mtime SETTLE seconds old, so that a post
-written in two halves is not served half-written. Measured from the write
+written in two halves is not served half-written. (A post already in the
+index is read at once and again when settled: see `_settled`.) Measured from the write
 itself, this adds to the change latency only what the debounce does not
 already wait (docs/PERFORMANCE.md).
 """
@@ -203,9 +204,16 @@ class Watcher:
         gone, or unchanged since last seen and last modified SETTLE seconds ago
         (or waited for that long: an mtime in the future must not stall it)."""
         now = time.monotonic()
+        index = self.service.index
+        ready = set()
         for rel in changed:
             self._settling[rel] = (_stat_key(root / rel), now)
-        ready = set()
+            if rel in index.posts or rel in index.problems:
+                # A post already served is read at once, and again once it has
+                # settled: until bodies are read with their metadata (finding 7,
+                # the index work), a render would read the changing file anyway,
+                # and the old metadata beside a new body is worse than either.
+                ready.add(rel)
         for rel, (key, since) in list(self._settling.items()):
             current = _stat_key(root / rel)
             if current != key:
