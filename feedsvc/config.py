@@ -7,6 +7,7 @@ Every error names the file, the key path and, where known, the line, with a
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 import zoneinfo
 from collections.abc import Callable, Mapping
@@ -70,6 +71,14 @@ class CacheConfig:
 
 
 @dataclass(frozen=True)
+class IndexConfig:
+    """Where the post index lives: SQLite in state_dir, or a PostgreSQL
+    database shared by a cluster (`url`, a postgresql:// URL)."""
+    type: str = "sqlite"
+    url: str | None = None
+
+
+@dataclass(frozen=True)
 class WebSub:
     hub: str
 
@@ -90,9 +99,18 @@ class Config:
     websub: WebSub | None = None
     cache: CacheConfig = field(default_factory=CacheConfig)
     allow_private_sources: bool = True
-    # Unlocks the details of /status and the admin pages (admin.py); never in a
-    # repr, so never in a log line or in the digest that names documents.
+    index: IndexConfig = field(default_factory=IndexConfig)
+
+    @property
+    def serve_only(self) -> bool:
+        """An instance of a cluster without a copy of posts_dir: it serves what
+        the shared index holds and never scans, watches or collects."""
+        return self.index.type == "postgres" and not self.posts_dir.is_dir()
+    # Proxies (addresses or networks) whose X-Forwarded-For names the reader (subscribers.py).
+    trusted_proxies: tuple[str, ...] = ()
     admin_token: str | None = field(default=None, repr=False)
+    # Where nginx sends its log of feed requests it answered itself (deploy/nginx).
+    subscriber_log: tuple[str, int] | None = None
 
     @property
     def root(self) -> Path:
@@ -259,7 +277,8 @@ def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None
     top.known(
         "site", "feeds_url", "posts_dir", "permalink", "limit", "max_limit", "max_age",
         "summary_length", "state_dir", "categories", "websub", "cache", "allow_private_sources",
-        "admin_token",
+        "index",
+        "trusted_proxies", "admin_token", "subscriber_log",
     )
     site_sec = top.section("site")
     if site_sec is None:
@@ -270,7 +289,9 @@ def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None
     limit = top.integer("limit", 20, 1, max_limit)
     root = path.parent
     posts_dir = root / top.string("posts_dir", "_posts")
-    if not posts_dir.is_dir():
+    index = _index(top.section("index"))
+    # A cluster's serve-only instances have no posts folder: they read the shared index.
+    if not posts_dir.is_dir() and index.type != "postgres":
         top.fail(("posts_dir",), f"folder {posts_dir} does not exist")
     permalink = top.string("permalink", Config.permalink)
     if not permalink.startswith("/"):
@@ -293,26 +314,62 @@ def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None
         websub=_websub(top.section("websub")),
         cache=_cache(top.section("cache")),
         allow_private_sources=allow_private,
+        index=index,
+        trusted_proxies=_trusted_proxies(top),
         admin_token=_admin_token(top),
+        subscriber_log=_subscriber_log(top),
     )
+
+
+def _subscriber_log(top: _Section) -> tuple[str, int] | None:
+    """`127.0.0.1:5514` (or `[::1]:5514`): a UDP address on this machine."""
+    text = top.string("subscriber_log")
+    if text is None:
+        return None
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ip = ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        top.fail(("subscriber_log",), f"must be host:port of a UDP address, not {text!r}")
+    if not ip.is_loopback:
+        # Anyone who can send to it can add counts: keep it on this machine.
+        top.fail(("subscriber_log",), f"must be a loopback address, not {host}")
+    if not 0 < number < 65536:
+        top.fail(("subscriber_log",), f"no such port: {port}")
+    return str(ip), number
+
+
+def _trusted_proxies(top: _Section) -> tuple[str, ...]:
+    value = top.get("trusted_proxies", [])
+    if isinstance(value, str):
+        value = value.split()
+    if not isinstance(value, list):
+        top.fail(("trusted_proxies",), f"must be a list of addresses or networks, not {_kind(value)}")
+    out = []
+    for i, item in enumerate(value):
+        try:
+            out.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+        except ValueError:
+            top.fail(("trusted_proxies", str(i)), f"not an IP address or network: {item!r}")
+    return tuple(out)
 
 
 ADMIN_TOKEN_MIN = 16
 
 
 def _admin_token(top: _Section) -> str | None:
-    """A long random string (`openssl rand -hex 32`): guessing it must be hopeless,
-    since /status answers anyone who tries."""
+    """The one secret of the admin pages (sent as `Authorization: Bearer …`)."""
     value = top.data.get("admin_token")
     if value is None:
         return None
     if not isinstance(value, str):
         top.fail(("admin_token",), f"must be a string, not {_kind(value)}")
-    token: str = value.strip()
-    if len(token) < ADMIN_TOKEN_MIN or any(c.isspace() or not c.isprintable() for c in token):
+    if len(value) < ADMIN_TOKEN_MIN or not value.isprintable() or value != value.strip():
         top.fail(("admin_token",), f"must be at least {ADMIN_TOKEN_MIN} printable characters "
-                                   "without spaces (e.g. the output of `openssl rand -hex 32`)")
-    return token
+                                   "without surrounding spaces")
+    return str(value)
 
 
 def _site(sec: _Section) -> Site:
@@ -410,6 +467,23 @@ def _cache(sec: _Section | None) -> CacheConfig:
     if kind not in checks:
         sec.fail(("type",), f"must be 'memory' or 'redis', not {kind!r}")
     return checks[kind]()
+
+
+def _index(sec: _Section | None) -> IndexConfig:
+    if sec is None:
+        return IndexConfig()
+    sec.known("type", "url")
+    kind = sec.string("type", "sqlite")
+    if kind == "sqlite":
+        if sec.get("url", None) is not None:
+            sec.fail(("url",), "is for type: postgres (SQLite lives in state_dir)")
+        return IndexConfig()
+    if kind != "postgres":
+        sec.fail(("type",), f"must be 'sqlite' or 'postgres', not {kind!r}")
+    url = sec.string("url", "")
+    if urlsplit(url).scheme not in ("postgresql", "postgres"):
+        sec.fail(("url",), f"must be a postgresql:// URL, not {url!r}")
+    return IndexConfig("postgres", str(url))
 
 
 def _redis_url(sec: _Section) -> str:

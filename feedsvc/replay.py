@@ -25,6 +25,7 @@ from typing import Any
 from werkzeug.http import http_date
 
 from feedsvc import metrics
+from feedsvc.index import IndexUnavailable
 from feedsvc.service import FeedService
 from feedsvc.version import Snapshot
 
@@ -54,7 +55,10 @@ class ReplayCache:
         # The one snapshot of this request: read before the response is made, so
         # that a change while it is being made files it under the older version,
         # never a newer one; app.py answers from the same snapshot.
-        snap: Snapshot = self.service.snapshot()
+        try:
+            snap: Snapshot = self.service.snapshot()
+        except IndexUnavailable:
+            return self.app(environ, start_response)   # Flask says why (503)
         environ[SNAPSHOT_KEY] = snap
         version = snap.version
         key = (environ.get("REQUEST_METHOD"), path, environ.get("QUERY_STRING", ""),

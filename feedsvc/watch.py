@@ -5,22 +5,22 @@ even re-stat-ing, the files that did not change.
 Two watches: posts_dir recursively, and the config file's folder
 non-recursively (watching that folder recursively could mean watching a whole
 checkout, .venv and .git included; watching the file itself would lose it
-when an editor replaces it by a rename). Each worker process has its own
-watcher: inotify costs nothing while nothing changes.
+when an editor replaces it by a rename). Every worker watches its config;
+only the leader (`is_leader`, leader.py) watches posts_dir and writes the
+shared index: the others see its changes through the index's generation.
+A worker that becomes the leader (the old one died) catches up first.
 
 posts_dir itself may go and come back (`rm -rf` and a copy, a rename-swap
 deploy, a symlink switched to a new release): inotify watches an inode, not a
 path, so the watch would go on following the old folder or nothing at all.
-The folder's identity (device, inode) is checked at every wake-up (at least
-once a second); when it changes, the watch starts again on what the path now
-is, after a full rescan (issue 15).
+The folder's identity (device, inode) is checked at every wake-up (10 times a
+second); when it changes, the watch starts again on what the path now is,
+after a full rescan (issue 15).
 
 A new post is read only once it has settled: its size and mtime unchanged
 since the watcher last looked, and its mtime SETTLE seconds old, so that a post
 written in two halves is not served half-written. (A post already in the
-index is read at once and again when settled: see `_settled`.) Measured from the write
-itself, this adds to the change latency only what the debounce does not
-already wait (docs/PERFORMANCE.md).
+index is read at once and again when settled: see `_settled`.)
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import watchfiles
 
 from feedsvc.config import load_config
 from feedsvc.errors import ConfigError
+from feedsvc.index import IndexUnavailable
 from feedsvc.posts import post_kind
 from feedsvc.service import FeedService
 
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 # watchfiles logs every batch at INFO; ours says what the changes did instead.
 logging.getLogger("watchfiles").setLevel(logging.WARNING)
 RETRY = 2.0
-SETTLE = 0.5          # seconds a changed post must stay unchanged before it is read
+SETTLE = 0.5          # seconds a new post must stay unchanged before it is read
 WAKE_MS = 100         # the watch wakes up at least this often (settling, posts_dir identity)
 
 
@@ -59,8 +60,12 @@ class _Either:
 
 
 class Watcher:
-    def __init__(self, service: FeedService, *, debounce_ms: int = 150) -> None:
-        self.service, self.debounce_ms = service, debounce_ms
+    def __init__(self, service: FeedService, *, debounce_ms: int = 150,
+                 is_leader: Callable[[], bool] | None = None, retry: float = 1.0) -> None:
+        self.service, self.debounce_ms, self.retry = service, debounce_ms, retry
+        self.is_leader = is_leader or (lambda: True)
+        self._was_leading = False   # the last handle() led: else the next one rescans in full
+        self._behind = False        # a change is waiting for the index (a failed update)
         self.stop_event = threading.Event()
         self._posts_moved = threading.Event()
         self._handling = threading.Lock()
@@ -91,7 +96,7 @@ class Watcher:
             watch_filter=keep, raise_interrupt=False, yield_on_timeout=True, rust_timeout=WAKE_MS,
         ):
             if not watching:
-                # The first yield (a change, or a quiet moment) means inotify is
+                # The first yield (a change, or a quiet second) means inotify is
                 # set up: catch up with what changed between the first reading
                 # and now, which no event will ever report.
                 watching = True
@@ -104,6 +109,8 @@ class Watcher:
                 return
 
     def _watch_posts(self) -> None:
+        while not self.stop_event.is_set() and not self.is_leader():
+            self.stop_event.wait(self.retry)
         missing_logged = False
         while not self.stop_event.is_set():
             self._posts_moved.clear()
@@ -164,6 +171,16 @@ class Watcher:
                 rels.add(rel)
             elif path.is_dir() or self._was_folder(rel):
                 full_scan = True  # a folder created, moved or deleted: rescan the stats
+        if not self.is_leader():
+            # The leader writes the index; this worker only reloads its config. One
+            # that lost the lead (its database session broke) catches up in full
+            # when it leads again, and keeps asking while a change waits.
+            self._was_leading = False
+            if self._behind:
+                self._retry_later()
+            return
+        if not self._was_leading:
+            full_scan, self._was_leading = True, True
         if full_scan:
             self._settling.clear()
         else:
@@ -173,27 +190,40 @@ class Watcher:
         self._update(rels, full_scan)
 
     def flush_settling(self) -> None:
-        """Read the changed posts that have settled since their last event."""
+        """Read the new posts that have settled since their last event."""
         with self._handling:
+            if not self.is_leader():
+                self._settling.clear()
+                return
             rels = self._settled(set(), self.service.config.posts_dir)
             if rels:
                 self._update(rels, False)
 
     def _update(self, rels: set[str], full_scan: bool) -> None:
-        service = self.service
+        index = self.service.writing_index()
         try:
-            index = service.index
             changed = index.scan() if full_scan else index.update(rels)
-        except Exception:  # noqa: BLE001
-            log.exception("updating the post index failed")
+        except IndexUnavailable as e:
+            index.last_error = str(e)
+            log.error("cannot update the post index (%s); trying again at the next change"
+                      " or in %.0f s", e, RETRY)
+            self._behind = True
+            self._retry_later()
             return
+        except Exception as e:  # noqa: BLE001
+            index.last_error = f"{type(e).__name__}: {e}"
+            log.exception("updating the post index failed")
+            self._behind = True
+            self._retry_later()
+            return
+        index.last_error = None
+        self._behind = False
         if changed:
             log.info("%d post file(s) changed: %s", len(changed), ", ".join(sorted(changed)[:5]))
-            index.save_state()
         if full_scan:
             # A rescan reads what it finds: files changed a moment ago may be
             # half-written, so they are read again once they have settled.
-            now, root = time.monotonic(), service.config.posts_dir
+            now, root = time.monotonic(), self.service.config.posts_dir
             for rel in changed:
                 key = _stat_key(root / rel)
                 if key is not None and time.time_ns() - key[0] < SETTLE * 1e9:
@@ -204,15 +234,13 @@ class Watcher:
         gone, or unchanged since last seen and last modified SETTLE seconds ago
         (or waited for that long: an mtime in the future must not stall it)."""
         now = time.monotonic()
-        index = self.service.index
+        known = self._known(changed)
         ready = set()
         for rel in changed:
             self._settling[rel] = (_stat_key(root / rel), now)
-            if rel in index.posts or rel in index.problems:
+            if rel in known:
                 # A post already served is read at once, and again once it has
-                # settled: until bodies are read with their metadata (finding 7,
-                # the index work), a render would read the changing file anyway,
-                # and the old metadata beside a new body is worse than either.
+                # settled: the old metadata beside a new body is worse than either.
                 ready.add(rel)
         for rel, (key, since) in list(self._settling.items()):
             current = _stat_key(root / rel)
@@ -224,10 +252,28 @@ class Watcher:
                 del self._settling[rel]
         return ready
 
+    def _known(self, rels: set[str]) -> set[str]:
+        if not rels:
+            return set()
+        try:
+            index = self.service.writing_index()
+            posts, problems = index.posts, index.problems
+            return {rel for rel in rels if rel in posts or rel in problems}
+        except IndexUnavailable:
+            return set(rels)       # cannot tell: read now, as before
+
+    def _retry_later(self) -> None:
+        """A failed update (database locked, disk full) is redone by a rescan."""
+        def again() -> None:
+            if not self.stop_event.wait(RETRY):
+                self.handle([])
+        threading.Thread(target=again, name="feedsvc-index-retry", daemon=True).start()
+
     def _was_folder(self, rel: str) -> bool:
-        prefix = rel + "/"
-        index = self.service.index
-        return any(r.startswith(prefix) for r in (*index.posts, *index.problems))
+        try:
+            return self.service.writing_index().knows_under(rel)
+        except IndexUnavailable:
+            return True   # cannot tell: a rescan finds out
 
     def catch_up_config(self) -> None:
         """Reload config.yaml if it is not what this process read at start."""
