@@ -68,7 +68,8 @@ def make_site(root: Path, posts: Mapping[str, str] | None = None, *, fixture: st
 # tests/conftest.py runs some modules twice: on SQLite (the default) and on
 # PostgreSQL (a database of their own per site, on the machine's server).
 PG_SERVER = os.environ.get("FEEDSVC_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
-PG_PREFIX = "feedsvc_index_t"
+# Per test process: a suite that ends drops its own databases, never another run's.
+PG_PREFIX = f"feedsvc_index_t{os.getpid()}_"
 INDEX_BACKEND = ["sqlite"]
 
 
