@@ -17,6 +17,7 @@ from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.http import parse_accept_header
 
 from feedsvc import subscribers
+from feedsvc.admin import Access, access
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import NotFound, QueryError
@@ -198,8 +199,13 @@ def _routes(app: Flask) -> None:
 
     @app.get("/status")
     def status() -> Response:
-        resp = jsonify(status_of(get_service(), current_app.extensions["feedsvc.leader"]))
+        granted = admin_access()
+        if granted is Access.DENIED:
+            return denied()
+        resp = jsonify(status_of(get_service(), current_app.extensions["feedsvc.leader"],
+                                 admin=granted is Access.ADMIN))
         resp.headers["Cache-Control"] = "no-store"
+        resp.headers["Vary"] = "Authorization"
         return resp
 
     @app.get("/metrics")
@@ -268,22 +274,23 @@ def _routes(app: Flask) -> None:
         return _plain(f"no such page: {request.path}"), 404
 
 
+def admin_access() -> Access:
+    """What this request's `Authorization` header grants (admin.py): every admin
+    page asks this, and answers `denied()` to Access.DENIED."""
+    return access(request.headers.get("Authorization"), get_service().config.admin_token)
+
+
+def denied() -> Response:
+    resp = _plain("wrong or missing admin token (send Authorization: Bearer <admin_token>)")
+    resp.status_code = 401
+    resp.headers["WWW-Authenticate"] = 'Bearer realm="feedsvc"'
+    return resp
+
+
 def admin_authorized(authorization: str | None, token: str) -> bool:
     """`Bearer <token>`, or Basic with the token as password (any user name), so
-    that a browser can open the admin page through its login prompt."""
-    import base64
-    import hmac
-
-    scheme, _, given = (authorization or "").strip().partition(" ")
-    if scheme.lower() == "basic":
-        try:
-            given = base64.b64decode(given.strip(), validate=True).decode("utf-8").partition(":")[2]
-        except ValueError:
-            return False
-    elif scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"),
-                               token.encode("utf-8"))
+    that a browser can open the admin page through its login prompt (admin.py)."""
+    return access(authorization, token) is Access.ADMIN
 
 
 def _plain(text: str) -> Response:

@@ -247,7 +247,11 @@ class _Section:
         text = self.string(key, required=required)
         if text is None:
             return None
-        parts = urlsplit(text)
+        try:
+            parts = urlsplit(text)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError as e:      # "Invalid IPv6 URL" for a stray '[' (found by the fuzzer)
+            self.fail((key,), f"is not a valid URL ({e}): {text!r}")
         if parts.scheme not in ("http", "https") or not parts.netloc:
             self.fail((key,), f"must be an absolute http(s) URL, not {text!r}")
         return text
@@ -629,7 +633,11 @@ def _index(sec: _Section | None) -> IndexConfig:
 
 def _redis_url(sec: _Section) -> str:
     url = sec.string("url", "redis://127.0.0.1:6379/0")
-    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:
+        scheme = ""
+    if scheme not in ("redis", "rediss", "unix"):
         sec.fail(("url",), f"must be a redis:// URL, not {url!r}")
     return str(url)
 

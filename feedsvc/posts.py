@@ -28,6 +28,9 @@ FRONT_MATTER_END = re.compile(r"^(?:---|\.\.\.)[ \t]*$", re.MULTILINE)
 FILENAME_PREFIX = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}-")   # Jekyll takes 2017-2-5- too
 MAX_FRONT_MATTER = 64 * 1024
 MAX_POST_BYTES = 8 * 1024 * 1024
+# Categories (and tags) per post: each is a feed of its own and a line of every
+# entry, and 3,000 of them made one post a 1 MiB index page (issue 15).
+MAX_TERMS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +112,8 @@ def _items(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
     items = value if isinstance(value, list) else [value]
+    if len(items) > MAX_TERMS:
+        raise ValueError(f"{len(items)} values; at most {MAX_TERMS}")
     return tuple(_str(v) for v in items if v is not None and _str(v))
 
 
@@ -218,7 +223,7 @@ def parse_post_text(rel: str, raw: bytes, stat: os.stat_result,
         return _parse(rel, raw, stat, config)
     except PostError as e:
         raise PostError(rel, e.reason) from e
-    except (ValueError, TypeError, OverflowError, RecursionError) as e:
+    except (ValueError, TypeError, ArithmeticError, RecursionError) as e:
         # A value no rule above foresaw must still cost one post, not the scan.
         raise PostError(rel, f"cannot read post: {type(e).__name__}: {e}") from e
 

@@ -118,8 +118,10 @@ def _add_entry(fg: FeedGenerator, entry: Entry, fmt: str) -> None:
         fe.content(entry.content_html, type="html")
     if entry.author:
         _author(fe, entry.author, fmt)
-    for term in entry.categories:
-        fe.category(term=term)
+    if entry.categories:
+        # One call: feedgen rebuilds its RSS list of every category on each call,
+        # so one call per term is quadratic (issue 15: 3,000 terms took 579 ms).
+        fe.category([{"term": term} for term in entry.categories])
     if entry.image:
         # group=None: directly in the entry, as jekyll-feed writes them.
         fe.media.thumbnail(url=entry.image, group=None)
