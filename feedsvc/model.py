@@ -27,8 +27,11 @@ class Entry:
     published: dt.datetime
     updated: dt.datetime
     summary: str
-    content_html: str
+    content_html: str | None          # None: the summary only (excerpt_only)
     categories: tuple[str, ...] = ()
+    author: Person | None = None
+    image: str | None = None          # absolute URL: media:thumbnail/content, JSON image
+    permalink_guid: bool = True       # RSS guid isPermaLink (false for jekyll-feed ids)
     via: str | None = None            # the original article of a collected post
     source: SourceFeed | None = None  # the upstream feed it came from
     copies: tuple[str, ...] = ()      # original links of the same story from other sources
@@ -54,3 +57,5 @@ class Feed:
     ttl_seconds: int = 300
     pages: dict[str, str] = field(default_factory=dict)   # RFC 5005 rel → URL
     hub: str | None = None
+    icon: str | None = None
+    logo: str | None = None

@@ -54,7 +54,7 @@ class ReplayCache:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if not path.startswith(PREFIXES):
+        if not path.startswith(PREFIXES) and not path.endswith(".xml"):  # .xml: jekyll-feed URLs
             return self.app(environ, start_response)
         # The one snapshot of this request: read before the response is made, so
         # that a change while it is being made files it under the older version,

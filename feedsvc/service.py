@@ -25,6 +25,8 @@ from feedsvc.version import Served, Snapshot, Version, served, take
 log = logging.getLogger(__name__)
 MEMO_MAX = 256  # documents of ~200 kB at 20 posts each: the store below bounds the rest
 VARIANTS_MAX = 32          # documents with query options kept per process
+
+
 STALE_TRIES = 5
 
 

@@ -18,10 +18,11 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from werkzeug.http import http_date
+
+from feedsvc import redact
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class RedisStore:
     TTL = 86400
 
     def __init__(self, url: str, retry: float = 2.0, timeout: float = 0.5) -> None:
-        self.url, self.retry = _redact(url), retry
+        self.url, self.retry = redact.url(url), retry
         self.client = redis.Redis.from_url(url, socket_connect_timeout=timeout,
                                            socket_timeout=timeout)
         self.local = MemoryStore()
@@ -139,7 +140,7 @@ class RedisStore:
         if self.last_error is None:
             log.error("redis at %s unavailable (%s); serving from in-process rendering",
                       self.url, e)
-        self.last_error = str(e)
+        self.last_error = redact.text(str(e))
         self._down_until = time.monotonic() + self.retry
 
     def _recovered(self) -> None:
@@ -240,16 +241,6 @@ def _decode(raw: Mapping[Any, Any]) -> Document | None:
 
 def _weight(doc: Document) -> int:
     return len(doc.body) + len(doc.gzip)
-
-
-def _redact(url: str) -> str:
-    # /status is public: never show a password from redis://:secret@host/0.
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def make_store(kind: str, url: str | None) -> Store:
