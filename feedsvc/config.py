@@ -155,6 +155,15 @@ class Config:
     allow_private_sources: bool = True
     entry_link: str = "permalink"     # or "source": a collected entry links to the original
     near_duplicates: NearDuplicates = field(default_factory=NearDuplicates)
+    baseurl: str = ""                     # Jekyll's baseurl: the site's path below site.url
+    markdown_ext: frozenset[str] = jekyll.MARKDOWN_EXT
+    jekyll_feed: JekyllFeed | None = None
+    authors: Mapping[str, Author] = field(default_factory=dict)   # _data/authors.yml
+    excerpt_only: bool = False
+    skip_dirs: frozenset[str] = frozenset()    # folder names never scanned for posts
+    # Other files the config was read from (_data/authors.yml): a change reloads it.
+    # Left out of repr and comparisons: where a site is mounted is not what it serves.
+    also_read: tuple[Path, ...] = field(default=(), compare=False, repr=False)
     index: IndexConfig = field(default_factory=IndexConfig)
 
     @property

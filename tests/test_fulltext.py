@@ -90,10 +90,14 @@ def test_failed_pages_keep_the_feed_content_and_are_reported(tmp_path: Path,
 
 
 def test_status_reports_full_text_failures(tmp_path: Path, up: Upstream) -> None:
-    config = fulltext_site(tmp_path, up)
+    token = "admin-token-of-the-fulltext-tests"
+    config = site_with(tmp_path, {"kunmingribao": [
+        {"url": up.url + "/summary.xml", "fulltext": True}]}, admin_token=token)
     collect(config)
     with running(config.path) as server:
-        [source] = server.get("/status").json()["sources"]
+        # The sources are in the admin view of /status (docs/SECURITY.md S13).
+        [source] = server.get("/status", headers={"Authorization": f"Bearer {token}"}
+                              ).json()["sources"]
         assert any("gone.html: HTTP 404" in e for e in source["last_fulltext_errors"])
 
 

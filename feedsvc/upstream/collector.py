@@ -653,6 +653,8 @@ class Collector:
             todo.append(item)
         later, todo = todo[MAX_NEW_PER_POLL:], todo[:MAX_NEW_PER_POLL]
         stored, on_disk, refused = self._store_all(todo, cat, src, parsed.title, state, budget)
+        # The records of what was written count in the state's bytes too.
+        trim_seen(state.seen, state.written)
         known.update(stored)
         known.update(on_disk)
         notes = [parsed.warning] if parsed.warning else []
@@ -698,9 +700,7 @@ class Collector:
         if not todo:
             return {}, set(), []
         state.seen.extend(it.guid for it in todo)
-        trim_seen(state.seen)
-        kept = set(state.seen)
-        state.written = {g: w for g, w in state.written.items() if g in kept}
+        trim_seen(state.seen, state.written)
         problem = self._save(state)
         if problem:
             del state.seen[-len(todo):]
@@ -833,16 +833,28 @@ class Collector:
         return "updated"
 
 
-def trim_seen(seen: list[str]) -> None:
-    """Keep the newest guids within SEEN_MAX and SEEN_MAX_BYTES."""
+def trim_seen(seen: list[str], written: dict[str, dict[str, Any]] | None = None) -> None:
+    """Keep the newest guids within SEEN_MAX and SEEN_MAX_BYTES, counting with
+    each guid what was written for it (corrections); drop the records of the
+    guids forgotten."""
     del seen[:-SEEN_MAX]
     total, keep = 0, 0
     for guid in reversed(seen):
         total += _size(guid) + 4          # with its JSON quotes, comma, new line
+        record = written.get(guid) if written else None
+        if record is not None:
+            # Its key and record as save_state writes them: nested two deep, so
+            # each line of the record is indented two more spaces.
+            text = json.dumps(record, ensure_ascii=False, indent=1)
+            total += _size(guid) + _size(text) + 2 * text.count("\n") + 8
         if total > SEEN_MAX_BYTES:
             break
         keep += 1
     del seen[:len(seen) - keep]
+    if written is not None:
+        kept = set(seen)
+        for guid in [g for g in written if g not in kept]:
+            del written[guid]
 
 
 def _story_of(path: Path) -> str | None:
