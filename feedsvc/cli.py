@@ -25,11 +25,12 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--config", default="config.yaml", help="path of config.yaml")
         return s
 
-    s = with_config("serve", "serve the feeds over HTTP (gunicorn)")
+    s = with_config("serve", "serve the feeds over HTTP (gunicorn, asyncio workers)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    s.add_argument("--threads", type=int, default=8, help="threads per worker (default 8)")
+    s.add_argument("--threads", type=int, default=8,
+                   help="threads per worker for requests that are not replayed (default 8)")
     s.add_argument("--access-log", action="store_true", help="log every request")
     s = with_config("build", "write every feed, the index page and OPML as static files")
     s.add_argument("--out", required=True, help="output folder")

@@ -7,20 +7,32 @@ middleware keeps the answer Flask made (status, headers, body bytes) under
 the request's method, path, query and the request headers a feed response
 depends on, and hands it back while the version it was made at is current.
 A 200 and a 304 then cost about what a bare WSGI app costs (bench/,
-docs/PERFORMANCE.md).
+docs/PERFORMANCE.md). The server's event loop asks `lookup()` directly
+(edge.py), so a replayed answer never waits for a thread.
 
 Only public, validated feed responses are kept (200 or 304 with an ETag and
 `Cache-Control: public`); browser views, errors and /status always go to Flask.
 A response that comes to depend on another request header must add it to
 KEY_HEADERS.
+
+Memory is bounded in bytes, counting everything an entry holds: the key
+(path, query string, the request headers in it), the response headers and
+the body, plus what Python spends on the objects (issue 15, finding 5: a
+cap on body bytes alone let HEAD and 304 answers to unique query strings with
+large headers grow without bound). Requests with a query string have a
+smaller budget of their own, so that a client inventing `?utm_x=` values can
+only evict its own kind, never the plain feed URLs that pollers repeat.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import suppress
+from typing import Any, NamedTuple
 
 from werkzeug.http import http_date
 
@@ -30,47 +42,85 @@ KEY_HEADERS = ("HTTP_ACCEPT_ENCODING", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_S
                "HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE", "HTTP_RANGE", "HTTP_IF_RANGE",
                "HTTP_SEC_FETCH_DEST", "HTTP_ACCEPT")
 PREFIXES = ("/feeds/", "/tags/")
-MAX_BYTES = 32 * 2**20      # bodies are shared with the document store; this bounds the rest
+MAX_BYTES = 24 * 2**20        # plain feed URLs; bodies are mostly shared with the document store
+MAX_QUERY_BYTES = 4 * 2**20   # URLs with a query string (filters, tracking parameters)
+# What CPython spends beyond the characters: an entry's tuples and dict slot,
+# each str object of the key, each header (a tuple of two str). Measured with
+# tracemalloc on 64-bit CPython 3.11 (tests/test_replay.py checks the bound).
+ENTRY_OVERHEAD = 600
+PART_OVERHEAD = 60
+HEADER_OVERHEAD = 180
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-# (version, status, headers without Date, body, whether the app sent a Date)
-_Item = tuple[Any, str, list[tuple[str, str]], bytes, bool]
+Key = tuple[Any, ...]
+
+
+class Answer(NamedTuple):
+    version: tuple[Any, ...]
+    expires: dt.datetime | None          # a future post's time: the version ends then
+    status: str
+    headers: list[tuple[str, str]]       # without Date
+    body: bytes
+    dated: bool                          # whether the app sent a Date (made afresh per answer)
+    weight: int
 
 
 class ReplayCache:
-    def __init__(self, app: WsgiApp, service: FeedService, max_bytes: int = MAX_BYTES) -> None:
-        self.app, self.service, self.max_bytes = app, service, max_bytes
-        self._items: dict[tuple[Any, ...], _Item] = {}
-        self._bytes = 0
-        self._lock = threading.Lock()
+    def __init__(self, app: WsgiApp, service: FeedService, max_bytes: int = MAX_BYTES,
+                 max_query_bytes: int = MAX_QUERY_BYTES) -> None:
+        self.app, self.service = app, service
+        self._plain = _Segment(max_bytes)
+        self._queried = _Segment(max_query_bytes)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if not environ.get("PATH_INFO", "").startswith(PREFIXES):
+            return self.app(environ, start_response)
+        hit = self.lookup(environ)
+        if hit is not None:
+            start_response(hit.status, self.headers(hit))
+            return [hit.body]
+        return self._fill(environ, start_response)
+
+    def lookup(self, environ: Mapping[str, Any]) -> Answer | None:
+        """The answer kept for this request, if it is of the current version.
+        Takes no lock and reads no file: safe to call on an event loop."""
         path = environ.get("PATH_INFO", "")
         if not path.startswith(PREFIXES):
-            return self.app(environ, start_response)
-        version = self._version()
-        key = (environ.get("REQUEST_METHOD"), path, environ.get("QUERY_STRING", ""),
-               *[environ.get(h) for h in KEY_HEADERS])
-        hit = self._items.get(key)
-        if hit is not None and hit[0] == version:
-            headers = hit[2]
-            if hit[4]:
-                headers = [*headers, ("Date", _now())]
-            start_response(hit[1], list(headers))
-            return [hit[3]]
-        return self._fill(key, version, environ, start_response)
+            return None
+        key = _key(environ)
+        hit = self._segment(key).get(key)
+        if hit is None or hit.version != self._current():
+            return None
+        if hit.expires is not None and self.service.clock() >= hit.expires:
+            return None
+        return hit
 
-    def _version(self) -> tuple[Any, ...]:
-        """What a feed response is made from: the index (its object and generation)
-        and the config. Read before the response is made, so that a change while it
-        is being made files it under the older version, never a newer one."""
+    @staticmethod
+    def headers(hit: Answer) -> list[tuple[str, str]]:
+        return [*hit.headers, ("Date", _now())] if hit.dated else list(hit.headers)
+
+    def describe(self) -> dict[str, int]:
+        return {"entries": len(self._plain) + len(self._queried),
+                "bytes": self._plain.bytes + self._queried.bytes}
+
+    def _segment(self, key: Key) -> _Segment:
+        return self._queried if key[2] else self._plain
+
+    def _current(self) -> tuple[Any, ...]:
         service = self.service
         index = service.index
-        index.views()  # moves the generation when a future-dated post's time has come
         return (index, index.generation, service.state.digest)
 
-    def _fill(self, key: tuple[Any, ...], version: tuple[Any, ...], environ: dict[str, Any],
-              start_response: StartResponse) -> Iterable[bytes]:
+    def _version(self) -> tuple[tuple[Any, ...], dt.datetime | None]:
+        """What a feed response is made from: the index (its object and generation)
+        and the config, and until when (a future post's time). Read before the
+        response is made, so that a change while it is being made files it under
+        the older version, never a newer one."""
+        views = self.service.index.views()  # moves the generation when a future post's time has come
+        return self._current(), views.expires
+
+    def _fill(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        version, expires = self._version()
         captured: list[Any] = []
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -86,20 +136,57 @@ class ReplayCache:
                 close()
         if captured and _replayable(*captured):
             # A Date is the time of each answer (caches compute ages from it): made
-            # afresh, never replayed. (Under gunicorn the server adds it, not the app.)
+            # afresh, never replayed. (Servers usually add it, not the app.)
             headers = [(k, v) for k, v in captured[1] if k.lower() != "date"]
             dated = len(headers) != len(captured[1])
-            self._put(key, (version, captured[0], headers, body, dated))
+            key = _key(environ)
+            self._segment(key).put(key, Answer(version, expires, captured[0], headers, body,
+                                               dated, _weight(key, headers, body)))
         return [body]
 
-    def _put(self, key: tuple[Any, ...], item: _Item) -> None:
+
+class _Segment:
+    """An LRU of answers bounded by the bytes they weigh."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: OrderedDict[Key, Answer] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Key) -> Answer | None:
+        hit = self._items.get(key)
+        if hit is not None:
+            # Evicted meanwhile by another thread: still a valid answer.
+            with suppress(KeyError):
+                self._items.move_to_end(key)
+        return hit
+
+    def put(self, key: Key, item: Answer) -> None:
+        if item.weight > self.max_bytes:
+            return
         with self._lock:
-            if self._bytes + len(item[3]) > self.max_bytes:
-                self._items.clear()  # rare (a crawler paging through everything): start over
-                self._bytes = 0
-            old = self._items.get(key)
-            self._bytes += len(item[3]) - (len(old[3]) if old else 0)
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.bytes -= old.weight
             self._items[key] = item
+            self.bytes += item.weight
+            while self.bytes > self.max_bytes:
+                self.bytes -= self._items.popitem(last=False)[1].weight
+
+
+def _key(environ: Mapping[str, Any]) -> Key:
+    return (environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", ""),
+            environ.get("QUERY_STRING", ""), *[environ.get(h) for h in KEY_HEADERS])
+
+
+def _weight(key: Key, headers: list[tuple[str, str]], body: bytes) -> int:
+    parts = sum(len(p) + PART_OVERHEAD for p in key if isinstance(p, str))
+    return (ENTRY_OVERHEAD + parts + len(body)
+            + sum(len(k) + len(v) + HEADER_OVERHEAD for k, v in headers))
 
 
 def _now(_memo: list[Any] = [0, ""]) -> str:  # noqa: B006 - a one-second memo
