@@ -18,9 +18,11 @@ from feedsvc.errors import NotFound, QueryError
 from feedsvc.feeds import FeedKey, parse_query
 from feedsvc.leader import Leader
 from feedsvc.pages import Pages, content_security_policy, wants_page
-from feedsvc.replay import ReplayCache
+from feedsvc.replay import SNAPSHOT_KEY, ReplayCache
 from feedsvc.service import FeedService
+from feedsvc.status import status as status_of
 from feedsvc.store import Document
+from feedsvc.version import Snapshot
 
 log = logging.getLogger(__name__)
 FEED_PATH = re.compile(r"^(?P<name>[^/]+?)(?:/(?P<page>[1-9][0-9]{0,5}))?\.(?P<fmt>[a-z]+)$")
@@ -72,13 +74,15 @@ def get_pages() -> Pages:
 def _routes(app: Flask) -> None:
     @app.get("/")
     def index() -> Response:
-        resp = conditional(get_pages().index(), get_service().config.max_age)
+        snap = snapshot()
+        resp = conditional(get_pages().index(snap), snap.config.max_age)
         resp.headers["Content-Security-Policy"] = content_security_policy()
         return resp
 
     @app.get("/opml.xml")
     def opml_file() -> Response:
-        return conditional(get_pages().opml(), get_service().config.max_age)
+        snap = snapshot()
+        return conditional(get_pages().opml(snap), snap.config.max_age)
 
     @app.get("/feeds/<path:rest>")
     def category_feed(rest: str) -> Response:
@@ -97,9 +101,7 @@ def _routes(app: Flask) -> None:
 
     @app.get("/status")
     def status() -> Response:
-        data = get_service().status()
-        data["worker"] = current_app.extensions["feedsvc.leader"].describe()
-        resp = jsonify(data)
+        resp = jsonify(status_of(get_service(), current_app.extensions["feedsvc.leader"]))
         resp.headers["Cache-Control"] = "no-store"
         return resp
 
@@ -132,36 +134,46 @@ def _match(rest: str) -> dict[str, str]:
     return m.groupdict()
 
 
+def snapshot() -> Snapshot:
+    """The request's snapshot (version.py): the one replay.py took for it, else one
+    taken now, once, for everything that answers this request."""
+    snap: Snapshot | None = request.environ.get(SNAPSHOT_KEY)
+    if snap is None:
+        snap = request.environ[SNAPSHOT_KEY] = get_service().snapshot()
+    return snap
+
+
 def feed_response(key: FeedKey) -> Response:
-    service = get_service()
-    key = canonical_key(key, request.environ.get("QUERY_STRING", ""), service)
-    max_age = (service.config.category_max_age(key.name) if key.kind == "category"
-               else service.config.max_age)
+    snap = snapshot()
+    config = snap.config
+    key = canonical_key(key, request.environ.get("QUERY_STRING", ""), config)
+    max_age = (config.category_max_age(key.name) if key.kind == "category"
+               else config.max_age)
     if wants_page(request.headers.get("Sec-Fetch-Dest")):
-        return browser_view(key, max_age)
-    doc = service.document(key)
+        return browser_view(key, max_age, snap)
+    doc = get_service().document(key, snap)
     resp = conditional(doc, max_age)
-    websub = service.config.websub
+    websub = config.websub
     if websub:
         resp.headers["Link"] = (f'<{websub.hub}>; rel="hub", '
-                                f'<{key.url(service.config.feeds_url)}>; rel="self"')
+                                f'<{key.url(config.feeds_url)}>; rel="self"')
     return resp
 
 
-def browser_view(key: FeedKey, max_age: int) -> Response:
+def browser_view(key: FeedKey, max_age: int, snap: Snapshot) -> Response:
     """A person who clicked a feed link gets it as a page; `private` and `Vary`
     keep shared caches from ever handing this HTML to a feed reader."""
-    resp = conditional(get_pages().feed_view(key), max_age)
+    resp = conditional(get_pages().feed_view(key, snap), max_age)
     resp.headers["Cache-Control"] = f"private, max-age={max_age}"
     resp.headers["Vary"] = "Accept-Encoding, Sec-Fetch-Dest"
     resp.headers["Content-Security-Policy"] = content_security_policy()
     return resp
 
 
-def canonical_key(key: FeedKey, query: str, service: FeedService) -> FeedKey:
+def canonical_key(key: FeedKey, query: str, config: Config) -> FeedKey:
     # A repeated poll never gets here: replay.py answers it from the response
     # made for the same request while the feed's version stands.
-    return parse_query(key, request.args.items(multi=True), service.config) if query else key
+    return parse_query(key, request.args.items(multi=True), config) if query else key
 
 
 def conditional(doc: Document, max_age: int) -> Response:

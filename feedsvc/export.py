@@ -16,6 +16,7 @@ from feedsvc.model import FORMATS
 from feedsvc.opml import PATH as OPML_PATH
 from feedsvc.pages import Pages
 from feedsvc.service import FeedService
+from feedsvc.version import Snapshot
 
 log = logging.getLogger(__name__)
 MAX_NAME_BYTES = 255 - len(".atom")
@@ -29,11 +30,10 @@ def file_name_ok(name: str) -> bool:
             and len(name.encode("utf-8", "surrogatepass")) <= MAX_NAME_BYTES)
 
 
-def feed_keys(service: FeedService) -> list[FeedKey]:
+def feed_keys(snap: Snapshot) -> list[FeedKey]:
     """Page 1 of every category, site-wide and tag feed, in every format."""
-    views = service.index.views()
-    names = [("category", s) for s in service.config.categories]
-    names += [("all", "all")] + [("tag", t) for t in url_tags(views)]
+    names = [("category", s) for s in snap.config.categories]
+    names += [("all", "all")] + [("tag", t) for t in url_tags(snap.views)]
     return [FeedKey(kind, name, fmt) for kind, name in names for fmt in FORMATS]
 
 
@@ -44,7 +44,8 @@ def export(config: Config, out: str | os.PathLike[str], *, clock: Clock = utcnow
     content.keep_renders(len(service.index.posts))
     root = Path(out)
     written = []
-    for first in feed_keys(service):
+    snap = service.snapshot()   # one version for every file written
+    for first in feed_keys(snap):
         if not file_name_ok(first.name):
             log.warning("no file for the %s feed %r: not a usable file name", first.kind, first.name)
             continue
@@ -52,19 +53,19 @@ def export(config: Config, out: str | os.PathLike[str], *, clock: Clock = utcnow
         while True:
             key = FeedKey(first.kind, first.name, first.fmt, page)
             try:
-                doc = service.document(key)
+                doc = service.document(key, snap)
             except NotFound:
                 break
             written.append(_write(root, key.path(), doc.body))
             page += 1
-    written += export_pages(Pages(service), root)
+    written += export_pages(Pages(service), root, snap)
     return written
 
 
-def export_pages(pages: Pages, root: Path) -> list[Path]:
+def export_pages(pages: Pages, root: Path, snap: Snapshot) -> list[Path]:
     """The index page and the OPML file, as `/` and `/opml.xml` serve them."""
-    return [_write(root, "/index.html", pages.index().body),
-            _write(root, OPML_PATH, pages.opml().body)]
+    return [_write(root, "/index.html", pages.index(snap).body),
+            _write(root, OPML_PATH, pages.opml(snap).body)]
 
 
 def _write(root: Path, url_path: str, body: bytes) -> Path:

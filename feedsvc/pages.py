@@ -27,6 +27,7 @@ from feedsvc.model import FORMATS, Entry, Feed
 from feedsvc.posts import Post
 from feedsvc.service import FeedService
 from feedsvc.store import Document
+from feedsvc.version import Snapshot, Version
 
 HTML = "text/html; charset=utf-8"
 FORMAT_NAMES = {"rss": "RSS", "atom": "Atom", "json": "JSON Feed"}
@@ -200,23 +201,23 @@ def newest_change(config: Config, views: Views) -> dt.datetime:
 # -- rendered once per version -------------------------------------------------
 class Pages:
     """The index, OPML and browser views of one FeedService, each rendered once
-    per (index generation, config) and reused until either changes."""
+    per snapshot version (version.py) and reused until it changes."""
 
     def __init__(self, service: FeedService) -> None:
         self.service = service
-        self._memo: dict[str, tuple[tuple[int, str], Document]] = {}
+        self._memo: dict[str, tuple[Version, Document]] = {}
         self._lock = threading.Lock()
 
-    def index(self) -> Document:
-        return self._cached("index", lambda config, views: Document.of(
+    def index(self, snap: Snapshot | None = None) -> Document:
+        return self._cached("index", snap, lambda config, views: Document.of(
             render("index.html", index_context(config, views)), HTML,
             newest_change(config, views)))
 
-    def opml(self) -> Document:
-        return self._cached("opml", lambda config, views: Document.of(
+    def opml(self, snap: Snapshot | None = None) -> Document:
+        return self._cached("opml", snap, lambda config, views: Document.of(
             opml.build(config), opml.MIMETYPE, newest_change(config, views)))
 
-    def feed_view(self, key: FeedKey) -> Document:
+    def feed_view(self, key: FeedKey, snap: Snapshot | None = None) -> Document:
         """The HTML rendering of the feed document `key` names (NotFound as it)."""
         def make(config: Config, views: Views) -> Document:
             sel = select(key, views, config)
@@ -224,23 +225,20 @@ class Pages:
             return Document.of(render("feed.html", context), HTML, sel.modified)
         if key.query():
             # Not memoised: query options make views without number (SECURITY.md S11).
-            return make(self.service.config, self.service.index.views())
-        return self._cached("view:" + key.cache_id(), make)
+            snap = snap or self.service.snapshot()
+            return make(snap.config, snap.views)
+        return self._cached("view:" + key.cache_id(), snap, make)
 
-    def _cached(self, name: str, make: Callable[[Config, Views], Document]) -> Document:
-        service = self.service
-        # The version is read before the views: a change in between makes the
-        # next request render again rather than keep stale bytes.
-        state, index = service.state, service.index
-        version = (index.generation, state.digest)
-        config, views = state.config, index.views()
+    def _cached(self, name: str, snap: Snapshot | None,
+                make: Callable[[Config, Views], Document]) -> Document:
+        snap = snap or self.service.snapshot()
         with self._lock:
             memo = self._memo.get(name)
-        if memo is not None and memo[0] == version:
+        if memo is not None and memo[0] == snap.version:
             return memo[1]
-        doc = make(config, views)
+        doc = make(snap.config, snap.views)
         with self._lock:
             if len(self._memo) >= MEMO_MAX:
                 self._memo.clear()
-            self._memo[name] = (version, doc)
+            self._memo[name] = (snap.version, doc)
         return doc

@@ -37,11 +37,13 @@ from typing import Any, NamedTuple
 from werkzeug.http import http_date
 
 from feedsvc.service import FeedService
+from feedsvc.version import Snapshot, Version, version_now
 
 KEY_HEADERS = ("HTTP_ACCEPT_ENCODING", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE",
                "HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE", "HTTP_RANGE", "HTTP_IF_RANGE",
                "HTTP_SEC_FETCH_DEST", "HTTP_ACCEPT")
 PREFIXES = ("/feeds/", "/tags/")
+SNAPSHOT_KEY = "feedsvc.snapshot"   # the environ key under which the request's snapshot goes on
 MAX_BYTES = 24 * 2**20        # plain feed URLs; bodies are mostly shared with the document store
 MAX_QUERY_BYTES = 4 * 2**20   # URLs with a query string (filters, tracking parameters)
 # What CPython spends beyond the characters: an entry's tuples and dict slot,
@@ -56,7 +58,7 @@ Key = tuple[Any, ...]
 
 
 class Answer(NamedTuple):
-    version: tuple[Any, ...]
+    version: Version
     expires: dt.datetime | None          # a future post's time: the version ends then
     status: str
     headers: list[tuple[str, str]]       # without Date
@@ -75,21 +77,29 @@ class ReplayCache:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if not environ.get("PATH_INFO", "").startswith(PREFIXES):
             return self.app(environ, start_response)
-        hit = self.lookup(environ)
+        # The one snapshot of this request: read before the response is made, so
+        # that a change while it is being made files it under the older version,
+        # never a newer one; app.py answers from the same snapshot.
+        snap: Snapshot = self.service.snapshot()
+        environ[SNAPSHOT_KEY] = snap
+        hit = self._get(environ, snap.version)
         if hit is not None:
             start_response(hit.status, self.headers(hit))
             return [hit.body]
-        return self._fill(environ, start_response)
+        return self._fill(snap, environ, start_response)
 
     def lookup(self, environ: Mapping[str, Any]) -> Answer | None:
         """The answer kept for this request, if it is of the current version.
-        Takes no lock and reads no file: safe to call on an event loop."""
-        path = environ.get("PATH_INFO", "")
-        if not path.startswith(PREFIXES):
+        Takes no lock and reads no file (the version is three attributes, and a
+        future post's time is kept with the answer): safe on an event loop."""
+        if not environ.get("PATH_INFO", "").startswith(PREFIXES):
             return None
+        return self._get(environ, version_now(self.service.state))
+
+    def _get(self, environ: Mapping[str, Any], version: Version) -> Answer | None:
         key = _key(environ)
         hit = self._segment(key).get(key)
-        if hit is None or hit.version != self._current():
+        if hit is None or hit.version != version:
             return None
         if hit.expires is not None and self.service.clock() >= hit.expires:
             return None
@@ -106,21 +116,8 @@ class ReplayCache:
     def _segment(self, key: Key) -> _Segment:
         return self._queried if key[2] else self._plain
 
-    def _current(self) -> tuple[Any, ...]:
-        service = self.service
-        index = service.index
-        return (index, index.generation, service.state.digest)
-
-    def _version(self) -> tuple[tuple[Any, ...], dt.datetime | None]:
-        """What a feed response is made from: the index (its object and generation)
-        and the config, and until when (a future post's time). Read before the
-        response is made, so that a change while it is being made files it under
-        the older version, never a newer one."""
-        views = self.service.index.views()  # moves the generation when a future post's time has come
-        return self._current(), views.expires
-
-    def _fill(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        version, expires = self._version()
+    def _fill(self, snap: Snapshot, environ: dict[str, Any],
+              start_response: StartResponse) -> Iterable[bytes]:
         captured: list[Any] = []
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -140,8 +137,9 @@ class ReplayCache:
             headers = [(k, v) for k, v in captured[1] if k.lower() != "date"]
             dated = len(headers) != len(captured[1])
             key = _key(environ)
-            self._segment(key).put(key, Answer(version, expires, captured[0], headers, body,
-                                               dated, _weight(key, headers, body)))
+            self._segment(key).put(key, Answer(snap.version, snap.views.expires, captured[0],
+                                               headers, body, dated,
+                                               _weight(key, headers, body)))
         return [body]
 
 

@@ -21,6 +21,7 @@ from feedsvc.leader import Leader
 from feedsvc.service import FeedService
 from feedsvc.upstream.collector import Collector, load_state
 from feedsvc.upstream.fetch import Fetcher
+from feedsvc.version import Version
 from feedsvc.websub import Publisher, feed_etags
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class Scheduler:
         self._fetcher_factory = fetcher_factory or _default_fetcher
         self._fetcher: tuple[Config, Fetcher] | None = None
         self.publisher: Publisher | None = None
-        self._published: tuple[int, str] | None = None
+        self._published: Version | None = None
         self.stop_event = threading.Event()
         self.lock = threading.RLock()
         self._leader_lock = threading.Lock()
@@ -119,13 +120,12 @@ class Scheduler:
             if self.publisher is None or self.publisher.fetcher is not self.fetcher():
                 self.publisher = Publisher(config.state_dir, self.fetcher(), clock=self.clock)
                 self._published = None
-            # Feed bytes change only with the index or the config (views() also
-            # notices a future post coming due): otherwise there is nothing to check.
-            self.service.index.views()
-            version = (self.service.index.generation, self.service.state.digest)
-            if version != self._published or self.publisher.pending:
-                self.publisher.check(config.websub.hub, feed_etags(self.service))
-                self._published = version
+            # Feed bytes change only with the snapshot's version (version.py: the
+            # config, the index, its generation): otherwise there is nothing to check.
+            snap = self.service.snapshot()
+            if snap.version != self._published or self.publisher.pending:
+                self.publisher.check(config.websub.hub, feed_etags(self.service, snap))
+                self._published = snap.version
             return self.tick
 
 

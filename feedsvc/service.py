@@ -10,18 +10,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
-from feedsvc import dates, writers
+from feedsvc import writers
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.feeds import FeedKey, Selection, feed_model, select
 from feedsvc.index import Index
 from feedsvc.model import FORMATS
 from feedsvc.store import Document, MemoryStore, Store, make_store
-from feedsvc.upstream.collector import source_status
+from feedsvc.version import Served, Snapshot, Version, served, take
 
 log = logging.getLogger(__name__)
 MEMO_MAX = 256  # documents of ~200 kB at 20 posts each: the store below bounds the rest
@@ -34,21 +32,14 @@ def index_identity(config: Config) -> tuple[Any, ...]:
             tuple(sorted((s, c.timezone) for s, c in config.categories.items())))
 
 
-@dataclass
-class ConfigState:
-    config: Config
-    digest: str
-    error: str | None = None
-
-
 class FeedService:
     def __init__(self, config: Config, *, clock: Clock = utcnow,
                  store: Store | None = None) -> None:
         self.clock = clock
         self.store = store or make_store(config.cache.type, config.cache.url)
-        self.index = Index(config, clock)
-        self.state = ConfigState(config, config_digest(config))
-        self._memo: dict[FeedKey, tuple[tuple[Index, int, str], Document]] = {}
+        self.state: Served = served(config, Index(config, clock))
+        self.config_error: str | None = None
+        self._memo: dict[FeedKey, tuple[Version, Document]] = {}
         self._variants = MemoryStore(VARIANTS_MAX)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -57,6 +48,15 @@ class FeedService:
     def config(self) -> Config:
         return self.state.config
 
+    @property
+    def index(self) -> Index:
+        return self.state.index
+
+    def snapshot(self) -> Snapshot:
+        """What the documents of this moment depend on (version.py): take it once
+        per request and pass it to everything that answers the request."""
+        return take(self.state)
+
     def start(self) -> None:
         """Read every post, starting from the saved index when there is one."""
         self.index.restore()
@@ -64,51 +64,41 @@ class FeedService:
     # -- config reload -------------------------------------------------------
     def reload_config(self, config: Config) -> None:
         """Swap in a new, valid config; the index is kept unless post rules changed."""
+        index = self.index
         if index_identity(config) != index_identity(self.config):
             index = Index(config, self.clock)
             index.restore()
-            self.index = index
         else:
-            self.index.config = config
+            index.config = config
         if config.cache != self.config.cache:
             self.store = make_store(config.cache.type, config.cache.url)
-        self.state = ConfigState(config, config_digest(config))
+        self.state = served(config, index, self.state)
+        self.config_error = None
         log.info("config reloaded from %s", config.path)
 
     def config_failed(self, error: str) -> None:
-        self.state.error = error
+        self.config_error = error
         log.error("config not reloaded, the last good one keeps serving: %s", error)
 
     # -- documents -----------------------------------------------------------
-    def document(self, key: FeedKey) -> Document:
-        """The current document for a feed key (NotFound if there is none)."""
-        index, state = self.index, self.state
-        # The generation is read before the views: if the watcher changes the
-        # index in between, the memo entry is filed one version behind and
-        # recomputed on the next request, never kept stale.
-        while True:
-            generation = index.generation
-            views = index.views()   # may itself move the generation (a future post's time came)
-            if index.generation == generation:
-                break
-        # The index itself is part of the version: a reloaded config may bring
-        # a new index whose generation happens to equal the old one's.
-        version = (index, generation, state.digest)
+    def document(self, key: FeedKey, snap: Snapshot | None = None) -> Document:
+        """The document for a feed key at `snap` (default: now); NotFound if there is none."""
+        snap = snap or self.snapshot()
         memo = self._memo.get(key)
-        if memo is not None and memo[0] == version:
+        if memo is not None and memo[0] == snap.version:
             return memo[1]
-        sel = select(key, views, state.config)
-        digest = _digest(state.digest + "\n" + sel.fingerprint())
+        sel = select(key, snap.views, snap.config)
+        digest = _digest(snap.content_digest + "\n" + sel.fingerprint())
         if key.query():
             # Query options make documents without number (each ?filter= term is
             # another): a small LRU of their own, never the memo or the shared store,
             # so that no client can fill memory or Redis with them (SECURITY.md S11).
-            return self._variants.get(digest) or self._render(digest, sel, state.config,
+            return self._variants.get(digest) or self._render(digest, sel, snap.config,
                                                                self._variants)
-        doc = self.store.get(digest) or self._render(digest, sel, state.config, self.store)
+        doc = self.store.get(digest) or self._render(digest, sel, snap.config, self.store)
         if len(self._memo) >= MEMO_MAX:
             self._memo.clear()
-        self._memo[key] = (version, doc)
+        self._memo[key] = (snap.version, doc)
         return doc
 
     def _render(self, digest: str, sel: Selection, config: Config, store: Store) -> Document:
@@ -124,40 +114,14 @@ class FeedService:
             self._locks.pop(digest, None)
         return doc
 
-    # -- status --------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
-        views = self.index.views()
-        cats = {}
-        for slug in self.config.categories:
-            posts = views.categories.get(slug, [])
-            docs = {fmt: self.document(FeedKey("category", slug, fmt)) for fmt in FORMATS}
-            cats[slug] = {
-                "posts": len(posts),
-                "newest": dates.rfc3339(posts[0].date) if posts else None,
-                "last_modified": dates.rfc3339(docs["rss"].last_modified),
-                "etags": {fmt: doc.etag for fmt, doc in docs.items()},
-            }
-        return {
-            "categories": cats,
-            "posts": len(views.all),
-            "skipped": [{"file": f, "reason": r} for f, r in self.index.problem_list()],
-            "config": str(self.config.path),
-            "config_error": self.state.error,
-            "cache": {**self.store.describe(), "query_variants": len(self._variants)},
-            "sources": source_status(self.config),
-        }
+    def cache_status(self) -> dict[str, Any]:
+        """The document store and the query-variant LRU, for /status."""
+        return {**self.store.describe(), "query_variants": len(self._variants)}
 
 
 def render_document(sel: Selection, config: Config) -> Document:
     body = writers.build(feed_model(sel, config), sel.key.fmt)
     return Document.of(body, FORMATS[sel.key.fmt], sel.modified)
-
-
-def config_digest(config: Config) -> str:
-    """What in the config shapes the documents: not where the files are, so
-    that instances with the same site mounted at other paths share documents."""
-    here = Path(".")
-    return _digest(repr(replace(config, path=here, posts_dir=here, state_dir=here)))
 
 
 def _digest(text: str) -> str:

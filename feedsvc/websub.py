@@ -25,6 +25,7 @@ from feedsvc.feeds import FeedKey
 from feedsvc.model import FORMATS
 from feedsvc.service import FeedService
 from feedsvc.upstream.fetch import Fetcher
+from feedsvc.version import Snapshot
 
 log = logging.getLogger(__name__)
 MAX_RETRY_DELAY = 300.0
@@ -37,13 +38,14 @@ def topics(config: Config) -> list[FeedKey]:
     return [FeedKey(kind, name, fmt) for kind, name in names for fmt in FORMATS]
 
 
-def feed_etags(service: FeedService) -> dict[str, str]:
-    """Feed URL → ETag of its current bytes."""
-    config = service.config
+def feed_etags(service: FeedService, snap: Snapshot | None = None) -> dict[str, str]:
+    """Feed URL → ETag of its bytes at `snap` (default: now)."""
+    snap = snap or service.snapshot()
+    config = snap.config
     out = {}
     for key in topics(config):
         try:
-            out[key.url(config.feeds_url)] = service.document(key).etag
+            out[key.url(config.feeds_url)] = service.document(key, snap).etag
         except NotFound:
             continue
     return out

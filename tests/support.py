@@ -113,6 +113,14 @@ class Server:
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.get(self.url + path, timeout=10, **kwargs)
 
+    def worker_pids(self) -> set[int]:
+        """The pids of the server's worker processes (the children of its master)."""
+        pids: set[int] = set()
+        for task in os.listdir(f"/proc/{self.proc.pid}/task"):
+            with open(f"/proc/{self.proc.pid}/task/{task}/children") as fh:
+                pids.update(int(p) for p in fh.read().split())
+        return pids
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from support import Server, make_site, post, running, wait_for
-from wire import fetch
+from wire import fetch, fetch_all
 
 from feedsvc.app import create_app
 from feedsvc.config import load_config
@@ -39,9 +39,20 @@ def status(server: Server) -> dict:  # type: ignore[type-arg]
     return json.loads(fetch(server.url, "/status", PLAIN).body)  # type: ignore[no-any-return]
 
 
-def all_workers_agree(server: Server, path: str, check: object, polls: int = 8) -> bool:
-    """Several polls (new connections, so either worker answers) all pass check."""
-    return all(check(fetch(server.url, path, PLAIN)) for _ in range(polls))  # type: ignore[operator]
+def all_workers_agree(server: Server, path: str, check: object, polls: int = 40) -> bool:
+    """Every worker process has answered `path` and passed `check`, and no answer
+    failed it. Each poll asks /status and then `path` on one connection, so it
+    knows which worker answered: new connections alone may all reach one worker
+    while another still serves the old version."""
+    workers, passed = server.worker_pids(), set()
+    for _ in range(polls):
+        who, reply = fetch_all(server.url, ["/status", path], PLAIN)
+        if not check(reply):  # type: ignore[operator]
+            return False
+        passed.add(json.loads(who.body)["worker"]["pid"])
+        if workers <= passed:
+            return True
+    return False
 
 
 @pytest.fixture

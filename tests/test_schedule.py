@@ -14,6 +14,7 @@ from feedsvc.config import Config, load_config
 from feedsvc.leader import Leader
 from feedsvc.schedule import Scheduler
 from feedsvc.service import FeedService
+from feedsvc.upstream.collector import source_status
 from feedsvc.upstream.fetch import Fetcher, Limits
 
 FAST = Limits(connect_timeout=2, read_timeout=1, deadline=5, retries=0)
@@ -55,7 +56,7 @@ def test_only_the_leader_polls_and_each_source_once_per_interval(
             wait_for(lambda: up.seen("/down.xml"))
             # Both sources were tried once; the next try is an hour away.
             assert [len(up.seen(p)) for p in ("/rss.xml", "/down.xml")] == [1, 1]
-            status = leader.service.status()["sources"]
+            status = source_status(leader.service.config)
         finally:
             leader.stop()
     finally:

@@ -1,0 +1,100 @@
+"""The one notion of "the current version" of what is served.
+
+A document's bytes depend on the config (every field that changes output),
+on which index the posts come from and on that index's generation (a post
+added, changed or removed, or a future post come due). `Snapshot` holds the
+three, read once per request by `take()`, together with the config and the
+views they denote. Every cache (the service memo, replay.py, pages.py) files
+what it made under `Snapshot.version`, and the WebSub publisher (schedule.py)
+compares the same thing, so that no two of them can disagree on whether
+something changed.
+
+`Served` is what the service serves from: the config and the index, swapped
+whole on a config reload, so that no request pairs a new config with an old
+index or the other way round.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from feedsvc.config import Config
+from feedsvc.index import Index, Views
+
+Version = tuple[str, int, int]
+_index_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Served:
+    config: Config
+    index: Index
+    index_id: int          # another Index (a reload that changes how posts are read) → another id
+    config_digest: str     # every config field, posts_dir included
+    content_digest: str    # the config's part of a document's store key (see content_digest)
+
+
+def served(config: Config, index: Index, previous: Served | None = None) -> Served:
+    """The served state for `config` and `index`; the index keeps its id when
+    it is the one `previous` served."""
+    index_id = previous.index_id if previous and previous.index is index else next(_index_ids)
+    return Served(config, index, index_id, config_digest(config), content_digest(config))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a document's bytes depend on, as one immutable value."""
+    config_digest: str
+    index_id: int
+    generation: int
+    config: Config = field(compare=False, repr=False)
+    views: Views = field(compare=False, repr=False)
+    content_digest: str = field(compare=False, repr=False)
+
+    @property
+    def version(self) -> Version:
+        """The key caches file their documents under (small: it keeps no views alive)."""
+        return (self.config_digest, self.index_id, self.generation)
+
+
+def version_now(state: Served) -> Version:
+    """`take(state).version` without the views: three attribute reads, no lock,
+    for the event loop's replay lookups (edge.py). It does not notice a future
+    post whose time came; replay.py keeps that time with each answer."""
+    return (state.config_digest, state.index_id, state.index.generation)
+
+
+def take(state: Served) -> Snapshot:
+    """The current snapshot of `state`. The generation is read before the views
+    and again after them: a change in between (the watcher, or views() itself
+    noticing that a future post's time came) reads both again, so that the
+    views are never newer than the generation they are filed under by more
+    than a change still under way (which the next request then sees)."""
+    index = state.index
+    while True:
+        generation = index.generation
+        views = index.views()
+        if index.generation == generation:
+            return Snapshot(state.config_digest, state.index_id, generation, state.config,
+                            views, state.content_digest)
+
+
+def config_digest(config: Config) -> str:
+    """Every field of the config: two configs that differ in anything (posts_dir
+    included) are two versions."""
+    return _digest(repr(config))
+
+
+def content_digest(config: Config) -> str:
+    """What in the config shapes a document's bytes given its posts: not where the
+    files are, so that instances with the same site mounted at other paths share
+    documents in a shared store (the posts themselves are in the store key too)."""
+    here = Path(".")
+    return _digest(repr(replace(config, path=here, posts_dir=here, state_dir=here)))
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
