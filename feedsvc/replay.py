@@ -44,11 +44,12 @@ KEY_HEADERS = ("HTTP_ACCEPT_ENCODING", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_S
                "HTTP_SEC_FETCH_DEST", "HTTP_ACCEPT")
 PREFIXES = ("/feeds/", "/tags/")
 SNAPSHOT_KEY = "feedsvc.snapshot"   # the environ key under which the request's snapshot goes on
+FOUND_KEY = "feedsvc.replay"        # an answer edge.py found on the event loop for this request
 MAX_BYTES = 24 * 2**20        # plain feed URLs; bodies are mostly shared with the document store
 MAX_QUERY_BYTES = 4 * 2**20   # URLs with a query string (filters, tracking parameters)
 # What CPython spends beyond the characters: an entry's tuples and dict slot,
 # each str object of the key, each header (a tuple of two str). Measured with
-# tracemalloc on 64-bit CPython 3.11 (tests/test_replay.py checks the bound).
+# sys.getsizeof on 64-bit CPython 3.11 (tests/test_replay.py checks the bound).
 ENTRY_OVERHEAD = 600
 PART_OVERHEAD = 60
 HEADER_OVERHEAD = 180
@@ -77,16 +78,18 @@ class ReplayCache:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if not environ.get("PATH_INFO", "").startswith(PREFIXES):
             return self.app(environ, start_response)
-        # The one snapshot of this request: read before the response is made, so
-        # that a change while it is being made files it under the older version,
-        # never a newer one; app.py answers from the same snapshot.
-        snap: Snapshot = self.service.snapshot()
-        environ[SNAPSHOT_KEY] = snap
-        hit = self._get(environ, snap.version)
-        if hit is not None:
-            start_response(hit.status, self.headers(hit))
-            return [hit.body]
-        return self._fill(snap, environ, start_response)
+        hit: Answer | None = environ.pop(FOUND_KEY, None)
+        if hit is None:
+            # The one snapshot of this request: read before the response is made, so
+            # that a change while it is being made files it under the older version,
+            # never a newer one; app.py answers from the same snapshot.
+            snap: Snapshot = self.service.snapshot()
+            environ[SNAPSHOT_KEY] = snap
+            hit = self._get(environ, snap.version)
+            if hit is None:
+                return self._fill(snap, environ, start_response)
+        start_response(hit.status, self.headers(hit))
+        return [hit.body]
 
     def lookup(self, environ: Mapping[str, Any]) -> Answer | None:
         """The answer kept for this request, if it is of the current version.
@@ -200,3 +203,13 @@ def _replayable(status: str, headers: list[tuple[str, str]]) -> bool:
     names = {k.lower(): v for k, v in headers}
     return "etag" in names and "set-cookie" not in names and \
         names.get("cache-control", "").startswith("public")
+
+
+def find_replay(wsgi_app: Any) -> ReplayCache | None:
+    """The replay cache in a chain of WSGI middleware, each holding the next as
+    `.app` (the request metrics and subscriber counts wrap it)."""
+    for _ in range(8):
+        if isinstance(wsgi_app, ReplayCache):
+            return wsgi_app
+        wsgi_app = getattr(wsgi_app, "app", None)
+    return None

@@ -3,7 +3,7 @@
 Each worker reads requests on an event loop and hands a complete request to
 the app (edge.py), so slow clients cost sockets, not threads: 100 clients
 sending their headers a byte a second leave a normal request's latency
-where it was (docs/SECURITY.md S12, tests/test_slow_clients.py). Why this
+where it was (docs/SECURITY.md S3, tests/test_slow_clients.py). Why this
 server and not gthread, uvicorn or waitress: README "Workers" and
 docs/PERFORMANCE.md "Server"."""
 

@@ -19,11 +19,14 @@ from feedsvc.feeds import FeedKey, Selection, feed_model, select
 from feedsvc.index import Index
 from feedsvc.model import FORMATS
 from feedsvc.store import Document, MemoryStore, Store, make_store
-from feedsvc.version import Served, Snapshot, Version, served, take
+from feedsvc.version import Served, Snapshot, served, take
 
 log = logging.getLogger(__name__)
-MEMO_MAX = 256  # documents of ~200 kB at 20 posts each: the store below bounds the rest
-VARIANTS_MAX = 32          # documents with query options kept per process
+# The current document of each feed key, in front of the store (which may be
+# Redis); bounded in count and bytes, like the query variants (documents with
+# query options, a small LRU of their own: SECURITY.md S11).
+MEMO_MAX, MEMO_BYTES = 256, 16 * 2**20
+VARIANTS_MAX, VARIANTS_BYTES = 32, 8 * 2**20
 
 
 def index_identity(config: Config) -> tuple[Any, ...]:
@@ -39,8 +42,8 @@ class FeedService:
         self.store = store or make_store(config.cache.type, config.cache.url)
         self.state: Served = served(config, Index(config, clock))
         self.config_error: str | None = None
-        self._memo: dict[FeedKey, tuple[Version, Document]] = {}
-        self._variants = MemoryStore(VARIANTS_MAX)
+        self._memo = MemoryStore(MEMO_MAX, MEMO_BYTES)       # under (feed key, version)
+        self._variants = MemoryStore(VARIANTS_MAX, VARIANTS_BYTES)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -84,9 +87,9 @@ class FeedService:
     def document(self, key: FeedKey, snap: Snapshot | None = None) -> Document:
         """The document for a feed key at `snap` (default: now); NotFound if there is none."""
         snap = snap or self.snapshot()
-        memo = self._memo.get(key)
-        if memo is not None and memo[0] == snap.version:
-            return memo[1]
+        memo = self._memo.get((key, snap.version))
+        if memo is not None:
+            return memo
         sel = select(key, snap.views, snap.config)
         digest = _digest(snap.content_digest + "\n" + sel.fingerprint())
         if key.query():
@@ -96,9 +99,7 @@ class FeedService:
             return self._variants.get(digest) or self._render(digest, sel, snap.config,
                                                                self._variants)
         doc = self.store.get(digest) or self._render(digest, sel, snap.config, self.store)
-        if len(self._memo) >= MEMO_MAX:
-            self._memo.clear()
-        self._memo[key] = (snap.version, doc)
+        self._memo.put((key, snap.version), doc)
         return doc
 
     def _render(self, digest: str, sel: Selection, config: Config, store: Store) -> Document:
