@@ -29,7 +29,7 @@ import measures  # noqa: E402
 from harness import BENCH, REPO, corpus  # noqa: E402
 from measures import Figure, Settings  # noqa: E402
 
-MEASUREMENTS = ("cold", "serve", "build", "rescan")
+MEASUREMENTS = ("cold", "serve", "build", "rescan", "nginx")
 # (metric, size) → (bound, kind); kind "max" for a value, "min-ratio" for a share of the baseline.
 TARGETS: dict[tuple[str, int], tuple[float, str]] = {
     **{(f"change latency, {op} post", 20000): (1.0, "max") for op in ("new", "edited", "deleted")},
@@ -41,6 +41,9 @@ TARGETS: dict[tuple[str, int], tuple[float, str]] = {
     **{("cached 200 throughput", n): (0.85, "min-ratio") for n in (2000, 20000, 100000)},
     **{("cached 200 gzip throughput", n): (0.85, "min-ratio") for n in (2000, 20000, 100000)},
     **{("304 throughput", n): (0.85, "min-ratio") for n in (2000, 20000, 100000)},
+    # deploy/nginx in front of feedsvc, against nginx serving the exported file (issue 14).
+    **{(f"through nginx, {case} throughput", n): (0.8, "min-ratio")
+       for case in ("cached 200", "304") for n in (2000, 20000, 100000)},
 }
 
 
@@ -83,6 +86,10 @@ def measure_size(size: int, args: argparse.Namespace, s: Settings) -> list[Figur
         figures += measures.running_server(config, logs, s)
     if "rescan" in only:
         figures.append(measures.rescan(config, s))
+    if "nginx" in only:
+        import nginx_bench
+
+        figures += nginx_bench.measure(config, logs, s)
     if "build" in only:
         # A build of 100,000 posts takes minutes; one run is enough to see it.
         figures += measures.build(config, logs, s, runs=s.runs if size < 100000 else 1)

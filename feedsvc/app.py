@@ -17,6 +17,7 @@ from feedsvc.config import Config
 from feedsvc.errors import NotFound, QueryError
 from feedsvc.feeds import FeedKey, parse_query
 from feedsvc.leader import Leader
+from feedsvc.metrics import CountRequests
 from feedsvc.pages import Pages, content_security_policy, wants_page
 from feedsvc.replay import SNAPSHOT_KEY, ReplayCache
 from feedsvc.service import FeedService
@@ -57,7 +58,8 @@ def create_app(config: Config, *, clock: Clock = utcnow, watch: bool = True,
             service, is_leader=leader.acquire if leader else None).start()
     # Polled feeds are answered from the response made for the same request
     # while their version stands (replay.py).
-    app.wsgi_app = ReplayCache(app.wsgi_app, service)  # type: ignore[method-assign]
+    # Every answer is counted for /metrics, replayed ones included.
+    app.wsgi_app = CountRequests(ReplayCache(app.wsgi_app, service))  # type: ignore[method-assign]
     return app
 
 
@@ -104,6 +106,18 @@ def _routes(app: Flask) -> None:
         resp = jsonify(status_of(get_service(), current_app.extensions["feedsvc.leader"]))
         resp.headers["Cache-Control"] = "no-store"
         return resp
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        from feedsvc import metrics
+
+        service = get_service()
+        index = service.index
+        metrics.index_sizes(len(index.posts), len(index.views().all), len(index.problem_list()))
+        metrics.config_error(service.config_error is not None)
+        metrics.set_leader(current_app.extensions["feedsvc.leader"].is_leader)
+        body, content_type = metrics.exposition(request.headers.get("Accept", ""))
+        return Response(body, content_type=content_type, headers={"Cache-Control": "no-store"})
 
     @app.errorhandler(NotFound)
     def not_found(e: NotFound) -> tuple[Response, int]:

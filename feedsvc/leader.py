@@ -40,6 +40,8 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from feedsvc import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -82,6 +84,7 @@ class Leader:
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
             self._fd, self._pid = fd, os.getpid()
+        metrics.set_leader(True)
         log.info("process %d is the leader (%s)", os.getpid(), self.lock_path)
         return True
 
@@ -90,6 +93,7 @@ class Leader:
             if self._fd is not None and self._pid == os.getpid():
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
                 os.close(self._fd)
+                metrics.set_leader(False)
             self._fd = self._pid = None
 
     def run_when_leader(self, fn: Callable[[], object], interval: float, *,

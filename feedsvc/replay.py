@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 
 from werkzeug.http import http_date
 
+from feedsvc import metrics
 from feedsvc.service import FeedService
 from feedsvc.version import Snapshot, Version, version_now
 
@@ -86,8 +87,11 @@ class ReplayCache:
             snap: Snapshot = self.service.snapshot()
             environ[SNAPSHOT_KEY] = snap
             hit = self._get(environ, snap.version)
+            metrics.cache_lookup("replay", hit is not None)
             if hit is None:
                 return self._fill(snap, environ, start_response)
+        else:
+            metrics.cache_lookup("replay", True)    # found on the event loop (edge.py)
         start_response(hit.status, self.headers(hit))
         return [hit.body]
 

@@ -15,6 +15,7 @@ import os
 import threading
 from collections.abc import Callable
 
+from feedsvc import metrics
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.leader import Leader
@@ -95,6 +96,9 @@ class Scheduler:
         collector = Collector(service.config, fetcher=self.fetcher(), clock=self.clock,
                               index=service.index)
         results = collector.run(collector.due())
+        for r in results:
+            metrics.source_result(r.category, r.url, new=r.new, unchanged=r.unchanged,
+                                  not_modified=r.not_modified, error=r.error)
         # Index new files now rather than wait for the watcher, so that the
         # hub ping follows at once.
         if any(r.new for r in results) and service.index.scan():

@@ -9,6 +9,10 @@ docs/PERFORMANCE.md "Server"."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -17,7 +21,7 @@ from feedsvc.config import load_config
 from feedsvc.edge import Edge
 from feedsvc.errors import ConfigError
 
-# The settings the benches give the baseline too (bench/http_bench.py).
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SETTINGS: dict[str, Any] = {
     "worker_class": "asgi",
     # uvloop and the C request parser (gunicorn-h1c) when installed, as they are
@@ -68,8 +72,35 @@ class Server(BaseApplication):  # type: ignore[misc]
         return Edge(app, self.threads)
 
 
+def prepare_metrics_dir() -> Path:
+    """An empty folder for the workers' metric files (metrics.py), set in the
+    environment before any worker forks. systemd's RuntimeDirectory=
+    (/run/feedsvc) when there is one, else PROMETHEUS_MULTIPROC_DIR if set,
+    else a new temporary folder. Here, not in metrics.py: importing
+    prometheus_client decides once whether a process is in multiprocess mode."""
+    runtime = os.environ.get("RUNTIME_DIRECTORY")
+    if runtime:
+        path = Path(runtime.split(":")[0]) / "metrics"
+    elif os.environ.get(METRICS_ENV):
+        path = Path(os.environ[METRICS_ENV])
+    else:
+        path = Path(tempfile.mkdtemp(prefix="feedsvc-metrics-"))
+    # Files of an earlier run would add their counts to this one's.
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ[METRICS_ENV] = str(path)
+    return path
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    from feedsvc.metrics import worker_exited
+
+    worker_exited(worker.pid)
+
+
 def serve(config_path: str, host: str, port: int, workers: int, threads: int,
           access_log: bool) -> None:
+    prepare_metrics_dir()
     Server(config_path, {
         **SETTINGS,
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
@@ -78,4 +109,5 @@ def serve(config_path: str, host: str, port: int, workers: int, threads: int,
         "loglevel": "info",
         "proc_name": "feedsvc",
         "control_socket_disable": True,
+        "child_exit": _child_exit,
     }, threads).run()

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from typing import Any
 
-from feedsvc import writers
+from feedsvc import metrics, writers
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.feeds import FeedKey, Selection, feed_model, select
@@ -88,6 +89,7 @@ class FeedService:
         """The document for a feed key at `snap` (default: now); NotFound if there is none."""
         snap = snap or self.snapshot()
         memo = self._memo.get((key, snap.version))
+        metrics.cache_lookup("memo", memo is not None)
         if memo is not None:
             return memo
         sel = select(key, snap.views, snap.config)
@@ -98,7 +100,9 @@ class FeedService:
             # so that no client can fill memory or Redis with them (SECURITY.md S11).
             return self._variants.get(digest) or self._render(digest, sel, snap.config,
                                                                self._variants)
-        doc = self.store.get(digest) or self._render(digest, sel, snap.config, self.store)
+        doc = self.store.get(digest)
+        metrics.cache_lookup("store", doc is not None)
+        doc = doc or self._render(digest, sel, snap.config, self.store)
         self._memo.put((key, snap.version), doc)
         return doc
 
@@ -109,7 +113,9 @@ class FeedService:
         with lock:
             doc = store.get(digest)
             if doc is None:
+                started = time.perf_counter()
                 doc = render_document(sel, config)
+                metrics.rendered(sel.key.fmt, time.perf_counter() - started)
                 store.put(digest, doc)
         with self._locks_guard:
             self._locks.pop(digest, None)

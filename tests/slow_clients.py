@@ -14,6 +14,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from types import TracebackType
 from typing import Any
 
@@ -47,10 +48,8 @@ class SlowClients:
         while not self._stop.is_set() and self.sent < len(self.request) - 4:
             byte = self.request[self.sent:self.sent + 1]
             for s in self.sockets:
-                try:
+                with suppress(OSError):   # a connection the server closed: finish() reports it
                     s.sendall(byte)
-                except OSError:
-                    pass  # a connection the server closed: finish() reports it
             self.sent += 1
             self._stop.wait(self.interval)
 

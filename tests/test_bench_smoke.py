@@ -23,6 +23,9 @@ EVERY_MEASUREMENT = {
     "peak RSS, largest worker", "peak RSS, master + workers",
     "rescan, nothing changed",
     "build, no saved index", "build, saved index",
+    "through nginx, cached 200 throughput", "feedsvc alone, cached 200 throughput",
+    "through nginx, 304 throughput", "feedsvc alone, 304 throughput",
+    "through nginx, worst of 20 requests beside 100 slow clients",
 }
 
 
