@@ -13,13 +13,15 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
 
 from feedsvc.config import load_config
-from feedsvc.edge import Edge
 from feedsvc.errors import ConfigError
+
+if TYPE_CHECKING:
+    from feedsvc.edge import Edge
 
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SETTINGS: dict[str, Any] = {
@@ -59,7 +61,10 @@ class Server(BaseApplication):  # type: ignore[misc]
                 self.cfg.set(key, value)
 
     def load(self) -> Edge:
+        # Imported in the worker: importing prometheus_client (through the app) in
+        # the master before prepare_metrics_dir() would leave metrics per process.
         from feedsvc.app import create_app, get_service
+        from feedsvc.edge import Edge
 
         try:
             config, error = load_config(self.config_path), None
