@@ -21,6 +21,8 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from werkzeug.http import http_date
 
 log = logging.getLogger(__name__)
@@ -121,6 +123,15 @@ class RedisStore:
     and its own rendering, logs it once, and tries Redis again after `retry`
     seconds. The documents rendered meanwhile are written to Redis when it is
     back, so the other instances find them there.
+
+    No request waits for Redis more than one `timeout` (issue 15, finding 12:
+    the first request after Redis came back waited 1.5 s): the documents
+    rendered while Redis was away are written by a background thread, not by
+    the request that noticed Redis is back (that request wrote them all, one
+    round trip each: 11 s for 60 documents over a slow link in
+    tests/test_redis_waits.py), and redis-py's own retries are off (its
+    default policy retries up to 10 times with backoff; this class has its own
+    schedule).
     """
 
     PREFIX = "feedsvc:doc:"
@@ -131,12 +142,14 @@ class RedisStore:
     def __init__(self, url: str, retry: float = 2.0, timeout: float = 0.5) -> None:
         self.url, self.retry = _redact(url), retry
         self.client = redis.Redis.from_url(url, socket_connect_timeout=timeout,
-                                           socket_timeout=timeout)
+                                           socket_timeout=timeout,
+                                           retry=Retry(NoBackoff(), retries=0))
         self.local = MemoryStore()
         self._down_until = 0.0
         self.last_error: str | None = None
         self._pending: OrderedDict[str, None] = OrderedDict()  # rendered while Redis was away
         self._pending_lock = threading.Lock()
+        self._flushing = threading.Lock()      # one flushing thread at a time
 
     def _available(self) -> bool:
         return time.monotonic() >= self._down_until
@@ -152,7 +165,9 @@ class RedisStore:
         if self.last_error is not None:
             log.warning("redis at %s is back", self.url)
             self.last_error = None
-            self._flush()
+            if self._pending:
+                threading.Thread(target=self._flush, name="feedsvc-redis-flush",
+                                 daemon=True).start()
 
     def _remember(self, digest: str) -> None:
         with self._pending_lock:
@@ -161,6 +176,14 @@ class RedisStore:
                 self._pending.popitem(last=False)
 
     def _flush(self) -> None:
+        if not self._flushing.acquire(blocking=False):
+            return   # another thread is at it; what it does not take stays pending
+        try:
+            self._flush_pending()
+        finally:
+            self._flushing.release()
+
+    def _flush_pending(self) -> None:
         with self._pending_lock:
             digests, self._pending = list(self._pending), OrderedDict()
         for i, digest in enumerate(digests):
