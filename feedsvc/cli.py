@@ -14,29 +14,65 @@ from feedsvc import __version__
 from feedsvc.config import Config, load_config
 from feedsvc.errors import ConfigError
 
+DESCRIPTION = "Feeds (RSS, Atom, JSON Feed) per category from a folder of Jekyll-style posts."
+EPILOG = """\
+exit codes:
+  0  all well
+  1  some post (check) or upstream source (collect) has a problem
+  2  the config is invalid (every command checks it first), or a wrong command line
+
+Run `feedsvc COMMAND --help` for a command's options. The config file and
+every key in it are described in README.md."""
+COMMANDS = {
+    "serve": ("serve the feeds, the index page and OPML over HTTP (gunicorn, asyncio workers)",
+              "Serves until stopped (Ctrl-C or SIGTERM). Post and config.yaml changes "
+              "are picked up without a restart. Exit 2 on a bad config."),
+    "build": ("write every feed, index.html and opml.xml as static files",
+              "Writes the files at the paths of their URLs (OUT/feeds/<slug>.atom, "
+              "OUT/index.html, OUT/opml.xml), byte-identical to what serve answers. "
+              "Exit 2 on a bad config."),
+    "check": ("validate the config and every post, printing each problem",
+              "Prints one line per problem (file: reason) and a summary. Exit 0 when "
+              "all is clean, 1 when some post has a problem, 2 on a bad config."),
+    "collect": ("fetch the upstream sources once and store new items as posts",
+                "One pass over the categories' `sources:`, whether due or not. Exit 0 "
+                "when every source answered, 1 when some failed, 2 on a bad config."),
+}
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="feedsvc", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="feedsvc", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"feedsvc {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def with_config(name: str, help: str) -> argparse.ArgumentParser:
-        s = sub.add_parser(name, help=help, description=help)
-        s.add_argument("--config", default="config.yaml", help="path of config.yaml")
+    def with_config(name: str) -> argparse.ArgumentParser:
+        summary, details = COMMANDS[name]
+        s = sub.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.",
+                           epilog=details)
+        s.add_argument("--config", default="config.yaml", metavar="PATH",
+                       help="the site's config file; paths in it are relative to its "
+                            "folder (default: %(default)s)")
         return s
 
-    s = with_config("serve", "serve the feeds over HTTP (gunicorn, asyncio workers)")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    s.add_argument("--threads", type=int, default=8,
-                   help="threads per worker for requests that are not replayed (default 8)")
-    s.add_argument("--access-log", action="store_true", help="log every request")
-    s = with_config("build", "write every feed, the index page and OPML as static files")
-    s.add_argument("--out", required=True, help="output folder")
-    with_config("check", "validate the config and every post")
-    s = with_config("collect", "fetch the upstream sources once and store new items as posts")
-    s.add_argument("--category", help="only this category's sources")
+    s = with_config("serve")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; 0.0.0.0 for every interface (default: %(default)s)")
+    s.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s)")
+    s.add_argument("--workers", type=int, default=2, metavar="N",
+                   help="worker processes (default: %(default)s)")
+    s.add_argument("--threads", type=int, default=8, metavar="N",
+                   help="threads per worker process for the requests that are not "
+                        "replayed from the event loop (default: %(default)s)")
+    s.add_argument("--access-log", action="store_true",
+                   help="log every request to standard output (default: off)")
+    s = with_config("build")
+    s.add_argument("--out", required=True, metavar="DIR",
+                   help="folder to write into, created when missing (required)")
+    with_config("check")
+    s = with_config("collect")
+    s.add_argument("--category", metavar="SLUG",
+                   help="collect only this category's sources (default: every category)")
     return p
 
 

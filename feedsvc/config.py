@@ -23,7 +23,7 @@ from feedsvc.xmlchars import XML_ILLEGAL
 RESERVED_SLUGS = frozenset({"all"})
 NOT_ZONES = frozenset({"localtime", "Factory", "posixrules"})
 SLUG_RE = re.compile(r"^[\w-]+$")
-INTERVAL_RE = re.compile(r"^(\d+)\s*([smhd])$")
+DURATION_RE = re.compile(r"^(\d+)\s*([smhd]?)$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -111,12 +111,17 @@ def _zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones()) - NOT_ZONES
 
 
-def parse_interval(text: str) -> int:
-    """'30s', '15m', '1h', '1d' → seconds; raises ValueError otherwise."""
-    m = INTERVAL_RE.match(text.strip())
-    if not m or int(m.group(1)) == 0:
-        raise ValueError(f"invalid interval {text!r} (expected e.g. 30s, 15m, 1h)")
-    return int(m.group(1)) * UNITS[m.group(2)]
+def parse_duration(value: object) -> int:
+    """The one syntax of every duration key (max_age, every, …): a whole number
+    of seconds (300), or a number with a unit, s, m, h or d ('30s', '5m', '1h',
+    '1d'). Returns seconds; raises ValueError otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    m = DURATION_RE.match(value.strip()) if isinstance(value, str) else None
+    if not m:
+        raise ValueError(f"invalid interval {value!r} (expected seconds, or a number with "
+                         "s, m, h or d: 30s, 5m, 1h, 1d)")
+    return int(m.group(1)) * UNITS[m.group(2) or "s"]
 
 
 class _Section:
@@ -168,6 +173,21 @@ class _Section:
         if not low <= value <= high:
             self.fail((key,), f"must be between {low} and {high}, not {value}")
         return value
+
+    def duration(self, key: str, default: int | None, low: int, high: int | None = None) -> Any:
+        """A duration key (see parse_duration) in seconds, between low and high."""
+        value = self.data.get(key)
+        if value is None:
+            return default
+        try:
+            seconds = parse_duration(value)
+        except ValueError as e:
+            self.fail((key,), str(e))
+        if seconds < low or (high is not None and seconds > high):
+            bounds = (f"between {low} and {high} seconds" if high is not None
+                      else f"at least {low} second{'s' * (low != 1)}")
+            self.fail((key,), f"must be {bounds}, not {value}")
+        return seconds
 
     def url(self, key: str, *, required: bool = False) -> Any:
         text = self.string(key, required=required)
@@ -258,7 +278,7 @@ def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None
         permalink=permalink,
         limit=limit,
         max_limit=max_limit,
-        max_age=top.integer("max_age", 300, 0, 86_400),
+        max_age=top.duration("max_age", 300, 0, 86_400),
         summary_length=top.integer("summary_length", 200, 10, 10_000),
         state_dir=root / top.string("state_dir", ".feedsvc"),
         categories=_categories(top, max_limit),
@@ -316,7 +336,7 @@ def _category(parent: _Section, slug: str, max_limit: int) -> Category:
         link=sec.url("link"),
         timezone=sec.timezone("timezone", None),
         limit=sec.integer("limit", None, 1, max_limit),
-        max_age=sec.integer("max_age", None, 0, 86_400),
+        max_age=sec.duration("max_age", None, 0, 86_400),
         sources=_sources(sec),
     )
 
@@ -335,17 +355,12 @@ def _sources(sec: _Section) -> tuple[Source, ...]:
 
 
 def _source(sub: _Section) -> Source:
-    every = sub.get("every", "15m")
-    try:
-        seconds = every if isinstance(every, int) and every > 0 else parse_interval(str(every))
-    except ValueError as e:
-        sub.fail(("every",), str(e))
     tags = sub.get("tags", [])
     if isinstance(tags, str):
         tags = tags.split()
     if not isinstance(tags, list):
         sub.fail(("tags",), "must be a list or a space-separated string")
-    return Source(url=sub.url("url", required=True), every=seconds,
+    return Source(url=sub.url("url", required=True), every=sub.duration("every", 900, 1),
                   tags=tuple(str(t) for t in tags))
 
 

@@ -41,7 +41,7 @@ def export(config: Config, out: str | os.PathLike[str], *, clock: Clock = utcnow
     service = FeedService(config, clock=clock)
     service.start()
     # Every post is rendered once and reused by each feed and format it is in.
-    content.keep_renders(len(service.index.posts))
+    content.RENDERS.keep(len(service.index.posts))
     root = Path(out)
     written = []
     snap = service.snapshot()   # one version for every file written

@@ -11,13 +11,12 @@ API (create_app makes one and keeps it at `app.extensions["feedsvc.leader"]`):
     leader = Leader(config.state_dir / "leader.lock")
     leader.acquire() -> bool          # non-blocking; True while this process leads
     leader.is_leader -> bool          # without trying
-    leader.run_when_leader(poll_once, interval=60.0, name="upstream")
-        # a daemon thread: while this process leads, call poll_once() every
-        # `interval` seconds; while it does not, try to take over every
-        # `retry` seconds (so another worker takes over if the leader dies)
-    leader.stop()                     # stop the threads (tests); the lock stays held
     leader.release()                  # give up leadership (tests, shutdown)
     leader.describe() -> dict         # for /status: this pid, is_leader, the leader's pid
+
+The work itself is scheduled by schedule.py, which asks `acquire()` each
+tick until it leads (so another worker takes over within a tick when the
+leader dies).
 
 Acquire in the worker, not in gunicorn's master: a forked child shares its
 parent's lock. A child forked from a leader closes its copy of the lock's
@@ -36,7 +35,6 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -46,13 +44,11 @@ log = logging.getLogger(__name__)
 
 
 class Leader:
-    def __init__(self, lock_path: Path, *, retry: float = 1.0) -> None:
-        self.lock_path, self.retry = Path(lock_path), retry
+    def __init__(self, lock_path: Path) -> None:
+        self.lock_path = Path(lock_path)
         self._fd: int | None = None
         self._pid: int | None = None      # the process that holds _fd's lock
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self.threads: list[threading.Thread] = []
         os.register_at_fork(after_in_child=partial(_after_fork, weakref.ref(self)))
 
     def _after_fork(self) -> None:
@@ -95,30 +91,6 @@ class Leader:
                 os.close(self._fd)
                 metrics.set_leader(False)
             self._fd = self._pid = None
-
-    def run_when_leader(self, fn: Callable[[], object], interval: float, *,
-                        name: str = "leader-task") -> threading.Thread:
-        """Run fn() every `interval` seconds in a daemon thread, only while this
-        process leads; an exception in fn is logged and the schedule goes on."""
-        thread = threading.Thread(target=self._loop, args=(fn, interval, name),
-                                  name=f"feedsvc-{name}", daemon=True)
-        self.threads.append(thread)
-        thread.start()
-        return thread
-
-    def _loop(self, fn: Callable[[], object], interval: float, name: str) -> None:
-        while not self._stop.is_set():
-            if not self.acquire():
-                self._stop.wait(self.retry)
-                continue
-            try:
-                fn()
-            except Exception:  # noqa: BLE001 - one failed round must not end the schedule
-                log.exception("leader task %s failed", name)
-            self._stop.wait(interval)
-
-    def stop(self) -> None:
-        self._stop.set()
 
     def leader_pid(self) -> int | None:
         """The pid written by the current leader (informational: it may have died)."""

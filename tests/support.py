@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import os
 import shutil
@@ -9,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,21 @@ def post(title: str, date: str, categories: str = "kunmingribao", body: str = "<
     lines = ["---", f"title: {title}", f"date: {date}", f"categories: {categories}"]
     lines += [f"{k}: {v}" for k, v in extra.items()]
     return "\n".join([*lines, "---", body, ""])
+
+
+class FakeClock:
+    """The injectable clock (feedsvc/clock.py), the one thing the tests fake:
+    it says `now` until a test moves it."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> dt.datetime:
+        self.now += dt.timedelta(seconds=seconds)
+        return self.now
 
 
 def free_port() -> int:
@@ -129,6 +145,9 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+Serve = Callable[..., "Server"]   # the conftest `serve` fixture: (config, **Server options)
 
 
 @contextmanager

@@ -93,3 +93,28 @@ def test_feed_url_shows_as_a_page_while_readers_get_rss(sample: Server, browser:
 
     # The browser's visit changed nothing for feed readers.
     assert requests.get(url, timeout=10).content == reader.content
+
+
+PHONES = (320, 360, 375, 390, 414, 430)   # CSS px widths of common phones (390: iPhone 12-15)
+
+
+@pytest.mark.parametrize("path", ["/", "/feeds/kunmingribao.rss", "/feeds/all.atom"])
+def test_dates_never_wrap_on_a_phone(sample: Server, browser: object, shots: Path,
+                                     path: str) -> None:
+    """On a phone screen each date and time stays on one line (an inline element
+    that wraps has more than one line box). Several widths, so that some date
+    falls at a line's end whatever fonts this machine has."""
+    wrapped = {}
+    for width in PHONES:
+        page = browser.new_page(viewport={"width": width, "height": 844},  # type: ignore[attr-defined]
+                                is_mobile=True, has_touch=True)
+        assert page.goto(sample.url + path).status == 200
+        assert page.locator("time").count() > 0
+        broken = page.evaluate("""() => [...document.querySelectorAll("time")]
+            .filter(t => t.getClientRects().length > 1).map(t => t.textContent)""")
+        if broken:
+            wrapped[width] = broken
+        if width == 390:
+            page.screenshot(path=str(shots / f"phone{path.replace('/', '-')}.png"), full_page=True)
+        page.close()
+    assert wrapped == {}

@@ -7,21 +7,13 @@ shared cache: `Cache-Control: private` and `Vary: Sec-Fetch-Dest`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import lxml.html
 import pytest
-from readers_site import FEEDS_URL, readers_site
-from support import Server, running
+from readers_site import FEEDS_URL
+from support import Server
 
 BROWSER = {"Sec-Fetch-Dest": "document", "Sec-Fetch-Mode": "navigate",
            "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running(readers_site(tmp_path_factory.mktemp("view") / "site")) as s:
-        yield s
 
 
 def vary(resp: object) -> set[str]:

@@ -86,3 +86,25 @@ def test_built_files_equal_what_the_server_returns(site: Path, tmp_path: Path,
         response = client.get("/" if rel == "index.html" else "/" + quote(rel))
         assert response.status_code == 200, rel
         assert response.data == body, rel
+
+
+def test_help_says_what_each_command_does_its_defaults_and_exit_codes() -> None:
+    top = feedsvc("--help")
+    assert top.returncode == 0
+    assert "exit codes:" in top.stdout and "Command line:" not in top.stdout
+    for command in ("serve", "build", "check", "collect"):
+        assert command in top.stdout
+        text = " ".join(feedsvc(command, "--help").stdout.split())
+        assert "(default: config.yaml)" in text, command
+        assert "Exit 2 on a bad config" in text or "2 on a bad config" in text, command
+    serve = " ".join(feedsvc("serve", "--help").stdout.split())
+    for default in ("(default: 127.0.0.1)", "(default: 8000)", "(default: 2)", "(default: 8)"):
+        assert default in serve
+    # Every option says what it is for.
+    import argparse
+
+    from feedsvc.cli import _parser
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in sub.choices.items():
+        for action in parser._actions:
+            assert action.help, (name, action.option_strings)

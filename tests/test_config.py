@@ -184,3 +184,41 @@ def test_commands_exit_2_on_a_bad_config(tmp_path: Path, command: str) -> None:
     assert "site.timezone" in proc.stderr and "config.yaml:4" in proc.stderr
     assert "Asia/Shanghai" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+# One duration syntax for every duration key: whole seconds, or a number with s/m/h/d.
+DURATION_SITE = "site: {title: T, url: https://e.com}\nposts_dir: posts\n"
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("300", 300), ("0", 0), ("'300'", 300), ("90s", 90), ("5m", 300), ("1h", 3600),
+    ("1d", 86400), ("' 2m '", 120),
+])
+def test_every_duration_key_takes_seconds_or_a_unit(tmp_path: Path, value: str,
+                                                    seconds: int) -> None:
+    text = (DURATION_SITE + f"max_age: {value}\ncategories:\n  a:\n    title: A\n"
+            f"    max_age: {value}\n    sources:\n"
+            f"      - {{url: https://u.example/rss, every: {value}}}\n")
+    if seconds == 0:   # a source is polled at least every second
+        assert refused(tmp_path, text).key == "categories.a.sources.0.every"
+        return
+    config = load_config(write(tmp_path, text))
+    assert config.max_age == config.category_max_age("a") == seconds
+    assert config.categories["a"].sources[0].every == seconds
+
+
+@pytest.mark.parametrize(("key_text", "key", "words"), [
+    ("max_age: 5 minutes\n", "max_age", "invalid interval '5 minutes'"),
+    ("max_age: 2d\n", "max_age", "between 0 and 86400 seconds, not 2d"),
+    ("max_age: -1\n", "max_age", "invalid interval -1"),
+    ("max_age: 1.5m\n", "max_age", "invalid interval '1.5m'"),
+    ("max_age: yes\n", "max_age", "invalid interval True"),
+    ("categories:\n  a:\n    title: A\n    max_age: 10w\n", "categories.a.max_age",
+     "invalid interval '10w'"),
+    ("categories:\n  a:\n    title: A\n    sources:\n      - {url: https://u.example/rss, "
+     "every: 0s}\n", "categories.a.sources.0.every", "at least 1 second, not 0s"),
+])
+def test_a_bad_duration_names_its_key(tmp_path: Path, key_text: str, key: str,
+                                      words: str) -> None:
+    error = refused(tmp_path, DURATION_SITE + key_text)
+    assert error.key == key and words in error.reason, error

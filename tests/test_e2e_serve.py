@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import feedparser
 import pytest
-from support import Server, make_site, running
+from support import Server, make_site
 
 MEDIA_TYPES = {
     "rss": "application/rss+xml; charset=utf-8",
@@ -29,9 +28,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def server(built: tuple[Path, Path]) -> Iterator[Server]:
-    with running(built[0]) as s:
-        yield s
+def served_site(built: tuple[Path, Path]) -> Path:
+    return built[0]
 
 
 @pytest.mark.parametrize("fmt", ["rss", "atom", "json"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import os
-from collections.abc import Iterator
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
@@ -53,14 +52,13 @@ def make_conditional_site(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def served_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_conditional_site(tmp_path_factory.mktemp("conditional") / "site")
 
 
 @pytest.fixture(scope="module")
-def server(site: Path) -> Iterator[Server]:
-    with running(site, workers=2, threads=4) as s:
-        yield s
+def server_options() -> dict[str, int]:
+    return {"workers": 2, "threads": 4}
 
 
 def get(server: Server, headers: dict[str, str] | None = None, path: str = FEED,

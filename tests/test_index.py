@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import FIXTURES, make_site, post
+from support import FIXTURES, FakeClock, make_site, post
 
 from feedsvc import index
 from feedsvc.config import Config, load_config
@@ -34,16 +34,6 @@ BAD = {
 }
 
 
-class Clock:
-    """The injectable clock: the only thing the tests fake."""
-
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
 def every_fixture_post(tmp_path: Path) -> Config:
     config = load_config(make_site(tmp_path / "site"))
     for src in POSTS.iterdir():
@@ -58,7 +48,7 @@ def titles(posts: list[Post]) -> list[str]:
 def test_bad_posts_are_reported_with_file_and_reason_and_the_rest_is_intact(
         tmp_path: Path) -> None:
     config = every_fixture_post(tmp_path)
-    index = Index(config, Clock(NOW))
+    index = Index(config, FakeClock(NOW))
     index.scan()
     problems = dict(index.problem_list())
     for name, reason in BAD.items():
@@ -78,7 +68,7 @@ def test_bad_posts_are_reported_with_file_and_reason_and_the_rest_is_intact(
 
 def test_unconfigured_category_is_in_no_category_feed_and_no_problem(tmp_path: Path) -> None:
     config = every_fixture_post(tmp_path)
-    index = Index(config, Clock(NOW))
+    index = Index(config, FakeClock(NOW))
     index.scan()
     assert "2022-03-21-unconfigured-category.md" not in dict(index.problem_list())
     views = index.views()
@@ -93,7 +83,7 @@ def test_views_are_newest_first_ties_by_ascending_id(tmp_path: Path) -> None:
         "2022-03-21-c.md": post("C", "2022-03-21 03:00:00 +0100"),   # 10:00 +0800, same instant
         "2022-03-22-new.md": post("New", "2022-03-22 10:00:00 +0800"),
     }))
-    index = Index(config, Clock(NOW))
+    index = Index(config, FakeClock(NOW))
     index.scan()
     assert titles(index.views().categories["kunmingribao"]) == ["New", "A", "B", "C"]
 
@@ -102,7 +92,7 @@ def test_future_post_appears_when_the_clock_passes_its_date(tmp_path: Path) -> N
     config = load_config(make_site(tmp_path / "site"))
     shutil.copyfile(POSTS / "2030-01-01-future.md", config.posts_dir / "2030-01-01-future.md")
     instant = dt.datetime(2030, 1, 1, 0, 0, tzinfo=UTC)             # 08:00 +0800
-    clock = Clock(instant - dt.timedelta(seconds=1))
+    clock = FakeClock(instant - dt.timedelta(seconds=1))
     index = Index(config, clock)
     index.scan()
     assert index.views().categories.get("kunmingribao", []) == []
@@ -114,7 +104,7 @@ def test_future_post_appears_when_the_clock_passes_its_date(tmp_path: Path) -> N
 def test_unpublished_post_is_never_in_a_view(tmp_path: Path) -> None:
     config = load_config(make_site(tmp_path / "site"))
     shutil.copyfile(POSTS / "2022-03-20-unpublished.md", config.posts_dir / "x-unpublished.md")
-    index = Index(config, Clock(NOW))
+    index = Index(config, FakeClock(NOW))
     index.scan()
     assert len(index.posts) == 1 and index.views().all == []
     assert index.problem_list() == []
@@ -162,7 +152,7 @@ def test_symlink_leading_outside_posts_dir_is_ignored(tmp_path: Path) -> None:
     outside = tmp_path / "secret.md"
     outside.write_text(post("Secret", "2022-03-21 10:00:00 +0800"), encoding="utf-8")
     os.symlink(outside, config.posts_dir / "2022-03-21-link.md")
-    index = Index(config, Clock(NOW))
+    index = Index(config, FakeClock(NOW))
     index.scan()
     assert index.posts == {} and index.problem_list() == []
 
@@ -194,7 +184,7 @@ def small_site(tmp_path: Path) -> Config:
 def test_rescan_reads_only_changed_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = small_site(tmp_path)
     reads = CountingReads(monkeypatch)
-    index = Index(config, Clock(NOW))
+    index = Index(config, FakeClock(NOW))
     index.scan()
     assert len(reads.take()) == 4
     assert index.scan() == set() and reads.take() == []
@@ -215,7 +205,7 @@ def test_rescan_reads_only_changed_files(tmp_path: Path, monkeypatch: pytest.Mon
 def test_update_with_named_paths_reads_just_those(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     config = small_site(tmp_path)
-    index = Index(config, Clock(NOW))
+    index = Index(config, FakeClock(NOW))
     index.scan()
     reads = CountingReads(monkeypatch)
     path = config.posts_dir / "2022-03-21-p1.md"
@@ -228,13 +218,13 @@ def test_update_with_named_paths_reads_just_those(tmp_path: Path,
 def test_saved_index_reloads_and_only_changed_files_are_read(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = small_site(tmp_path)
-    first = Index(config, Clock(NOW))
+    first = Index(config, FakeClock(NOW))
     first.scan()
     first.save_state()
     (config.posts_dir / "2022-03-30-bad.md").write_text("no front matter", encoding="utf-8")
 
     reads = CountingReads(monkeypatch)
-    second = Index(config, Clock(NOW))
+    second = Index(config, FakeClock(NOW))
     assert second.load_state()
     assert second.posts == first.posts
     assert second.scan() == {"2022-03-30-bad.md"}
@@ -245,20 +235,20 @@ def test_saved_index_reloads_and_only_changed_files_are_read(
 def test_saved_index_is_per_post_rules(tmp_path: Path) -> None:
     # Another permalink pattern reads posts differently: the old index is not reused.
     config = small_site(tmp_path)
-    first = Index(config, Clock(NOW))
+    first = Index(config, FakeClock(NOW))
     first.scan()
     first.save_state()
     other: Any = load_config(make_site(tmp_path / "site", config={"permalink": "/:title/"}))
-    assert Index(other, Clock(NOW)).load_state() is False
+    assert Index(other, FakeClock(NOW)).load_state() is False
 
 
 def test_missing_or_corrupt_saved_index_means_a_full_scan(tmp_path: Path) -> None:
     config = small_site(tmp_path)
-    index = Index(config, Clock(NOW))
+    index = Index(config, FakeClock(NOW))
     assert index.load_state() is False
     index.scan()
     index.save_state()
     index._state_file().write_bytes(b"not a pickle")
-    again = Index(config, Clock(NOW))
+    again = Index(config, FakeClock(NOW))
     assert again.load_state() is False
     assert len(again.scan()) == 4

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -14,12 +13,6 @@ from support import Server, post, running, wait_for
 
 MEDIA_TYPES = {"rss": "application/rss+xml", "atom": "application/atom+xml",
                "json": "application/feed+json"}
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running(readers_site(tmp_path_factory.mktemp("index") / "site")) as s:
-        yield s
 
 
 @pytest.fixture(scope="module")

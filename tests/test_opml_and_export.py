@@ -5,30 +5,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from lxml import etree
-from readers_site import CONFIG, FEEDS_URL, readers_site
+from readers_site import CONFIG, FEEDS_URL
 from support import Server, running
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return readers_site(tmp_path_factory.mktemp("opml") / "site")
-
-
-@pytest.fixture(scope="module")
-def server(site: Path) -> Iterator[Server]:
-    with running(site) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def built(site: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def built(served_site: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("out")
-    done = subprocess.run([sys.executable, "-m", "feedsvc", "build", "--config", str(site),
+    done = subprocess.run([sys.executable, "-m", "feedsvc", "build", "--config", str(served_site),
                            "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return out
@@ -55,9 +43,9 @@ def test_opml_lists_every_category_feed_as_a_reader_imports_it(server: Server) -
         assert channel_title == cat["title"]
 
 
-def test_opml_bytes_and_etag_are_stable(server: Server, site: Path) -> None:
+def test_opml_bytes_and_etag_are_stable(server: Server, served_site: Path) -> None:
     first = server.get("/opml.xml")
-    with running(site) as other:
+    with running(served_site) as other:
         again = other.get("/opml.xml")
     assert again.content == first.content
     assert again.headers["ETag"] == first.headers["ETag"]

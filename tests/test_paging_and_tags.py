@@ -4,23 +4,16 @@ Chinese names (percent-encoded UTF-8 in URLs)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import feedparser
 import pytest
 from lxml import etree
-from readers_site import FEEDS_URL, readers_site
-from support import Server, running
+from readers_site import FEEDS_URL
+from support import Server
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 CAIJING = f"{FEEDS_URL}/feeds/caijing"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running(readers_site(tmp_path_factory.mktemp("paging") / "site")) as s:
-        yield s
 
 
 def atom_links(body: bytes, parent: str) -> dict[str, str]:

@@ -2,8 +2,9 @@
 collector never raises, every feed it builds is well-formed and carries the
 instant each post meant, and the service never answers 5xx.
 
-Example counts are kept modest (profile "feedsvc", ~a few seconds per test);
-HYPOTHESIS_PROFILE=thorough runs ten times as many.
+Example counts are kept modest (the profiles are in conftest.py: "dev" locally,
+"ci" under CI=true, ~a few seconds per test); HYPOTHESIS_PROFILE=thorough runs
+ten times as many.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import json
-import os
 import string
 import tempfile
 from collections.abc import Iterator
@@ -37,12 +37,6 @@ from feedsvc.feeds import FeedKey
 from feedsvc.index import Index
 from feedsvc.model import FORMATS
 from feedsvc.service import FeedService
-
-settings.register_profile("feedsvc", max_examples=40, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("thorough", max_examples=400, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "feedsvc"))
 
 NS = {"a": "http://www.w3.org/2005/Atom"}
 ZONES = {"kunmingribao": None, "caijing": "Asia/Shanghai", "world": "America/New_York",

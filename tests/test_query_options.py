@@ -4,22 +4,21 @@ share one cache entry, one ETag and one self link."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from pathlib import Path
 
 import feedparser
 import pytest
 import requests
 from lxml import etree
 from readers_site import FEEDS_URL, readers_site
-from support import Server, running
+from support import Server
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running(readers_site(tmp_path_factory.mktemp("query") / "site", max_limit=50)) as s:
-        yield s
+def served_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return readers_site(tmp_path_factory.mktemp("query") / "site", max_limit=50)
 
 
 def titles(server: Server, path: str) -> list[str]:

@@ -7,12 +7,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from support import Server, make_site, post, running, wait_for
+from support import FakeClock, Serve, Server, make_site, post, wait_for
 from wire import fetch, fetch_all
 
 from feedsvc.app import create_app
@@ -65,9 +64,9 @@ def site(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def server(site: Path) -> Iterator[Server]:
-    with running(site, workers=2, threads=4) as s:
-        yield s
+def server(site: Path, serve: Serve) -> Server:
+    """A fresh server per test: each test edits its site."""
+    return serve(site, workers=2, threads=4)
 
 
 def test_new_post_changes_only_its_feeds(site: Path, server: Server) -> None:
@@ -159,20 +158,12 @@ def test_future_post_appears_when_its_time_comes_over_http(site: Path, server: S
              timeout=SETTLE + 4)
 
 
-class FakeClock:
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
-def test_future_post_appears_without_any_file_change(tmp_path: Path) -> None:
+def test_future_post_appears_without_any_file_change(tmp_path: Path, clock: FakeClock) -> None:
     site = make_site(tmp_path / "site", {
         "2022-03-21-now.md": post("现在", "2022-03-21 06:00:00 +0800"),
         "2022-03-21-later.md": post("稍后", "2022-03-21 12:00:00 +0800"),
     })
-    clock = FakeClock(dt.datetime(2022, 3, 21, 3, 0, tzinfo=dt.UTC))  # 11:00 in +08:00
+    clock.now = dt.datetime(2022, 3, 21, 3, 0, tzinfo=dt.UTC)  # 11:00 in +08:00
     app = create_app(load_config(site), clock=clock, watch=False)
     client = app.test_client()
     before = client.get("/feeds/kunmingribao.rss")
@@ -180,7 +171,7 @@ def test_future_post_appears_without_any_file_change(tmp_path: Path) -> None:
     assert client.get("/feeds/kunmingribao.rss",
                       headers={"If-None-Match": before.headers["ETag"]}).status_code == 304
 
-    clock.now += dt.timedelta(hours=1, seconds=1)
+    clock.advance(3600 + 1)
     after = client.get("/feeds/kunmingribao.rss", headers={"If-None-Match": before.headers["ETag"]})
     assert after.status_code == 200 and "稍后" in after.text
     assert after.headers["ETag"] != before.headers["ETag"]

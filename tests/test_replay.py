@@ -9,7 +9,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from flask import Flask
-from support import post
+from support import FakeClock, post
 
 from feedsvc.app import create_app
 from feedsvc.config import load_config
@@ -18,17 +18,10 @@ from feedsvc.replay import find_replay
 FEED = "/feeds/kunmingribao.rss"
 
 
-class Clock:
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
-def make_app(site: Path, clock: Clock | None = None) -> Flask:
-    kwargs = {"clock": clock} if clock else {}
-    return create_app(load_config(site), watch=False, **kwargs)  # type: ignore[arg-type]
+def make_app(site: Path, clock: FakeClock | None = None) -> Flask:
+    if clock is None:
+        return create_app(load_config(site), watch=False)
+    return create_app(load_config(site), watch=False, clock=clock)
 
 
 def answer(app: Flask, method: str = "GET", path: str = FEED,
@@ -70,8 +63,8 @@ def test_a_new_post_ends_the_replay(site: Path) -> None:
     assert after != before
 
 
-def test_a_future_post_appears_when_its_time_comes(site: Path) -> None:
-    clock = Clock(dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
+def test_a_future_post_appears_when_its_time_comes(site: Path, clock: FakeClock) -> None:
+    clock.now = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
     app = make_app(site, clock)
     assert b"From the future" not in answer(app)[2]
     clock.now = dt.datetime(2099, 1, 2, tzinfo=dt.UTC)

@@ -81,3 +81,20 @@ def test_the_default_leader_is_held_by_one_holder_until_it_goes(tmp_path: Path) 
     assert first._fd is not None
     os.close(first._fd)   # what the kernel does when the leading process dies
     assert second.acquire()
+
+
+def test_a_failing_background_step_is_logged_and_its_thread_lives_on(
+        tmp_path: Path, up: Upstream, caplog: pytest.LogCaptureFixture) -> None:
+    service = FeedService(polled_site(tmp_path, up))
+    service.start()
+
+    def broken(config: Config) -> Fetcher:
+        raise RuntimeError("no fetcher today")
+
+    sched = Scheduler(service, is_leader=lambda: True, tick=0.2, fetcher_factory=broken).start()
+    try:
+        wait_for(lambda: "background task failed" in caplog.text, timeout=10)
+        assert "no fetcher today" in caplog.text
+        assert all(t.is_alive() for t in sched.threads)
+    finally:
+        sched.stop()

@@ -22,7 +22,7 @@ import lxml.html
 import pytest
 from flask.testing import FlaskClient
 from lxml import etree
-from support import Server, machine_redis, make_site, post, running
+from support import Server, machine_redis, make_site, post
 from upstream_support import Route, Upstream, upstream
 
 from feedsvc.app import create_app
@@ -53,13 +53,12 @@ def client(site: Path) -> Iterator[FlaskClient]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def served_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sec")
     cfg = make_site(root / "site", {"2022-03-21-a.md": post("A", "2022-03-21 06:00:08 +0800",
                                                             tags="[昆明]")})
     (root / "site" / "secret.yaml").write_text(SECRET + "\n", encoding="utf-8")
-    with running(cfg, workers=1, threads=4) as s:
-        yield s
+    return cfg
 
 
 def raw_request(server: Server, data: bytes) -> tuple[int, bytes]:
