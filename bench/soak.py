@@ -413,6 +413,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             mem_end = rss_kib(proc.pid)
             server_log = (root / "server.log").read_text(errors="replace")
             stored, stored_bytes = redis_documents(), redis_bytes()
+            redis_documents(clear=True)   # a shared Redis: leave none of ours behind
     finally:
         proxy.cut()
         if not args.keep:
