@@ -413,3 +413,55 @@ def _stat_all(root: Path) -> None:
     for folder, _dirs, files in os.walk(root):
         for name in files:
             os.stat(os.path.join(folder, name))
+
+
+# -- incremental export -------------------------------------------------------------------
+def incremental_build(config: Path, logs: Path, s: Settings) -> list[Figure]:
+    """`feedsvc build` into the folder of a previous build after one new post
+    (one category, two tags): seconds and files written, next to the full
+    build of the same folder in the same run. Then the post is removed again
+    (and the folder brought back) so the corpus stays as generated."""
+    category = first_category(config)
+    post = config.parent / "_posts" / category / "2099-01-01-bench-incremental.md"
+    text = (f"---\ntitle: bench incremental\ndate: 2026-06-01 10:00:00 +0800\n"
+            f"categories: {category}\ntags: [bench-one, bench-two]\n---\n<p>one new post.</p>\n")
+    full, again, written, files = [], [], [], []
+    with tempfile.TemporaryDirectory(dir=logs) as out:
+        cmd = [venv_bin("feedsvc"), "build", "--config", str(config), "--out", out]
+        full.append(_run(cmd, config.parent))
+        for _ in range(s.runs):
+            post.parent.mkdir(parents=True, exist_ok=True)
+            post.write_text(text, encoding="utf-8")
+            try:
+                seconds, line = _run_line(cmd, config.parent)
+            finally:
+                post.unlink(missing_ok=True)
+            again.append(seconds)
+            counts = _build_counts(line)
+            written.append(counts["written"])
+            files.append(counts["files"])
+            _run(cmd, config.parent)          # back to the corpus as it was
+    note = f"of {median(files):.0f} files; paged feeds shift by one post"
+    return [Figure("build after one new post", "s", again, "full build", full),
+                Figure("files written after one new post", "files", [float(w) for w in written],
+                       "files in the build", [float(f) for f in files], note=note)]
+
+
+def _run_line(cmd: list[str], cwd: Path) -> tuple[float, str]:
+    out: list[str] = []
+
+    def go() -> None:
+        out.append(subprocess.run(cmd, cwd=cwd, check=True, capture_output=True,
+                                  text=True).stdout)
+    seconds = timed(go)[0]
+    print(f"bench: {out[0].strip()}", file=sys.stderr, flush=True)
+    return seconds, out[0]
+
+
+def _build_counts(line: str) -> dict[str, int]:
+    import re
+
+    m = re.search(r"(\d+) files in .*: (\d+) written, (\d+) unchanged, (\d+) removed", line)
+    if not m:
+        raise RuntimeError(f"unexpected output of feedsvc build: {line!r}")
+    return {"files": int(m.group(1)), "written": int(m.group(2))}

@@ -33,6 +33,8 @@ MIME_TYPES = Path("/etc/nginx/mime.types")
 LISTEN = ("    listen 80;\n    listen [::]:80;\n", "    listen 127.0.0.1:{port};\n")
 UPSTREAM = ("server 127.0.0.1:8000;", "server 127.0.0.1:{upstream_port};")
 CACHE_PATH = ("/var/cache/nginx/feedsvc", "{prefix}/cache")
+ACCESS_LOG = ("/var/log/nginx/feedsvc.access.log", "{prefix}/access.log")
+SUBSCRIBER_LOG = ("syslog:server=127.0.0.1:5514,", "syslog:server=127.0.0.1:{log_port},")
 
 STATIC_SITE = """
 server {{
@@ -78,20 +80,27 @@ def available() -> bool:
     return Path(NGINX).exists()
 
 
-def render_site(text: str, *, port: int, upstream_port: int, prefix: Path) -> str:
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def render_site(text: str, *, port: int, upstream_port: int, prefix: Path,
+                log_port: int) -> str:
     """The shipped site config with its ports and paths replaced, and nothing else."""
-    for old, new in (LISTEN, UPSTREAM, CACHE_PATH):
+    for old, new in (LISTEN, UPSTREAM, CACHE_PATH, ACCESS_LOG, SUBSCRIBER_LOG):
         if text.count(old) != 1:
             raise ValueError(f"{SITE_CONF}: expected {old!r} exactly once")
         text = text.replace(old, new.format(port=port, upstream_port=upstream_port,
-                                            prefix=prefix))
+                                            prefix=prefix, log_port=log_port))
     return text
 
 
 class Nginx:
     def __init__(self, prefix: Path, *, upstream_port: int | None = None,
                  static_root: Path | None = None, workers: int = 1,
-                 access_log: bool = True) -> None:
+                 access_log: bool = True, log_port: int | None = None) -> None:
         if (upstream_port is None) == (static_root is None):
             raise ValueError("give upstream_port (the deploy config) or static_root")
         self.prefix = Path(prefix).resolve()
@@ -99,8 +108,10 @@ class Nginx:
         self.url = f"http://127.0.0.1:{self.port}"
         (self.prefix / "tmp").mkdir(parents=True, exist_ok=True)
         if upstream_port is not None:
+            # Without a log_port, the subscriber log goes to a port nobody listens on.
             site = render_site(SITE_CONF.read_text(encoding="utf-8"), port=self.port,
-                               upstream_port=upstream_port, prefix=self.prefix)
+                               upstream_port=upstream_port, prefix=self.prefix,
+                               log_port=log_port or free_udp_port())
         else:
             site = STATIC_SITE.format(port=self.port, root=Path(static_root or ".").resolve())
         (self.prefix / "site.conf").write_text(site, encoding="utf-8")

@@ -29,7 +29,7 @@ import measures  # noqa: E402
 from harness import BENCH, REPO, corpus  # noqa: E402
 from measures import Figure, Settings  # noqa: E402
 
-MEASUREMENTS = ("cold", "serve", "build", "rescan", "nginx")
+MEASUREMENTS = ("cold", "serve", "build", "rescan", "nginx", "incremental")
 # (metric, size) → (bound, kind); kind "max" for a value, "min-ratio" for a share of the baseline.
 TARGETS: dict[tuple[str, int], tuple[float, str]] = {
     **{(f"change latency, {op} post", 20000): (1.0, "max") for op in ("new", "edited", "deleted")},
@@ -44,6 +44,9 @@ TARGETS: dict[tuple[str, int], tuple[float, str]] = {
     # deploy/nginx in front of feedsvc, against nginx serving the exported file (issue 14).
     **{(f"through nginx, {case} throughput", n): (0.8, "min-ratio")
        for case in ("cached 200", "304") for n in (2000, 20000, 100000)},
+    # feedsvc build into the same folder after one new post (issue 14).
+    ("build after one new post", 20000): (2.0, "max"),
+    ("files written after one new post", 20000): (30.0, "max"),
 }
 
 
@@ -90,6 +93,8 @@ def measure_size(size: int, args: argparse.Namespace, s: Settings) -> list[Figur
         import nginx_bench
 
         figures += nginx_bench.measure(config, logs, s)
+    if "incremental" in only:
+        figures += measures.incremental_build(config, logs, s)
     if "build" in only:
         # A build of 100,000 posts takes minutes; one run is enough to see it.
         figures += measures.build(config, logs, s, runs=s.runs if size < 100000 else 1)
@@ -124,7 +129,7 @@ def fmt(value: object, unit: str = "") -> str:
     assert isinstance(value, float | int)
     if unit == "req/s":
         return f"{value:,.0f}"
-    if unit in ("MB", "µs"):
+    if unit in ("MB", "µs", "files"):
         return f"{value:.0f}"
     return f"{value:.3f}" if value < 10 else f"{value:.1f}"
 

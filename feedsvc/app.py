@@ -12,6 +12,7 @@ from typing import Any
 from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.http import parse_accept_header
 
+from feedsvc import subscribers
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import NotFound, QueryError
@@ -58,8 +59,19 @@ def create_app(config: Config, *, clock: Clock = utcnow, watch: bool = True,
             service, is_leader=leader.acquire if leader else None).start()
     # Polled feeds are answered from the response made for the same request
     # while their version stands (replay.py).
-    # Every answer is counted for /metrics, replayed ones included.
-    app.wsgi_app = CountRequests(ReplayCache(app.wsgi_app, service))  # type: ignore[method-assign]
+    # Every answer is counted for /metrics and for subscriber counts, replayed ones included.
+    wsgi: Any = ReplayCache(app.wsgi_app, service)
+    recorder = subscribers.recorder_for(service.config, clock)
+    if recorder is not None:
+        app.extensions["feedsvc.subscribers"] = recorder.start()
+        wsgi = subscribers.CountSubscribers(wsgi, recorder)
+        if service.config.subscriber_log and watch:
+            try:
+                app.extensions["feedsvc.nginx_log"] = subscribers.LogListener(
+                    recorder, service.config.subscriber_log).start()
+            except OSError as e:
+                log.error("subscriber_log %s: cannot listen: %s", service.config.subscriber_log, e)
+    app.wsgi_app = CountRequests(wsgi)  # type: ignore[method-assign]
     return app
 
 
@@ -119,6 +131,33 @@ def _routes(app: Flask) -> None:
         body, content_type = metrics.exposition(request.headers.get("Accept", ""))
         return Response(body, content_type=content_type, headers={"Cache-Control": "no-store"})
 
+    @app.get("/admin/subscribers")
+    def admin_subscribers() -> Response:
+        from feedsvc import subscriber_report
+
+        config = get_service().config
+        recorder = current_app.extensions.get("feedsvc.subscribers")
+        if not config.admin_token or recorder is None:
+            # Without an admin_token there is no admin page at all.
+            missing = _plain(f"no such page: {request.path}")
+            missing.status_code = 404
+            return missing
+        if not admin_authorized(request.headers.get("Authorization"), config.admin_token):
+            resp = _plain("wrong or missing admin token (send Authorization: Bearer <admin_token>,"
+                          " or log in with the token as password)")
+            resp.status_code = 401
+            resp.headers["WWW-Authenticate"] = 'Basic realm="feedsvc admin", charset="UTF-8"'
+            return resp
+        days = request.args.get("days", "30")
+        if days not in ("30", "90"):
+            raise QueryError("days must be 30 or 90")
+        today = recorder.today()
+        html = subscriber_report.page(recorder.store, today, int(days), config.site.title)
+        resp = Response(html, mimetype="text/html")
+        resp.headers["Cache-Control"] = "no-store"
+        resp.headers["Content-Security-Policy"] = content_security_policy()
+        return resp
+
     @app.errorhandler(NotFound)
     def not_found(e: NotFound) -> tuple[Response, int]:
         return _plain(str(e)), 404
@@ -130,6 +169,24 @@ def _routes(app: Flask) -> None:
     @app.errorhandler(404)
     def unknown_path(e: Any) -> tuple[Response, int]:
         return _plain(f"no such page: {request.path}"), 404
+
+
+def admin_authorized(authorization: str | None, token: str) -> bool:
+    """`Bearer <token>`, or Basic with the token as password (any user name), so
+    that a browser can open the admin page through its login prompt."""
+    import base64
+    import hmac
+
+    scheme, _, given = (authorization or "").strip().partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            given = base64.b64decode(given.strip(), validate=True).decode("utf-8").partition(":")[2]
+        except ValueError:
+            return False
+    elif scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"),
+                               token.encode("utf-8"))
 
 
 def _plain(text: str) -> Response:

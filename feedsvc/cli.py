@@ -6,6 +6,7 @@ Exit codes: 0 all well, 1 some post or source has a problem, 2 bad config.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -34,6 +35,9 @@ COMMANDS = {
     "check": ("validate the config and every post, printing each problem",
               "Prints one line per problem (file: reason) and a summary. Exit 0 when "
               "all is clean, 1 when some post has a problem, 2 on a bad config."),
+    "stats": ("print subscriber counts per feed, for the latest day of each",
+              "Per feed: each aggregator's reported subscribers, the distinct direct "
+              "readers and the total (README, Subscriber counts). Exit 2 on a bad config."),
     "collect": ("fetch the upstream sources once and store new items as posts",
                 "One pass over the categories' `sources:`, whether due or not. Exit 0 "
                 "when every source answered, 1 when some failed, 2 on a bad config."),
@@ -69,7 +73,13 @@ def _parser() -> argparse.ArgumentParser:
     s = with_config("build")
     s.add_argument("--out", required=True, metavar="DIR",
                    help="folder to write into, created when missing (required)")
+    s.add_argument("--watch", action="store_true",
+                   help="keep the folder current: build again after every change of a post "
+                        "or of config.yaml, until Ctrl-C (default: build once)")
     with_config("check")
+    s = with_config("stats")
+    s.add_argument("--days", type=int, default=30, metavar="N",
+                   help="look back this many days (default: %(default)s)")
     s = with_config("collect")
     s.add_argument("--category", metavar="SLUG",
                    help="collect only this category's sources (default: every category)")
@@ -84,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"feedsvc: invalid config: {e}", file=sys.stderr)
         return 2
-    command = {"serve": _serve, "build": _build, "check": _check, "collect": _collect}
+    command = {"serve": _serve, "build": _build, "check": _check, "collect": _collect,
+               "stats": _stats}
     return command[args.command](config, args)
 
 
@@ -96,10 +107,13 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
 
 
 def _build(config: Config, args: argparse.Namespace) -> int:
-    from feedsvc.export import export
+    from feedsvc import export
 
-    written = export(config, args.out)
-    print(f"wrote {len(written)} files to {args.out}")
+    if args.watch:
+        with contextlib.suppress(KeyboardInterrupt):
+            export.watch(config, args.out, report=lambda r: print(r.line(args.out), flush=True))
+        return 0
+    print(export.exporter(config, args.out).build().line(args.out))
     return 0
 
 
@@ -117,6 +131,20 @@ def _check(config: Config, args: argparse.Namespace) -> int:
     print(f"{config.path}: {verdict}; {len(index.posts)} posts, {len(views.all)} in feeds, "
           f"{len(problems)} problem(s)")
     return 1 if problems else 0
+
+
+def _stats(config: Config, args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from feedsvc import subscriber_report
+    from feedsvc.subscriber_store import SubscriberStore
+    from feedsvc.subscribers import Recorder
+
+    store = SubscriberStore.in_state_dir(config.state_dir)
+    today = Recorder(store, (), config.site.timezone).today()
+    since = (today - dt.timedelta(days=max(args.days, 1) - 1)).isoformat()
+    print(subscriber_report.table(store.days(since)))
+    return 0
 
 
 def _collect(config: Config, args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ Every error names the file, the key path and, where known, the line, with a
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 import zoneinfo
 from collections.abc import Callable, Mapping
@@ -90,6 +91,11 @@ class Config:
     websub: WebSub | None = None
     cache: CacheConfig = field(default_factory=CacheConfig)
     allow_private_sources: bool = True
+    # Proxies (addresses or networks) whose X-Forwarded-For names the reader (subscribers.py).
+    trusted_proxies: tuple[str, ...] = ()
+    admin_token: str | None = field(default=None, repr=False)
+    # Where nginx sends its log of feed requests it answered itself (deploy/nginx).
+    subscriber_log: tuple[str, int] | None = None
 
     @property
     def root(self) -> Path:
@@ -252,6 +258,7 @@ def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None
     top.known(
         "site", "feeds_url", "posts_dir", "permalink", "limit", "max_limit", "max_age",
         "summary_length", "state_dir", "categories", "websub", "cache", "allow_private_sources",
+        "trusted_proxies", "admin_token", "subscriber_log",
     )
     site_sec = top.section("site")
     if site_sec is None:
@@ -285,7 +292,61 @@ def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None
         websub=_websub(top.section("websub")),
         cache=_cache(top.section("cache")),
         allow_private_sources=allow_private,
+        trusted_proxies=_trusted_proxies(top),
+        admin_token=_admin_token(top),
+        subscriber_log=_subscriber_log(top),
     )
+
+
+def _subscriber_log(top: _Section) -> tuple[str, int] | None:
+    """`127.0.0.1:5514` (or `[::1]:5514`): a UDP address on this machine."""
+    text = top.string("subscriber_log")
+    if text is None:
+        return None
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ip = ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        top.fail(("subscriber_log",), f"must be host:port of a UDP address, not {text!r}")
+    if not ip.is_loopback:
+        # Anyone who can send to it can add counts: keep it on this machine.
+        top.fail(("subscriber_log",), f"must be a loopback address, not {host}")
+    if not 0 < number < 65536:
+        top.fail(("subscriber_log",), f"no such port: {port}")
+    return str(ip), number
+
+
+def _trusted_proxies(top: _Section) -> tuple[str, ...]:
+    value = top.get("trusted_proxies", [])
+    if isinstance(value, str):
+        value = value.split()
+    if not isinstance(value, list):
+        top.fail(("trusted_proxies",), f"must be a list of addresses or networks, not {_kind(value)}")
+    out = []
+    for i, item in enumerate(value):
+        try:
+            out.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+        except ValueError:
+            top.fail(("trusted_proxies", str(i)), f"not an IP address or network: {item!r}")
+    return tuple(out)
+
+
+ADMIN_TOKEN_MIN = 16
+
+
+def _admin_token(top: _Section) -> str | None:
+    """The one secret of the admin pages (sent as `Authorization: Bearer …`)."""
+    value = top.data.get("admin_token")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        top.fail(("admin_token",), f"must be a string, not {_kind(value)}")
+    if len(value) < ADMIN_TOKEN_MIN or not value.isprintable() or value != value.strip():
+        top.fail(("admin_token",), f"must be at least {ADMIN_TOKEN_MIN} printable characters "
+                                   "without surrounding spaces")
+    return str(value)
 
 
 def _site(sec: _Section) -> Site:

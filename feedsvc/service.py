@@ -92,8 +92,7 @@ class FeedService:
         metrics.cache_lookup("memo", memo is not None)
         if memo is not None:
             return memo
-        sel = select(key, snap.views, snap.config)
-        digest = _digest(snap.content_digest + "\n" + sel.fingerprint())
+        sel, digest = self._selection(key, snap)
         if key.query():
             # Query options make documents without number (each ?filter= term is
             # another): a small LRU of their own, never the memo or the shared store,
@@ -105,6 +104,16 @@ class FeedService:
         doc = doc or self._render(digest, sel, snap.config, self.store)
         self._memo.put((key, snap.version), doc)
         return doc
+
+    def digest(self, key: FeedKey, snap: Snapshot) -> str:
+        """The store key of a document at `snap`, without rendering it: the same
+        key means the same bytes (the incremental export skips those)."""
+        return self._selection(key, snap)[1]
+
+    @staticmethod
+    def _selection(key: FeedKey, snap: Snapshot) -> tuple[Selection, str]:
+        sel = select(key, snap.views, snap.config)
+        return sel, _digest(snap.content_digest + "\n" + sel.fingerprint())
 
     def _render(self, digest: str, sel: Selection, config: Config, store: Store) -> Document:
         # One rendering per version at a time; the others wait and reuse it.

@@ -26,6 +26,7 @@ EVERY_MEASUREMENT = {
     "through nginx, cached 200 throughput", "feedsvc alone, cached 200 throughput",
     "through nginx, 304 throughput", "feedsvc alone, 304 throughput",
     "through nginx, worst of 20 requests beside 100 slow clients",
+    "build after one new post", "files written after one new post",
 }
 
 

@@ -6,7 +6,9 @@ says, byte for byte, and slow clients stay in nginx."""
 from __future__ import annotations
 
 import http.client
+import re
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -15,12 +17,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from support import REPO, Server, make_site, post, running
+from support import REPO, Server, make_site, post, running, wait_for
 
 sys.path.insert(0, str(REPO / "bench"))
 import contextlib
 
-from nginx_harness import Nginx, available  # noqa: E402
+from nginx_harness import Nginx, available, free_udp_port  # noqa: E402
 
 MAX_AGE = 3
 FEEDS = ["/feeds/kunmingribao.rss", "/feeds/kunmingribao.atom", "/feeds/kunmingribao.json",
@@ -34,9 +36,12 @@ assert available(), "nginx is missing: scripts/test-deps (make test) installs De
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Nginx]]:
     root = tmp_path_factory.mktemp("nginx")
-    config = make_site(root / "site", fixture="site", config={"max_age": MAX_AGE})
+    log_port = free_udp_port()
+    config = make_site(root / "site", fixture="site", config={
+        "max_age": MAX_AGE, "trusted_proxies": ["127.0.0.1"],
+        "subscriber_log": f"127.0.0.1:{log_port}"})
     with running(config, workers=2) as server, \
-            Nginx(root / "nginx", upstream_port=server.port) as nginx:
+            Nginx(root / "nginx", upstream_port=server.port, log_port=log_port) as nginx:
         yield server, nginx
 
 
@@ -200,7 +205,7 @@ def test_the_shipped_config_is_what_runs() -> None:
     shipped = (REPO / "deploy" / "nginx" / "feedsvc.conf").read_text(encoding="utf-8")
     from nginx_harness import render_site
 
-    rendered = render_site(shipped, port=1, upstream_port=2, prefix=Path("/p"))
+    rendered = render_site(shipped, port=1, upstream_port=2, prefix=Path("/p"), log_port=3)
     import difflib
 
     changed = [line for line in difflib.ndiff(shipped.splitlines(), rendered.splitlines())
@@ -212,4 +217,38 @@ def test_the_shipped_config_is_what_runs() -> None:
                        "+     server 127.0.0.1:2;          # `feedsvc serve --host 127.0.0.1 "
                        "--port 8000`",
                        "- proxy_cache_path /var/cache/nginx/feedsvc levels=1:2 keys_zone=feedsvc:10m",
-                       "+ proxy_cache_path /p/cache levels=1:2 keys_zone=feedsvc:10m"])
+                       "+ proxy_cache_path /p/cache levels=1:2 keys_zone=feedsvc:10m",
+                       "-     access_log /var/log/nginx/feedsvc.access.log combined;",
+                       "+     access_log /p/access.log combined;",
+                       "-     access_log syslog:server=127.0.0.1:5514,nohostname,tag=feedsvc "
+                       "feedsvc_subscribers",
+                       "+     access_log syslog:server=127.0.0.1:3,nohostname,tag=feedsvc "
+                       "feedsvc_subscribers"])
+
+
+def test_polls_answered_from_the_cache_are_counted(stack: tuple[Server, Nginx]) -> None:
+    """nginx sends feedsvc a line per feed request (its subscriber log), so that
+    readers whose polls never reach feedsvc are counted too."""
+    server, nginx = stack
+    path = "/feeds/world.rss"
+    requests.get(nginx.url + path, timeout=10)
+    agents = ["Feedly/1.0 (+http://www.feedly.com/fetcher.html; 77 subscribers; like FeedFetcher-Google)",
+              "Reader One/1.0", "Reader Two/2.0", "Reader One/1.0"]
+    for ua in agents:
+        reply = requests.get(nginx.url + path, headers={"User-Agent": ua}, timeout=10)
+        assert reply.headers["X-Cache-Status"] == "HIT"     # feedsvc never saw these
+
+    def counted() -> dict[str, str] | None:
+        out = subprocess.run([sys.executable, "-m", "feedsvc", "stats", "--config",
+                              str(server.config)], capture_output=True, text=True,
+                             timeout=60, check=True).stdout.splitlines()
+        head = re.split(r"\s{2,}", out[0].strip()) if out and "feed" in out[0] else []
+        for line in out[2:]:
+            row = dict(zip(head, re.split(r"\s{2,}", line.strip()), strict=True))
+            if row.get("feed") == path and row.get("Feedly") == "77":
+                return row
+        return None
+
+    row = wait_for(counted, 30, 0.5)
+    # Reader One, Reader Two, and python-requests of the first request.
+    assert row["direct readers"] == "3"

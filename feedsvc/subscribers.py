@@ -1,0 +1,304 @@
+"""Subscriber counts: how many people read each feed, per day.
+
+Two kinds of evidence, both from requests for a feed (200 or 304):
+- **Aggregators** that fetch once for many people say how many in their
+  User-Agent (`Feedly/1.0 (+http://www.feedly.com/fetcher.html; 131
+  subscribers; …)`, `Feedbin feed-id:1373711 - 24 subscribers`, …). One count
+  is kept per (aggregator, the aggregator's own feed id when it sends one,
+  our feed path) and day: the latest, never a sum of requests.
+- **Direct readers** (a reader app on someone's machine, a browser's feed
+  preview) are counted once per feed and day by a hash of their address and
+  User-Agent with a salt of the day: the address itself is never stored, and
+  once a day's salt is deleted (two days later) nobody can tell whose the
+  hashes were.
+
+Behind a proxy every request comes from the proxy: the reader's address is
+taken from `X-Forwarded-For`, walking it from the right past the
+`trusted_proxies` of config.yaml, and only when the request came from one of
+them (anyone can send that header).
+
+The counts are kept by a SubscriberStore (subscriber_store.py); each worker
+gathers them in memory and writes them every few seconds.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import hashlib
+import ipaddress
+import json
+import logging
+import re
+import socket
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from feedsvc.clock import Clock, utcnow
+from feedsvc.config import Config
+from feedsvc.subscriber_store import SubscriberStore
+
+log = logging.getLogger(__name__)
+FLUSH_SECONDS = 2.0
+FEED_PREFIXES = ("/feeds/", "/tags/", "/feed/", "/feed.xml")
+FEED_SUFFIXES = (".rss", ".atom", ".json", ".xml")
+
+# Aggregators by how they name themselves; the subscriber count and feed id
+# are read by the patterns below, whatever the order of the parts.
+KNOWN = (
+    ("Feedly", re.compile(r"\bFeedly", re.I)),
+    ("Feedbin", re.compile(r"\bFeedbin\b", re.I)),
+    ("NewsBlur", re.compile(r"\bNewsBlur\b", re.I)),
+    ("Inoreader", re.compile(r"\bInoreader\b", re.I)),
+    ("The Old Reader", re.compile(r"\btheoldreader\b|\bThe Old Reader\b", re.I)),
+    ("BazQux", re.compile(r"\bBazQux\b", re.I)),
+    ("Feedspot", re.compile(r"\bFeedspot\b", re.I)),
+    ("FeedHQ", re.compile(r"\bFeedHQ\b", re.I)),
+    ("Feed Wrangler", re.compile(r"\bFeed ?Wrangler\b", re.I)),
+    ("Newsify", re.compile(r"\bNewsify\b", re.I)),
+    ("Feeder", re.compile(r"\bFeeder\.co\b|\bFeeder/", re.I)),
+    ("Tiny Tiny RSS", re.compile(r"\bTiny Tiny RSS\b", re.I)),
+    ("FreshRSS", re.compile(r"\bFreshRSS\b", re.I)),
+    ("Miniflux", re.compile(r"\bMiniflux\b", re.I)),
+)
+COUNT = re.compile(r"(\d{1,9})\s+(?:subscribers?|readers?|users?)\b", re.I)
+FEED_ID = re.compile(r"feed[-_ ]?id[=:]\s*([A-Za-z0-9_-]{1,64})", re.I)
+NEWSBLUR_ID = re.compile(r"newsblur\.com/site/(\d{1,12})", re.I)
+PRODUCT = re.compile(r"^\s*([A-Za-z][A-Za-z0-9 ._-]{1,40}?)(?:/[\w.]+|\s+-|\s*\(|$)")
+
+
+@dataclass(frozen=True)
+class Aggregator:
+    name: str
+    feed_id: str          # "" when it sends none
+    subscribers: int
+
+
+@lru_cache(maxsize=4096)
+def parse_user_agent(ua: str) -> Aggregator | None:
+    """The aggregator and its count, if this User-Agent reports subscribers."""
+    m = COUNT.search(ua)
+    if not m:
+        return None
+    name = next((n for n, pattern in KNOWN if pattern.search(ua)), None)
+    if name is None:
+        product = PRODUCT.match(ua)
+        if product is None or product.group(1).lower().startswith("mozilla"):
+            name = "other"
+        else:
+            name = product.group(1).strip()
+    fid = FEED_ID.search(ua) or NEWSBLUR_ID.search(ua)
+    return Aggregator(name, fid.group(1) if fid else "", int(m.group(1)))
+
+
+class TrustedProxies:
+    def __init__(self, networks: Iterable[str]) -> None:
+        self.networks = tuple(ipaddress.ip_network(n, strict=False) for n in networks)
+
+    def trusted(self, addr: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(addr.strip())
+        except ValueError:
+            return False
+        return any(ip in net for net in self.networks)
+
+    def client(self, remote_addr: str, forwarded_for: str | None) -> str:
+        """The reader's address: REMOTE_ADDR, or when that is a trusted proxy,
+        the right-most address in X-Forwarded-For that is not one."""
+        if not forwarded_for or not self.trusted(remote_addr):
+            return remote_addr
+        hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+        for hop in reversed(hops):
+            if not self.trusted(hop):
+                return hop
+        return hops[0] if hops else remote_addr
+
+
+class LogListener:
+    """Feed requests that nginx answered from its cache never reach feedsvc;
+    nginx sends a line for each to this UDP address instead (deploy/nginx:
+    `access_log syslog:server=127.0.0.1:5514,nohostname,tag=feedsvc …`).
+    Every worker binds it with SO_REUSEPORT and the kernel shares the lines
+    out; a line counted twice (nginx's and feedsvc's own view of one request)
+    counts once, as readers are distinct hashes and aggregators the latest
+    count. Nothing is written to disk but the counts."""
+
+    def __init__(self, recorder: Recorder, address: tuple[str, int]) -> None:
+        self.recorder, self.address = recorder, address
+        self._stop = threading.Event()
+        self.sock = socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET,
+                                  socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        self.sock.bind(address)
+        self.sock.settimeout(1.0)
+
+    def start(self) -> LogListener:
+        threading.Thread(target=self._loop, name="feedsvc-nginx-log", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            line = parse_log_line(data)
+            if line is not None:
+                self.recorder.seen(*line, None)
+
+
+def parse_log_line(data: bytes) -> tuple[str, str, str] | None:
+    """(path, user agent, address) of a feed answer in nginx's syslog line
+    `<pri>time feedsvc: status TAB uri TAB address TAB user-agent TAB sec-fetch-dest`,
+    or None for anything else (another status, a browser's page view, noise)."""
+    text = data.decode("utf-8", "replace")
+    _, sep, message = text.partition("feedsvc: ")
+    fields = message.rstrip("\n").split("\t")
+    if not sep or len(fields) != 5:
+        return None
+    status, path, addr, ua, dest = (_unescape(f) for f in fields)
+    if status not in ("200", "304") or not is_feed(path) or dest.strip().lower() == "document":
+        return None
+    return path, ua, addr
+
+
+def _unescape(field: str) -> str:
+    """nginx's escape=json: backslash escapes as in a JSON string."""
+    if "\\" not in field:
+        return field
+    try:
+        value: Any = json.loads(f'"{field}"')
+    except ValueError:
+        return field
+    return str(value)
+
+
+def recorder_for(config: Config, clock: Clock = utcnow) -> Recorder | None:
+    """The recorder of a served site, or None (logged) when state_dir cannot hold
+    the counts: serving matters more than counting."""
+    try:
+        store = SubscriberStore.in_state_dir(config.state_dir)
+    except (OSError, sqlite3.Error) as e:
+        log.error("subscriber counts off: cannot open their store in %s: %s", config.state_dir, e)
+        return None
+    return Recorder(store, config.trusted_proxies, config.site.timezone, clock)
+
+
+def is_feed(path: str) -> bool:
+    return path.startswith(FEED_PREFIXES) and path.endswith(FEED_SUFFIXES)
+
+
+class Recorder:
+    """Gathers one worker's counts and writes them to the store every few seconds."""
+
+    def __init__(self, store: SubscriberStore, proxies: Sequence[str], timezone: str,
+                 clock: Clock = utcnow, flush_seconds: float = FLUSH_SECONDS) -> None:
+        self.store, self.clock = store, clock
+        self.proxies = TrustedProxies(proxies)
+        self.zone = ZoneInfo(timezone)
+        self._lock = threading.Lock()
+        self._aggregators: dict[tuple[str, str, str, str], tuple[int, float]] = {}
+        self._readers: set[tuple[str, str, str]] = set()
+        self._salts: dict[str, bytes] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, args=(flush_seconds,),
+                                        name="feedsvc-subscribers", daemon=True)
+
+    def start(self) -> Recorder:
+        self._thread.start()
+        # A worker that exits (a restart, gunicorn's max-requests) writes what it holds.
+        atexit.register(self._flush_quietly)
+        return self
+
+    def _flush_quietly(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - at exit, a log line is all that can be done
+            log.exception("subscriber counts not written at exit")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.flush()
+
+    def day(self, now: dt.datetime) -> str:
+        return now.astimezone(self.zone).date().isoformat()
+
+    def today(self) -> dt.date:
+        return self.clock().astimezone(self.zone).date()
+
+    def seen(self, path: str, user_agent: str, remote_addr: str, forwarded_for: str | None) -> None:
+        """One feed request answered 200 or 304."""
+        now = self.clock()
+        day = self.day(now)
+        agg = parse_user_agent(user_agent)
+        if agg is not None:
+            with self._lock:
+                self._aggregators[(day, agg.name, agg.feed_id, path)] = (agg.subscribers,
+                                                                          now.timestamp())
+            return
+        client = self.proxies.client(remote_addr, forwarded_for)
+        digest = hashlib.sha256(self._salt(day) + b"\0" + client.encode("utf-8", "replace")
+                                + b"\0" + user_agent.encode("utf-8", "replace")).hexdigest()[:24]
+        with self._lock:
+            self._readers.add((day, path, digest))
+
+    def _salt(self, day: str) -> bytes:
+        salt = self._salts.get(day)
+        if salt is None:
+            salt = self.store.salt(day)        # shared by every worker, made once a day
+            self._salts = {day: salt}
+        return salt
+
+    def flush(self) -> None:
+        with self._lock:
+            aggregators, readers = self._aggregators, self._readers
+            self._aggregators, self._readers = {}, set()
+        if aggregators or readers:
+            self.store.add(aggregators, readers)
+            self.store.forget_before(self.day(self.clock() - dt.timedelta(days=1)))
+
+    def _loop(self, every: float) -> None:
+        while not self._stop.wait(every):
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - counting must never stop serving
+                log.exception("subscriber counts not written")
+
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class CountSubscribers:
+    """WSGI middleware: every feed answer (200/304, not a browser's page view)
+    goes to the recorder."""
+
+    def __init__(self, app: WsgiApp, recorder: Recorder) -> None:
+        self.app, self.recorder = app, recorder
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if not is_feed(path) or environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return self.app(environ, start_response)
+
+        def seen(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if status[:3] in ("200", "304") and \
+                    (environ.get("HTTP_SEC_FETCH_DEST") or "").strip().lower() != "document":
+                # WSGI hands the path as Latin-1 of its UTF-8 bytes: /tags/昆明.rss
+                text = path.encode("latin-1", "replace").decode("utf-8", "replace")
+                self.recorder.seen(text, environ.get("HTTP_USER_AGENT", ""),
+                                   environ.get("REMOTE_ADDR", ""),
+                                   environ.get("HTTP_X_FORWARDED_FOR"))
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, seen)
