@@ -127,7 +127,7 @@ class Server:
     def cpu(self) -> float:
         return sum(cpu_seconds(p) for p in self.pids())
 
-    def wait_for(self, path: str, timeout: float = 300, interval: float = 0.01) -> float:
+    def wait_for(self, path: str, timeout: float = 3600, interval: float = 0.01) -> float:
         """Poll `path` until it answers 200; return seconds since the process started."""
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:
@@ -141,7 +141,7 @@ class Server:
             time.sleep(interval)
         raise RuntimeError(f"{self.url}{path} not served within {timeout}s: {self.output()}")
 
-    def wait_workers(self, count: int, path: str, timeout: float = 300) -> None:
+    def wait_workers(self, count: int, path: str, timeout: float = 3600) -> None:
         """Wait until every worker has loaded the app. feedsvc's /status names the
         worker that answers; a server without it (the baseline) is taken as ready
         after a run of answers on fresh connections."""

@@ -79,23 +79,29 @@ def first_category(config: Path) -> str:
     return str(next(iter(data["categories"])))
 
 
-def cold_start(config: Path, logs: Path, s: Settings) -> list[Figure]:
-    """Process start until the first feed is served, with and without a saved index,
+def cold_start(config: Path, logs: Path, s: Settings,
+               fresh_runs: int | None = None) -> list[Figure]:
+    """Process start until the first feed is served, with and without a saved index
+    (without one, that is the first indexing: feeds answer 503 until it is done),
     next to a minimal Flask app under gunicorn until its first answer."""
     feed = f"/feeds/{first_category(config)}.rss"
-    body, headers = _sample(config, logs, s, feed)
     fresh, saved, base = [], [], []
-    for _ in range(s.runs):
-        shutil.rmtree(state_dir(config), ignore_errors=True)
-        fresh.append(_start_once(lambda: feedsvc_server(config, logs / "cold.log", s.workers,
-                                                        s.threads), feed, wait_workers=s.workers))
+    for i in range(max(s.runs, fresh_runs or 0)):
+        if i < (fresh_runs or s.runs):
+            shutil.rmtree(state_dir(config), ignore_errors=True)
+            fresh.append(_start_once(lambda: feedsvc_server(config, logs / "cold.log",
+                                                            s.workers, s.threads),
+                                     feed, wait_workers=s.workers))
+        if i == 0:
+            body, headers = _sample(config, logs, s, feed)
         saved.append(_start_once(lambda: feedsvc_server(config, logs / "cold.log", s.workers,
                                                         s.threads), feed))
-        base.append(_start_once(lambda: minimal_server(body, headers, logs / "min.log",
-                                                       s.workers, s.threads), feed))
+        base.append(_start_once(lambda b=body, h=headers: minimal_server(  # type: ignore[misc]
+            b, h, logs / "min.log", s.workers, s.threads), feed))
+    name = "first indexing from nothing" if fresh_runs else "cold start, no saved index"
     return [
         Figure("cold start, saved index", "s", saved, "minimal Flask app", base),
-        Figure("cold start, no saved index", "s", fresh, "minimal Flask app", base),
+        Figure(name, "s", fresh, "minimal Flask app", base),
     ]
 
 

@@ -5,9 +5,12 @@ per version, CORS, Cache-Control matching RSS <ttl>)."""
 from __future__ import annotations
 
 import logging
+import os
 import re
+import threading
 from functools import lru_cache
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.http import parse_accept_header
@@ -17,6 +20,7 @@ from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import NotFound, QueryError
 from feedsvc.feeds import FeedKey, parse_query
+from feedsvc.index import IndexUnavailable, NotReady
 from feedsvc.leader import Leader
 from feedsvc.metrics import CountRequests
 from feedsvc.pages import Pages, content_security_policy, wants_page
@@ -26,7 +30,13 @@ from feedsvc.status import status as status_of
 from feedsvc.store import Document
 from feedsvc.version import Snapshot
 
+if TYPE_CHECKING:
+    from feedsvc.index.pg import PgLeader
+
 log = logging.getLogger(__name__)
+_LEADERS: dict[Path, tuple[int, Leader]] = {}
+_LEADERS_LOCK = threading.Lock()
+RETRY_AFTER = 5   # seconds, on 503 before a first indexing is done
 FEED_PATH = re.compile(r"^(?P<name>[^/]+?)(?:/(?P<page>[1-9][0-9]{0,5}))?\.(?P<fmt>[a-z]+)$")
 
 
@@ -38,25 +48,33 @@ def create_app(config: Config, *, clock: Clock = utcnow, watch: bool = True,
     # request's Host header; feeds never use the Host (DESIGN.md), redirects included.
     app.url_map.merge_slashes = False
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
-    service = service or FeedService(config, clock=clock)
+    # With watch (serve), the leader's watcher indexes in the background and
+    # feeds answer 503 until a first indexing is done; without (tests, tools),
+    # start() indexes first.
+    service = service or FeedService(config, clock=clock, background=watch)
     service.start()
     app.extensions["feedsvc"] = service
     app.extensions["feedsvc.pages"] = Pages(service)
+    # Work that must happen once across worker processes asks this for a turn
+    # (see leader.py): writing the shared index, polling, pings.
+    leader = make_leader(service.config)
+    app.extensions["feedsvc.leader"] = leader
     if watch:
         from feedsvc.watch import Watcher
 
-        app.extensions["feedsvc.watcher"] = Watcher(service).start()
-    # Work that must happen once across worker processes asks this for a turn
-    # (see leader.py); nothing is acquired until someone does.
-    app.extensions["feedsvc.leader"] = Leader(service.config.state_dir / "leader.lock")
+        def writes_index() -> bool:
+            if service.config.serve_only:
+                return False
+            return service.writing_index().private or leader.acquire()
+
+        app.extensions["feedsvc.watcher"] = Watcher(service, is_leader=writes_index).start()
     _routes(app)
     if watch:
         # Upstream polling and WebSub pings, by the worker that leads (schedule.py).
         from feedsvc.schedule import Scheduler
 
-        leader = app.extensions.get("feedsvc.leader")
         app.extensions["feedsvc.scheduler"] = Scheduler(
-            service, is_leader=leader.acquire if leader else None).start()
+            service, is_leader=lambda: not service.config.serve_only and leader.acquire()).start()
     # Polled feeds are answered from the response made for the same request
     # while their version stands (replay.py).
     # Every answer is counted for /metrics and for subscriber counts, replayed ones included.
@@ -73,6 +91,24 @@ def create_app(config: Config, *, clock: Clock = utcnow, watch: bool = True,
                 log.error("subscriber_log %s: cannot listen: %s", service.config.subscriber_log, e)
     app.wsgi_app = CountRequests(wsgi)  # type: ignore[method-assign]
     return app
+
+
+def make_leader(config: Config) -> Leader | PgLeader:
+    """One leader per machine with SQLite (a file lock in state_dir); one per
+    cluster with PostgreSQL (an advisory lock in the shared database)."""
+    if config.index.type == "postgres" and config.index.url:
+        from feedsvc.index.pg import PgLeader
+
+        return PgLeader(config.index.url)
+    # One Leader per lock file in a process: a second app on the same state_dir
+    # (tests make them) leads with the first, rather than wait for itself forever.
+    path = (config.state_dir / "leader.lock").absolute()
+    with _LEADERS_LOCK:
+        pid, leader = _LEADERS.get(path, (0, None))
+        if leader is None or pid != os.getpid():
+            leader = Leader(path)
+            _LEADERS[path] = (os.getpid(), leader)
+        return leader
 
 
 def get_service() -> FeedService:
@@ -113,6 +149,20 @@ def _routes(app: Flask) -> None:
     def healthz() -> Response:
         return Response("ok\n", mimetype="text/plain")
 
+    @app.get("/readyz")
+    def readyz() -> Response | tuple[Response, int]:
+        """Ready to serve complete feeds: a first indexing is done and the index
+        can be read (503 with the reason otherwise)."""
+        service = get_service()
+        info = service.index.describe()
+        if info.get("ready"):
+            return _plain("ready")
+        why = info.get("error") or info.get("last_error") or "indexing posts" + (
+            f" ({info['progress']} files)" if info.get("progress") else "")
+        resp = _plain(f"not ready: {why}")
+        resp.headers["Retry-After"] = str(RETRY_AFTER)
+        return resp, 503
+
     @app.get("/status")
     def status() -> Response:
         resp = jsonify(status_of(get_service(), current_app.extensions["feedsvc.leader"]))
@@ -125,7 +175,7 @@ def _routes(app: Flask) -> None:
 
         service = get_service()
         index = service.index
-        metrics.index_sizes(len(index.posts), len(index.views().all), len(index.problem_list()))
+        metrics.index_sizes(len(index.posts), index.views().total(), len(index.problem_list()))
         metrics.config_error(service.config_error is not None)
         metrics.set_leader(current_app.extensions["feedsvc.leader"].is_leader)
         body, content_type = metrics.exposition(request.headers.get("Accept", ""))
@@ -161,6 +211,20 @@ def _routes(app: Flask) -> None:
     @app.errorhandler(NotFound)
     def not_found(e: NotFound) -> tuple[Response, int]:
         return _plain(str(e)), 404
+
+    @app.errorhandler(NotReady)
+    def not_ready(e: NotReady) -> tuple[Response, int]:
+        # Never a partial feed: a reader retries, and keeps what it has meanwhile.
+        resp = _plain(f"not ready: {e}; try again shortly")
+        resp.headers["Retry-After"] = str(RETRY_AFTER)
+        return resp, 503
+
+    @app.errorhandler(IndexUnavailable)
+    def unavailable(e: IndexUnavailable) -> tuple[Response, int]:
+        log.error("cannot read the index: %s", e)
+        resp = _plain("the feed index is unavailable for a moment; try again shortly")
+        resp.headers["Retry-After"] = str(RETRY_AFTER)
+        return resp, 503
 
     @app.errorhandler(QueryError)
     def bad_query(e: QueryError) -> tuple[Response, int]:

@@ -128,7 +128,7 @@ def _check(config: Config, args: argparse.Namespace) -> int:
         print(f"{config.posts_dir / rel}: {reason}")
     views = index.views()
     verdict = "problems found" if problems else "ok"
-    print(f"{config.path}: {verdict}; {len(index.posts)} posts, {len(views.all)} in feeds, "
+    print(f"{config.path}: {verdict}; {len(index.posts)} posts, {views.total()} in feeds, "
           f"{len(problems)} problem(s)")
     return 1 if problems else 0
 

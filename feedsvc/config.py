@@ -71,6 +71,14 @@ class CacheConfig:
 
 
 @dataclass(frozen=True)
+class IndexConfig:
+    """Where the post index lives: SQLite in state_dir, or a PostgreSQL
+    database shared by a cluster (`url`, a postgresql:// URL)."""
+    type: str = "sqlite"
+    url: str | None = None
+
+
+@dataclass(frozen=True)
 class WebSub:
     hub: str
 
@@ -91,6 +99,13 @@ class Config:
     websub: WebSub | None = None
     cache: CacheConfig = field(default_factory=CacheConfig)
     allow_private_sources: bool = True
+    index: IndexConfig = field(default_factory=IndexConfig)
+
+    @property
+    def serve_only(self) -> bool:
+        """An instance of a cluster without a copy of posts_dir: it serves what
+        the shared index holds and never scans, watches or collects."""
+        return self.index.type == "postgres" and not self.posts_dir.is_dir()
     # Proxies (addresses or networks) whose X-Forwarded-For names the reader (subscribers.py).
     trusted_proxies: tuple[str, ...] = ()
     admin_token: str | None = field(default=None, repr=False)
@@ -258,6 +273,7 @@ def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None
     top.known(
         "site", "feeds_url", "posts_dir", "permalink", "limit", "max_limit", "max_age",
         "summary_length", "state_dir", "categories", "websub", "cache", "allow_private_sources",
+        "index",
         "trusted_proxies", "admin_token", "subscriber_log",
     )
     site_sec = top.section("site")
@@ -269,7 +285,9 @@ def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None
     limit = top.integer("limit", 20, 1, max_limit)
     root = path.parent
     posts_dir = root / top.string("posts_dir", "_posts")
-    if not posts_dir.is_dir():
+    index = _index(top.section("index"))
+    # A cluster's serve-only instances have no posts folder: they read the shared index.
+    if not posts_dir.is_dir() and index.type != "postgres":
         top.fail(("posts_dir",), f"folder {posts_dir} does not exist")
     permalink = top.string("permalink", Config.permalink)
     if not permalink.startswith("/"):
@@ -292,6 +310,7 @@ def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None
         websub=_websub(top.section("websub")),
         cache=_cache(top.section("cache")),
         allow_private_sources=allow_private,
+        index=index,
         trusted_proxies=_trusted_proxies(top),
         admin_token=_admin_token(top),
         subscriber_log=_subscriber_log(top),
@@ -444,6 +463,23 @@ def _cache(sec: _Section | None) -> CacheConfig:
     if kind not in checks:
         sec.fail(("type",), f"must be 'memory' or 'redis', not {kind!r}")
     return checks[kind]()
+
+
+def _index(sec: _Section | None) -> IndexConfig:
+    if sec is None:
+        return IndexConfig()
+    sec.known("type", "url")
+    kind = sec.string("type", "sqlite")
+    if kind == "sqlite":
+        if sec.get("url", None) is not None:
+            sec.fail(("url",), "is for type: postgres (SQLite lives in state_dir)")
+        return IndexConfig()
+    if kind != "postgres":
+        sec.fail(("type",), f"must be 'sqlite' or 'postgres', not {kind!r}")
+    url = sec.string("url", "")
+    if urlsplit(url).scheme not in ("postgresql", "postgres"):
+        sec.fail(("url",), f"must be a postgresql:// URL, not {url!r}")
+    return IndexConfig("postgres", str(url))
 
 
 def _redis_url(sec: _Section) -> str:

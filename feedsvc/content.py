@@ -133,45 +133,20 @@ def body_html(text: str, kind: str) -> str:
 
 
 def render(post: Post, site_url: str, summary_length: int) -> Rendered:
-    """The post's safe HTML and summary; cached by file identity and settings."""
-    return RENDERS(post.path, post.mtime_ns, post.size, post.kind, post.url,
-                   post.excerpt, site_url, summary_length)
+    """The post's safe HTML and summary, from its file as it is now (tools and
+    tests; the index renders from the body it read with the record)."""
+    return render_body(read_body(post.path), post.kind, post.url, post.excerpt, site_url,
+                       summary_length)
 
 
-def render_uncached(path: str, mtime_ns: int, size: int, kind: str, page_url: str,
-                    excerpt: str | None, site_url: str, summary_length: int) -> Rendered:
+def render_body(body: str, kind: str, page_url: str, excerpt: str | None, site_url: str,
+                summary_length: int) -> Rendered:
+    """A body's safe HTML and summary."""
     # Stripped before Markdown too: CommonMark turns NUL into U+FFFD, a visible mark.
-    html = sanitise(body_html(strip_illegal(read_body(path)), kind), page_url, site_url)
+    html = sanitise(body_html(strip_illegal(body), kind), page_url, site_url)
     # An excerpt may hold HTML too: its text, never the text of a <script> in it.
     source = text_of(sanitise(excerpt, page_url, site_url))[1] if excerpt else text_of(html)[0]
     return Rendered(html=html, summary=strip_illegal(cut(source, summary_length)))
-
-
-class RenderCache:
-    """The rendered posts of this process, an LRU keyed by file identity (path,
-    mtime, size) and the settings that shape the HTML, so an edit is a miss."""
-
-    def __init__(self, maxsize: int) -> None:
-        self._cached = lru_cache(maxsize=maxsize)(render_uncached)
-
-    def __call__(self, path: str, mtime_ns: int, size: int, kind: str, page_url: str,
-                 excerpt: str | None, site_url: str, summary_length: int) -> Rendered:
-        return self._cached(path, mtime_ns, size, kind, page_url, excerpt, site_url,
-                            summary_length)
-
-    @property
-    def maxsize(self) -> int:
-        return self._cached.cache_info().maxsize or 0
-
-    def keep(self, count: int) -> None:
-        """Hold at least `count` posts (`feedsvc build`, which puts every post in
-        several feeds: an LRU smaller than the corpus re-rendered them all for
-        each feed and format)."""
-        if count > self.maxsize:
-            self._cached = lru_cache(maxsize=count)(render_uncached)
-
-
-RENDERS = RenderCache(8192)
 
 
 @lru_cache(maxsize=4)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from feedsvc import atomic, content
+from feedsvc import atomic
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import NotFound
@@ -242,8 +242,6 @@ def _prune_empty(folder: Path, root: Path) -> None:
 def exporter(config: Config, out: str | os.PathLike[str], *, clock: Clock = utcnow) -> Export:
     service = FeedService(config, clock=clock)
     service.start()
-    # Every post is rendered once and reused by each feed and format it is in.
-    content.RENDERS.keep(len(service.index.posts))
     return Export(service, out)
 
 

@@ -4,7 +4,6 @@ page and canonical query options) and the cut of the index it names."""
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import math
 import re
 import unicodedata
@@ -19,7 +18,6 @@ from feedsvc.index import Views
 from feedsvc.model import FORMATS, Entry, Feed, Person
 from feedsvc.posts import Post
 
-log = logging.getLogger(__name__)
 OPENCC = ("s2t", "t2s")
 PARAMETERS = frozenset({"limit", "filter", "filterout", "opencc"})
 MAX_TERMS = 20
@@ -121,7 +119,7 @@ def parse_query(key: FeedKey, args: Iterable[tuple[str, str]], config: Config) -
 def url_tags(views: Views) -> list[str]:
     """The tags that can have a feed URL, sorted. A "/" in a tag cannot: servers
     decode %2F before routing, so /tags/TCP%2FIP.rss arrives as /tags/TCP/IP.rss."""
-    return sorted(t for t in views.tags if "/" not in t)
+    return sorted(t for t in views.tag_counts() if "/" not in t)
 
 
 def exists(key: FeedKey, config: Config, views: Views) -> bool:
@@ -130,21 +128,20 @@ def exists(key: FeedKey, config: Config, views: Views) -> bool:
     if key.kind == "category":
         return key.name in config.categories
     if key.kind == "tag":
-        return key.name in views.tags
+        return views.has_tag(key.name)
     return key.kind == "all"
 
 
+# Query filters look at this many of a feed's newest posts (README: query options):
+# a filter is a cut of what is current, and its cost must not grow with the archive.
+FILTER_WINDOW = 1000
+
+
 def posts_of(key: FeedKey, views: Views, config: Config) -> list[Post]:
-    if key.kind == "category":
-        posts = views.categories.get(key.name, [])
-    elif key.kind == "tag":
-        posts = views.tags.get(key.name, [])
-    else:
-        # The site-wide feed carries the configured categories only.
-        posts = views.in_any(frozenset(config.categories))
-    if key.filter or key.filterout:
-        posts = [p for p in posts if _keep(p, key)]
-    return posts
+    """The posts a filtered feed is cut from: the matching ones among the
+    newest FILTER_WINDOW (unfiltered feeds take pages straight from the index)."""
+    posts = views.posts(key.kind, key.name, 0, FILTER_WINDOW)
+    return [p for p in posts if _keep(p, key)]
 
 
 def _keep(post: Post, key: FeedKey) -> bool:
@@ -157,12 +154,14 @@ def _keep(post: Post, key: FeedKey) -> bool:
 
 @dataclass(frozen=True)
 class Selection:
-    """The posts of one feed document, and what identifies its version."""
+    """The posts of one feed document, their bodies as indexed with them, and
+    what identifies its version."""
     key: FeedKey
     posts: tuple[Post, ...]
     pages: int
     updated: dt.datetime          # feed-level updated (newest entry, or the site's newest)
     modified: dt.datetime         # Last-Modified: newest change, mtimes included
+    rendered: tuple[content.Rendered, ...] = ()
 
     def fingerprint(self) -> str:
         parts = [self.key.cache_id(), str(self.pages), self.updated.isoformat()]
@@ -177,27 +176,34 @@ def limit_of(key: FeedKey, config: Config) -> int:
 
 
 def select(key: FeedKey, views: Views, config: Config) -> Selection:
+    """The posts of the document `key` names, with their rendered bodies, all
+    from the one version `views` is (Stale if the index moved meanwhile)."""
     if not exists(key, config, views):
         raise NotFound(f"no feed at {key.path()}")
-    posts = posts_of(key, views, config)
     limit = limit_of(key, config)
-    pages = max(1, math.ceil(len(posts) / limit))
+    start = (key.page - 1) * limit
+    if key.filter or key.filterout:
+        matching = posts_of(key, views, config)
+        total, chosen = len(matching), tuple(matching[start:start + limit])
+    else:
+        total = views.count(key.kind, key.name)
+        chosen = tuple(views.posts(key.kind, key.name, start, limit)) if start < total else ()
+    pages = max(1, math.ceil(total / limit))
     if not 1 <= key.page <= pages:
         raise NotFound(f"page {key.page} is past the end (the feed has {pages})")
-    chosen = tuple(posts[(key.page - 1) * limit: key.page * limit])
     if chosen:
         updated = max(p.updated for p in chosen)
         modified = max(p.modified for p in chosen)
     else:
         updated = modified = views.newest_updated
-    return Selection(key, chosen, pages, updated, modified)
+    return Selection(key, chosen, pages, updated, modified, tuple(views.rendered(chosen)))
 
 
 def feed_model(sel: Selection, config: Config) -> Feed:
     """Render the selected posts into the format-neutral model."""
     key, site = sel.key, config.site
     title, description, link = _describe(key, config)
-    entries = tuple(e for e in (_entry(p, key, config) for p in sel.posts) if e is not None)
+    entries = tuple(_entry(p, r, key) for p, r in zip(sel.posts, sel.rendered, strict=True))
     author = site.author
     return Feed(
         id=replace(key, page=1).url(config.feeds_url),
@@ -248,13 +254,9 @@ def _page_links(key: FeedKey, pages: int, config: Config) -> dict[str, str]:
     return links
 
 
-def _entry(post: Post, key: FeedKey, config: Config) -> Entry | None:
-    try:
-        body = content.render(post, config.site.url, config.summary_length)
-    except (OSError, ValueError) as e:
-        # The file changed or vanished since it was indexed; the watcher catches up.
-        log.warning("cannot render %s: %s", post.rel, e)
-        return None
+def _entry(post: Post, body: content.Rendered, key: FeedKey) -> Entry:
+    # The body is the one indexed with this record: never read from disk here,
+    # where the file may have changed since the posts were selected.
     return Entry(
         id=post.guid,
         # A title made only of characters XML forbids would be empty: feedgen refuses

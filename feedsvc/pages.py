@@ -20,11 +20,11 @@ import jinja2
 
 from feedsvc import dates, opml
 from feedsvc.config import Config
-from feedsvc.feeds import FeedKey, feed_model, html_page, posts_of, select, url_tags
-from feedsvc.index import Views
+from feedsvc.feeds import FeedKey, feed_model, html_page, select, url_tags
+from feedsvc.index import IndexUnavailable, NotReady, Stale, Views
 from feedsvc.model import FORMATS, Entry, Feed
 from feedsvc.posts import Post
-from feedsvc.service import FeedService
+from feedsvc.service import STALE_TRIES, FeedService
 from feedsvc.store import Document, MemoryStore
 from feedsvc.version import Snapshot
 
@@ -128,10 +128,11 @@ def entry_item(entry: Entry, zone: str, config: Config) -> Item:
 
 
 def _listing(key: FeedKey, title: str, description: str, views: Views,
-             config: Config) -> Listing:
-    posts = posts_of(key, views, config)
-    newest = post_item(posts[0], zone_of(key, config)) if posts else None
-    return Listing(title, description, html_page(key, config), len(posts), newest,
+             config: Config, count: int | None = None) -> Listing:
+    newest = views.posts(key.kind, key.name, 0, 1)
+    item = post_item(newest[0], zone_of(key, config)) if newest else None
+    return Listing(title, description, html_page(key, config),
+                   views.count(key.kind, key.name) if count is None else count, item,
                    links_for(key, config))
 
 
@@ -142,8 +143,10 @@ def index_context(config: Config, views: Views) -> dict[str, object]:
                   for slug, cat in config.categories.items()]
     all_feed = _listing(FeedKey("all", "all", "rss"), f"{site.title} · 全部",
                         site.description or "所有分类的最新文章", views, config)
-    by_size = sorted(url_tags(views), key=lambda t: (-len(views.tags[t]), t))
-    tags = [_listing(FeedKey("tag", tag, "rss"), tag, "", views, config) for tag in by_size]
+    counts = views.tag_counts()
+    by_size = sorted(url_tags(views), key=lambda t: (-counts[t], t))
+    tags = [_listing(FeedKey("tag", tag, "rss"), tag, "", views, config, counts[tag])
+            for tag in by_size]
     return {
         "site": site,
         "lang": site.language or "zh-CN",
@@ -189,7 +192,7 @@ def render(template: str, context: Mapping[str, object]) -> bytes:
 
 def newest_change(config: Config, views: Views) -> dt.datetime:
     """Last-Modified of the index and OPML: the newest post change or config edit."""
-    newest = max((p.modified for p in views.all), default=dates.EPOCH)
+    newest = views.newest_modified()
     try:
         mtime = config.path.stat().st_mtime
     except OSError:
@@ -222,15 +225,27 @@ class Pages:
             sel = select(key, views, config)
             context = feed_context(feed_model(sel, config), key, sel.pages, config)
             return Document.of(render("feed.html", context), HTML, sel.modified)
-        if key.query():
-            # Not memoised: query options make views without number (SECURITY.md S11).
-            snap = snap or self.service.snapshot()
-            return make(snap.config, snap.views)
-        return self._cached("view:" + key.cache_id(), snap, make)
+        # Not memoised with query options: they make views without number (SECURITY.md S11).
+        return self._cached(None if key.query() else "view:" + key.cache_id(), snap, make)
 
-    def _cached(self, name: str, snap: Snapshot | None,
+    def _cached(self, name: str | None, snap: Snapshot | None,
                 make: Callable[[Config, Views], Document]) -> Document:
+        """The page at `snap` (read again at a newer snapshot if the index moves
+        on meanwhile: one version per page, never two)."""
         snap = snap or self.service.snapshot()
+        for _ in range(STALE_TRIES):
+            try:
+                return self._cached_at(name, snap, make)
+            except Stale:
+                snap = self.service.snapshot()
+        raise IndexUnavailable("the index changes faster than a page can be read")
+
+    def _cached_at(self, name: str | None, snap: Snapshot,
+                   make: Callable[[Config, Views], Document]) -> Document:
+        if not snap.views.ready:
+            raise NotReady("the posts are being indexed")
+        if name is None:
+            return make(snap.config, snap.views)
         doc = self._memo.get((name, snap.version))
         if doc is None:
             doc = make(snap.config, snap.views)

@@ -1,8 +1,9 @@
 """One post file → one Post record, with Jekyll's rules.
 
 Front-matter fields are read through one table (FIELDS) of small parsers, as
-Pelican's METADATA_PROCESSORS do. The body is not kept: it is read again,
-rendered and cached only for posts that appear in a feed (content.py).
+Pelican's METADATA_PROCESSORS do. The body is read with the front matter,
+rendered once by the index and kept there with the record (content.py,
+index/), so that a feed never reads a post file again.
 """
 
 from __future__ import annotations
@@ -198,11 +199,15 @@ def absolute(base: str, path: str) -> str:
 
 
 def parse_post(rel: str, raw: bytes, stat: os.stat_result, config: Config) -> Post:
-    """Build a Post from a file's bytes; raise PostError (path filled in) if unusable.
+    """Build a Post from a file's bytes; raise PostError (path filled in) if unusable."""
+    return parse_post_text(rel, raw, stat, config)[0]
 
-    The whole file is decoded so that a bad byte in the body is reported now,
-    not when the post first reaches a feed; the body itself is not kept.
-    """
+
+def parse_post_text(rel: str, raw: bytes, stat: os.stat_result,
+                    config: Config) -> tuple[Post, str]:
+    """A Post and its body (the text after the front matter), from one reading
+    of the file: the body the index keeps is the one its record was made from.
+    The whole file is decoded, so a bad byte in the body is reported now."""
     try:
         return _parse(rel, raw, stat, config)
     except PostError as e:
@@ -212,12 +217,12 @@ def parse_post(rel: str, raw: bytes, stat: os.stat_result, config: Config) -> Po
         raise PostError(rel, f"cannot read post: {type(e).__name__}: {e}") from e
 
 
-def _parse(rel: str, raw: bytes, stat: os.stat_result, config: Config) -> Post:
+def _parse(rel: str, raw: bytes, stat: os.stat_result, config: Config) -> tuple[Post, str]:
     name = rel.rsplit("/", 1)[-1]
     kind = post_kind(name)
     if kind is None:
         raise PostError(rel, "not a post file")
-    front, _body = split_front_matter(decode(raw))
+    front, body = split_front_matter(decode(raw))
     try:
         meta = yamlsafe.load(front, max_bytes=MAX_FRONT_MATTER) if front.strip() else {}
     except YamlError as e:
@@ -248,7 +253,7 @@ def _parse(rel: str, raw: bytes, stat: os.stat_result, config: Config) -> Post:
         tags=_merge((), f.get("tags", ())), slug=slug, url=url, guid=f.get("guid") or url,
         published=f.get("published", True), excerpt=f.get("excerpt"),
         source_guid=f.get("source_guid"), source_url=f.get("source_url"),
-    )
+    ), body
 
 
 def _merge(first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str, ...]:
@@ -260,6 +265,11 @@ def _merge(first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def read_post(posts_dir: Path, rel: str, config: Config) -> Post:
+    return read_post_text(posts_dir, rel, config)[0]
+
+
+def read_post_text(posts_dir: Path, rel: str, config: Config) -> tuple[Post, str]:
+    """The post at `rel` and its body, from one open() of the file."""
     path = posts_dir / rel
     try:
         with open(path, "rb") as fh:
@@ -269,10 +279,10 @@ def read_post(posts_dir: Path, rel: str, config: Config) -> Post:
         raise PostError(rel, f"cannot read: {e.strerror or e}") from e
     if len(raw) > MAX_POST_BYTES:
         raise PostError(rel, f"file is larger than {MAX_POST_BYTES // 2**20} MiB")
-    return parse_post(rel, raw, stat, config)
+    return parse_post_text(rel, raw, stat, config)
 
 
 def read_body(path: str) -> str:
-    """A post's body, read again from disk (the index keeps metadata only)."""
+    """A post's body, read from disk (tests and tools; the index keeps its own copy)."""
     with open(path, "rb") as fh:
         return split_front_matter(decode(fh.read(MAX_POST_BYTES + 1)))[1]

@@ -26,7 +26,6 @@ only evict its own kind, never the plain feed URLs that pollers repeat.
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import time
 from collections import OrderedDict
@@ -37,8 +36,9 @@ from typing import Any, NamedTuple
 from werkzeug.http import http_date
 
 from feedsvc import metrics
+from feedsvc.index import IndexUnavailable
 from feedsvc.service import FeedService
-from feedsvc.version import Snapshot, Version, version_now
+from feedsvc.version import Snapshot, Version, take
 
 KEY_HEADERS = ("HTTP_ACCEPT_ENCODING", "HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE",
                "HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE", "HTTP_RANGE", "HTTP_IF_RANGE",
@@ -61,7 +61,6 @@ Key = tuple[Any, ...]
 
 class Answer(NamedTuple):
     version: Version
-    expires: dt.datetime | None          # a future post's time: the version ends then
     status: str
     headers: list[tuple[str, str]]       # without Date
     body: bytes
@@ -84,7 +83,10 @@ class ReplayCache:
             # The one snapshot of this request: read before the response is made, so
             # that a change while it is being made files it under the older version,
             # never a newer one; app.py answers from the same snapshot.
-            snap: Snapshot = self.service.snapshot()
+            try:
+                snap: Snapshot = self.service.snapshot()
+            except IndexUnavailable:
+                return self.app(environ, start_response)   # Flask says why (503)
             environ[SNAPSHOT_KEY] = snap
             hit = self._get(environ, snap.version)
             metrics.cache_lookup("replay", hit is not None)
@@ -97,18 +99,20 @@ class ReplayCache:
 
     def lookup(self, environ: Mapping[str, Any]) -> Answer | None:
         """The answer kept for this request, if it is of the current version.
-        Takes no lock and reads no file (the version is three attributes, and a
-        future post's time is kept with the answer): safe on an event loop."""
+        The version costs one read of the index (its generation and the newest
+        date that has come: version.take), which edge.py makes on the event loop."""
         if not environ.get("PATH_INFO", "").startswith(PREFIXES):
             return None
-        return self._get(environ, version_now(self.service.state))
+        try:
+            version = take(self.service.state).version
+        except IndexUnavailable:
+            return None      # the thread pool answers, and says why
+        return self._get(environ, version)
 
     def _get(self, environ: Mapping[str, Any], version: Version) -> Answer | None:
         key = _key(environ)
         hit = self._segment(key).get(key)
         if hit is None or hit.version != version:
-            return None
-        if hit.expires is not None and self.service.clock() >= hit.expires:
             return None
         return hit
 
@@ -144,9 +148,8 @@ class ReplayCache:
             headers = [(k, v) for k, v in captured[1] if k.lower() != "date"]
             dated = len(headers) != len(captured[1])
             key = _key(environ)
-            self._segment(key).put(key, Answer(snap.version, snap.views.expires, captured[0],
-                                               headers, body, dated,
-                                               _weight(key, headers, body)))
+            self._segment(key).put(key, Answer(snap.version, captured[0], headers, body,
+                                               dated, _weight(key, headers, body)))
         return [body]
 
 

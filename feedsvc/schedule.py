@@ -89,6 +89,10 @@ class Scheduler:
     def collect_due(self) -> float:
         """Collect every due source; return the seconds until the next is due."""
         service = self.service
+        if not service.ready:
+            # Collect after a first indexing: the hub's baseline below must be
+            # whole feeds, and what is collected is then announced.
+            return self.tick
         if self.publisher is None:
             # The hub's baseline is the feeds as they were before this process
             # collected anything, so that what it collects is announced.
@@ -101,8 +105,8 @@ class Scheduler:
                                   not_modified=r.not_modified, error=r.error)
         # Index new files now rather than wait for the watcher, so that the
         # hub ping follows at once.
-        if any(r.new for r in results) and service.index.scan():
-            service.index.save_state()
+        if any(r.new for r in results):
+            service.writing_index().scan()
         return self._until_next(collector)
 
     def _until_next(self, collector: Collector) -> float:
@@ -126,7 +130,10 @@ class Scheduler:
                 self._published = None
             # Feed bytes change only with the snapshot's version (version.py: the
             # config, the index, its generation): otherwise there is nothing to check.
+            # Before a first indexing is done feeds are partial: never announced.
             snap = self.service.snapshot()
+            if not snap.views.ready:
+                return self.tick
             if snap.version != self._published or self.publisher.pending:
                 self.publisher.check(config.websub.hub, feed_etags(self.service, snap))
                 self._published = snap.version

@@ -24,7 +24,7 @@ from pathlib import Path
 from feedsvc.config import Config
 from feedsvc.index import Index, Views
 
-Version = tuple[str, int, int]
+Version = tuple[str, int, int, int]
 _index_ids = itertools.count(1)
 
 
@@ -49,7 +49,8 @@ class Snapshot:
     """What a document's bytes depend on, as one immutable value."""
     config_digest: str
     index_id: int
-    generation: int
+    generation: int        # the shared index's generation (in its database)
+    due: int               # the newest post date that has come (a future post come due)
     config: Config = field(compare=False, repr=False)
     views: Views = field(compare=False, repr=False)
     content_digest: str = field(compare=False, repr=False)
@@ -57,29 +58,18 @@ class Snapshot:
     @property
     def version(self) -> Version:
         """The key caches file their documents under (small: it keeps no views alive)."""
-        return (self.config_digest, self.index_id, self.generation)
-
-
-def version_now(state: Served) -> Version:
-    """`take(state).version` without the views: three attribute reads, no lock,
-    for the event loop's replay lookups (edge.py). It does not notice a future
-    post whose time came; replay.py keeps that time with each answer."""
-    return (state.config_digest, state.index_id, state.index.generation)
+        return (self.config_digest, self.index_id, self.generation, self.due)
 
 
 def take(state: Served) -> Snapshot:
-    """The current snapshot of `state`. The generation is read before the views
-    and again after them: a change in between (the watcher, or views() itself
-    noticing that a future post's time came) reads both again, so that the
-    views are never newer than the generation they are filed under by more
-    than a change still under way (which the next request then sees)."""
-    index = state.index
-    while True:
-        generation = index.generation
-        views = index.views()
-        if index.generation == generation:
-            return Snapshot(state.config_digest, state.index_id, generation, state.config,
-                            views, state.content_digest)
+    """The current snapshot of `state`: the generation, the date that says which
+    future posts have come, and the views, read together from the index in one
+    query (index.Views): every later read through those views checks that the
+    index is still at that generation, so what a snapshot serves is one version."""
+    views = state.index.views()
+    generation, due = views.version
+    return Snapshot(state.config_digest, state.index_id, generation, due, state.config,
+                    views, state.content_digest)
 
 
 def config_digest(config: Config) -> str:

@@ -5,8 +5,10 @@ even re-stat-ing, the files that did not change.
 Two watches: posts_dir recursively, and the config file's folder
 non-recursively (watching that folder recursively could mean watching a whole
 checkout, .venv and .git included; watching the file itself would lose it
-when an editor replaces it by a rename). Each worker process has its own
-watcher: inotify costs nothing while nothing changes.
+when an editor replaces it by a rename). Every worker watches its config;
+only the leader (`is_leader`, leader.py) watches posts_dir and writes the
+shared index: the others see its changes through the index's generation.
+A worker that becomes the leader (the old one died) catches up first.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import watchfiles
 
 from feedsvc.config import load_config
 from feedsvc.errors import ConfigError
+from feedsvc.index import IndexUnavailable
 from feedsvc.posts import post_kind
 from feedsvc.service import FeedService
 
@@ -40,8 +43,12 @@ class _Either:
 
 
 class Watcher:
-    def __init__(self, service: FeedService, *, debounce_ms: int = 150) -> None:
-        self.service, self.debounce_ms = service, debounce_ms
+    def __init__(self, service: FeedService, *, debounce_ms: int = 150,
+                 is_leader: Callable[[], bool] | None = None, retry: float = 1.0) -> None:
+        self.service, self.debounce_ms, self.retry = service, debounce_ms, retry
+        self.is_leader = is_leader or (lambda: True)
+        self._was_leading = False   # the last handle() led: else the next one rescans in full
+        self._behind = False        # a change is waiting for the index (a failed update)
         self.stop_event = threading.Event()
         self._posts_moved = threading.Event()
         self._handling = threading.Lock()
@@ -78,6 +85,8 @@ class Watcher:
                 self.handle({Path(p) for _, p in changes})
 
     def _watch_posts(self) -> None:
+        while not self.stop_event.is_set() and not self.is_leader():
+            self.stop_event.wait(self.retry)
         while not self.stop_event.is_set():
             self._posts_moved.clear()
             root = self.service.config.posts_dir
@@ -123,20 +132,49 @@ class Watcher:
                 rels.add(rel)
             elif path.is_dir() or self._was_folder(rel):
                 full_scan = True  # a folder created, moved or deleted: rescan the stats
-        try:
-            index = service.index
-            changed = index.scan() if full_scan else index.update(rels)
-        except Exception:  # noqa: BLE001
-            log.exception("updating the post index failed")
+        if not self.is_leader():
+            # The leader writes the index; this worker only reloads its config. One
+            # that lost the lead (its database session broke) catches up in full
+            # when it leads again, and keeps asking while a change waits.
+            self._was_leading = False
+            if self._behind:
+                self._retry_later()
             return
+        if not self._was_leading:
+            full_scan, self._was_leading = True, True
+        index = service.writing_index()
+        try:
+            changed = index.scan() if full_scan else index.update(rels)
+        except IndexUnavailable as e:
+            index.last_error = str(e)
+            log.error("cannot update the post index (%s); trying again at the next change"
+                      " or in %.0f s", e, RETRY)
+            self._behind = True
+            self._retry_later()
+            return
+        except Exception as e:  # noqa: BLE001
+            index.last_error = f"{type(e).__name__}: {e}"
+            log.exception("updating the post index failed")
+            self._behind = True
+            self._retry_later()
+            return
+        index.last_error = None
+        self._behind = False
         if changed:
             log.info("%d post file(s) changed: %s", len(changed), ", ".join(sorted(changed)[:5]))
-            index.save_state()
+
+    def _retry_later(self) -> None:
+        """A failed update (database locked, disk full) is redone by a rescan."""
+        def again() -> None:
+            if not self.stop_event.wait(RETRY):
+                self.handle([])
+        threading.Thread(target=again, name="feedsvc-index-retry", daemon=True).start()
 
     def _was_folder(self, rel: str) -> bool:
-        prefix = rel + "/"
-        index = self.service.index
-        return any(r.startswith(prefix) for r in (*index.posts, *index.problems))
+        try:
+            return self.service.writing_index().knows_under(rel)
+        except IndexUnavailable:
+            return True   # cannot tell: a rescan finds out
 
     def catch_up_config(self) -> None:
         """Reload config.yaml if it is not what this process read at start."""

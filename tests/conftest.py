@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import support
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, settings
 from readers_site import readers_site
@@ -33,6 +35,34 @@ for name, examples, database in (("dev", 40, {}), ("ci", 40, {"database": None})
                               **database)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
                       or ("ci" if os.environ.get("CI") else "dev"))
+
+
+# These modules run on both index backends (issue 12): SQLite and PostgreSQL.
+BOTH_INDEXES = {"test_http_conditional", "test_reload", "test_redis_cache", "test_hostile",
+                "test_one_version", "test_readiness"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    name = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if "index_backend" in metafunc.fixturenames and name in BOTH_INDEXES:
+        metafunc.parametrize("index_backend", ["sqlite", "postgres"], indirect=True,
+                             scope="module")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def index_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The index backend this module's sites use (support.use_index)."""
+    kind: str = getattr(request, "param", "sqlite")
+    support.INDEX_BACKEND[:] = [kind]
+    yield kind
+    support.INDEX_BACKEND[:] = ["sqlite"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    yield
+    with contextlib.suppress(Exception):   # no PostgreSQL here: nothing was made either
+        support.drop_pg_databases()
 
 
 @pytest.fixture

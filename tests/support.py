@@ -41,7 +41,7 @@ def write_config(root: Path, overrides: Mapping[str, Any] | None = None) -> Path
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
     (root / str(data.get("posts_dir", "_posts"))).mkdir(parents=True, exist_ok=True)
-    return path
+    return use_index(path)
 
 
 def make_site(root: Path, posts: Mapping[str, str] | None = None, *, fixture: str | None = None,
@@ -61,6 +61,50 @@ def make_site(root: Path, posts: Mapping[str, str] | None = None, *, fixture: st
         target = root / "_posts" / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
+    return use_index(cfg)
+
+
+# -- the index backend the tests run against ------------------------------------------
+# tests/conftest.py runs some modules twice: on SQLite (the default) and on
+# PostgreSQL (a database of their own per site, on the machine's server).
+PG_SERVER = os.environ.get("FEEDSVC_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+# Per test process: a suite that ends drops its own databases, never another run's.
+PG_PREFIX = f"feedsvc_index_t{os.getpid()}_"
+INDEX_BACKEND = ["sqlite"]
+
+
+def new_pg_database() -> str:
+    """A new, empty database of the tests' own; its URL."""
+    import uuid
+
+    import psycopg
+
+    name = f"{PG_PREFIX}{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_SERVER + "/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{PG_SERVER}/{name}"
+
+
+def drop_pg_databases() -> None:
+    """Drop the databases the tests made (those named with PG_PREFIX only)."""
+    import psycopg
+
+    with psycopg.connect(PG_SERVER + "/postgres", autocommit=True) as conn:
+        names = [r[0] for r in conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", [PG_PREFIX + "%"])]
+        for name in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def use_index(cfg: Path) -> Path:
+    """Point a site's config at the backend under test (nothing for SQLite)."""
+    if INDEX_BACKEND[0] != "postgres":
+        return cfg
+    data = yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}
+    if "index" not in data:
+        data["index"] = {"type": "postgres", "url": new_pg_database()}
+        cfg.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False),
+                       encoding="utf-8")
     return cfg
 
 
@@ -116,7 +160,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.output()}")
             try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
                     return
             except (requests.ConnectionError, requests.Timeout):  # busy machine: keep waiting
                 pass

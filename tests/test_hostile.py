@@ -37,7 +37,7 @@ import feedparser
 import lxml.html
 import pytest
 from lxml import etree
-from support import FIXTURES, make_site, post
+from support import FIXTURES, make_site, post, use_index
 
 from feedsvc.app import create_app
 from feedsvc.config import Config, load_config
@@ -87,7 +87,7 @@ def _feed_urls(tags: list[str], categories: list[str]) -> list[str]:
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     root = tmp_path_factory.mktemp("hostile")
     shutil.copytree(HOSTILE, root, dirs_exist_ok=True)
-    config = load_config(root / "config.yaml")
+    config = load_config(use_index(root / "config.yaml"))
     app = create_app(config, watch=False)
     service = app.extensions["feedsvc"]
     client = app.test_client()

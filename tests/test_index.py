@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 from support import FIXTURES, FakeClock, make_site, post
 
-from feedsvc import index
 from feedsvc.config import Config, load_config
-from feedsvc.index import Index, iter_post_files
+from feedsvc.index import Index, iter_post_files, reading
 from feedsvc.posts import Post
 
 POSTS = FIXTURES / "posts"
@@ -158,17 +157,17 @@ def test_symlink_leading_outside_posts_dir_is_ignored(tmp_path: Path) -> None:
 
 
 class CountingReads:
-    """Wraps the real read_post to count which files the index reads."""
+    """Wraps the real read_post_text to count which files the index reads."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: list[str] = []
-        real = index.read_post
+        real = reading.read_post_text
 
-        def counted(posts_dir: Path, rel: str, config: Config) -> Post:
+        def counted(posts_dir: Path, rel: str, config: Config) -> tuple[Post, str]:
             self.calls.append(rel)
             return real(posts_dir, rel, config)
 
-        monkeypatch.setattr(index, "read_post", counted)
+        monkeypatch.setattr(reading, "read_post_text", counted)
 
     def take(self) -> list[str]:
         calls, self.calls = sorted(self.calls), []
@@ -247,8 +246,38 @@ def test_missing_or_corrupt_saved_index_means_a_full_scan(tmp_path: Path) -> Non
     index = Index(config, FakeClock(NOW))
     assert index.load_state() is False
     index.scan()
-    index.save_state()
-    index._state_file().write_bytes(b"not a pickle")
+    index.close()
+    [db] = config.state_dir.glob("index-*.sqlite3")
+    for extra in config.state_dir.glob("index-*.sqlite3-*"):
+        extra.unlink()
+    db.write_bytes(b"not a database" * 512)
     again = Index(config, FakeClock(NOW))
     assert again.load_state() is False
     assert len(again.scan()) == 4
+    assert (db.parent / (db.name + ".corrupt")).exists()
+
+
+def test_truncated_index_is_rebuilt_not_misread(tmp_path: Path) -> None:
+    config = small_site(tmp_path)
+    index = Index(config, FakeClock(NOW))
+    index.scan()
+    index.close()
+    [db] = config.state_dir.glob("index-*.sqlite3")
+    for extra in config.state_dir.glob("index-*.sqlite3-*"):
+        extra.unlink()
+    with open(db, "r+b") as fh:
+        fh.truncate(db.stat().st_size // 3)
+    again = Index(config, FakeClock(NOW))
+    again.scan()
+    assert titles(again.views().all) == ["P4", "P3", "P2", "P1"]
+
+
+def test_an_index_saved_by_an_older_feedsvc_is_not_read(tmp_path: Path) -> None:
+    # feedsvc up to index format 4 pickled its index; that file is left alone
+    # (another name) and the posts are read again.
+    config = small_site(tmp_path)
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    (config.state_dir / "index-0123456789abcdef.pickle").write_bytes(b"\x80\x05old")
+    index = Index(config, FakeClock(NOW))
+    assert index.load_state() is False
+    assert len(index.scan()) == 4

@@ -355,19 +355,11 @@ class Collector:
     def _stored_guids(self) -> dict[str, set[str]]:
         index = self.index
         if index is None:
-            # `feedsvc collect`: the index saved by the last run (or by serve)
-            # spares reading every post again.
+            # `feedsvc collect`: the shared index, brought up to date (stats only
+            # for what did not change).
             index = Index(self.config, self.clock)
-            index.load_state()
-            if index.scan():
-                index.save_state()
-        known: dict[str, set[str]] = {}
-        # dict() copies atomically under the GIL while the watcher may update it.
-        for post in dict(index.posts).values():
-            if post.source_guid:
-                for slug in post.categories:
-                    known.setdefault(slug, set()).add(post.source_guid)
-        return known
+            index.scan()
+        return index.source_guids()
 
     def collect(self, cat: Category, src: Source, known: set[str]) -> SourceResult:
         """One source, once: never raises; the outcome is in the result and the state."""

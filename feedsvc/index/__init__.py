@@ -1,0 +1,715 @@
+"""The post index: every post under posts_dir with its rendered body, the
+problems found, and the views the feeds are cut from (category, tag,
+site-wide, pages, counts, newest) — in a database shared by every worker
+(SQLite in state_dir, or PostgreSQL for a cluster: db.py, pg.py).
+
+One process writes (the leader: the one that watches posts_dir); every
+worker reads. A change costs work in proportion to what changed: the rows of
+the changed posts, their terms and counts, and one new generation, which
+every worker sees at its next request. A worker keeps no posts in memory:
+each request reads its page of posts in one snapshot (`Views`), so a
+response is made of one version, never two.
+
+A rescan compares the stats of the files with those stored (in a scratch
+database, so that a million posts need no million-entry dict); only changed
+files are read. A first indexing reads them on every core (reading.py) and
+the index says it is not ready until it is done.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import pickle
+import sqlite3
+import tempfile
+import threading
+import zlib
+from collections import OrderedDict
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import fields
+from operator import attrgetter
+from pathlib import Path
+from typing import Any
+
+from feedsvc import dates
+from feedsvc.clock import Clock, utcnow
+from feedsvc.config import Config
+from feedsvc.content import Rendered, render_body
+from feedsvc.errors import FeedsvcError
+from feedsvc.index.db import Database, IndexUnavailable, SqliteDatabase, Tx
+from feedsvc.index.files import is_post_path, iter_post_files, iter_post_stats, stat_post_files
+from feedsvc.index.reading import Progress, Row, read_rows
+from feedsvc.posts import Post
+
+__all__ = ["INDEX_FORMAT", "Index", "IndexUnavailable", "NotReady", "Stale", "Views",
+           "index_identity", "is_post_path", "iter_post_files", "stat_post_files"]
+
+log = logging.getLogger(__name__)
+INDEX_FORMAT = 5   # bump when post reading rules or the tables change: the old index is rebuilt
+_POST_FIELDS = tuple(f.name for f in fields(Post))
+_POST_VALUES = attrgetter(*_POST_FIELDS)
+SEP = "\x1f"       # between the categories of a post in `posts.cats` (never in a category)
+BATCH = 500        # files per write transaction
+RENDERED_MAX = 1024     # rendered bodies a worker keeps (~10 kB each)
+MAX_REPORTED = 10_000   # changed paths a scan hands back (a first indexing may change millions)
+_US = dt.timedelta(microseconds=1)
+
+
+class NotReady(FeedsvcError):
+    """The first indexing is not done: feeds would be partial (HTTP 503)."""
+
+
+class Stale(FeedsvcError):
+    """The index moved to a new version while a response was being made from
+    the old one: make it again from the new one."""
+
+
+def index_identity(config: Config) -> tuple[Any, ...]:
+    """What in the config changes how posts are read and rendered (not how
+    feeds look): another value means another index."""
+    zones = sorted((s, c.timezone) for s, c in config.categories.items() if c.timezone)
+    return (INDEX_FORMAT, _POST_FIELDS, config.site.url, config.site.timezone, config.permalink,
+            zones)
+
+
+def identity_digest(config: Config) -> str:
+    return hashlib.sha256(repr(index_identity(config)).encode()).hexdigest()[:16]
+
+
+def _us(when: dt.datetime) -> int:
+    return (when - dates.EPOCH) // _US
+
+
+def _post(record: bytes) -> Post:
+    return Post(*pickle.loads(record))  # noqa: S301 - our own index, written by us
+
+
+def open_database(config: Config) -> Database:
+    """The configured database: SQLite in state_dir unless `index:` says otherwise."""
+    if config.index.type == "postgres" and config.index.url:
+        from feedsvc.index.pg import PostgresDatabase
+
+        return PostgresDatabase(config.index.url, namespace=identity_digest(config))
+    path = config.state_dir / f"index-{identity_digest(config)}.sqlite3"
+    try:
+        return SqliteDatabase(path)
+    except (OSError, IndexUnavailable) as e:
+        # No usable state_dir (read-only, full, locked): still serve, from an index
+        # of this process's own, which it writes itself (Index.private).
+        tmp = Path(tempfile.mkdtemp(prefix="feedsvc-index-")) / path.name
+        log.error("cannot keep the index in %s (%s); using %s until restart", path.parent, e, tmp)
+        db = SqliteDatabase(tmp)
+        db.private = True
+        return db
+
+
+# -- reading: one snapshot per response ---------------------------------------------
+class Views:
+    """What the feeds are cut from, at one version of the index.
+
+    Every query checks, in its own transaction, that the index is still at
+    this version and raises Stale otherwise; so what one Views hands out is
+    one version. Cheap to make: nothing is read until asked."""
+
+    def __init__(self, index: Index, generation: int, ready: bool, due: int,
+                 now: dt.datetime) -> None:
+        self.index, self.generation, self.ready, self.now = index, generation, ready, now
+        self.version = (generation, due)
+        self._now_us = _us(now)
+        self._future: list[Post] | None = None
+        self._catsets: dict[str, int] | None = None
+        self._newest: dt.datetime | None = None
+
+    @contextmanager
+    def _read(self) -> Iterator[Tx]:
+        with self.index.db.read() as tx:
+            row = tx.one("SELECT value FROM meta WHERE key = 'generation'")
+            if int(row[0] if row else 0) != self.generation:
+                raise Stale("the index changed")
+            yield tx
+
+    # -- what feeds need ----------------------------------------------------------
+    def posts(self, kind: str, name: str, offset: int, limit: int) -> list[Post]:
+        """The visible posts of a feed (kind 'category', 'tag' or 'all'), newest
+        first, ties by ascending id; `limit` of them from `offset`."""
+        where, params = self._all_filter() if kind == "all" else ("", [])
+        with self._read() as tx:
+            if kind == "all":
+                rows = tx.rows("SELECT record FROM posts WHERE shown = 1 AND date_us <= ?" + where
+                               + " ORDER BY date_us DESC, guid LIMIT ? OFFSET ?",
+                               [self._now_us, *params, limit, offset])
+            else:
+                rows = tx.rows("SELECT p.record FROM terms t JOIN posts p ON p.rel = t.rel"
+                               " WHERE t.kind = ? AND t.term = ? AND t.date_us <= ?"
+                               " ORDER BY t.date_us DESC, t.guid LIMIT ? OFFSET ?",
+                               [kind[0], name, self._now_us, limit, offset])
+        return [_post(r[0]) for r in rows]
+
+    def count(self, kind: str, name: str) -> int:
+        """How many visible posts a feed has (kind as in posts())."""
+        if kind == "all":
+            sets = self.catsets()
+            keep = self._all_sets()
+            return sum(sets[s] for s in keep) - sum(
+                1 for p in self.future() if SEP.join(p.categories) in keep)
+        with self._read() as tx:
+            row = tx.one("SELECT n FROM counts WHERE kind = ? AND term = ?", [kind[0], name])
+        due = sum(1 for p in self.future()
+                  if name in (p.categories if kind == "category" else p.tags))
+        return int(row[0] if row else 0) - due
+
+    def rendered(self, posts: Iterable[Post]) -> list[Rendered]:
+        """The rendered bodies of `posts`, from the bodies indexed with them (the
+        same version): rendered once per process and post version, then kept in
+        a bounded cache."""
+        config = self.index.config
+        site, length = config.site.url, config.summary_length
+        posts = list(posts)
+        keys = [(p.rel, p.mtime_ns, p.size, p.kind, p.url, p.excerpt, site, length)
+                for p in posts]
+        out = [_RENDERED.get(k) for k in keys]
+        missing = [p.rel for p, r in zip(posts, out, strict=True) if r is None]
+        if not missing:
+            return [r for r in out if r is not None]
+        with self._read() as tx:
+            rows = dict(tx.rows("SELECT rel, body FROM posts WHERE rel IN ("
+                                + ",".join("?" * len(missing)) + ")", missing))
+        for i, (post, key) in enumerate(zip(posts, keys, strict=True)):
+            if out[i] is not None:
+                continue
+            if post.rel not in rows:
+                raise Stale(f"{post.rel} left the index")
+            out[i] = _RENDERED.put(key, _render(post, zlib.decompress(rows[post.rel]).decode(
+                "utf-8", "surrogatepass"), site, length))
+        return [r for r in out if r is not None]
+
+    def tag_counts(self) -> dict[str, int]:
+        """Visible posts per tag, for every tag that has one."""
+        with self._read() as tx:
+            counts = dict(tx.rows("SELECT term, n FROM counts WHERE kind = 't' AND n > 0"))
+        for post in self.future():
+            for tag in post.tags:
+                counts[tag] -= 1
+        return {t: n for t, n in counts.items() if n > 0}
+
+    def has_tag(self, tag: str) -> bool:
+        return self.count("tag", tag) > 0
+
+    @property
+    def newest_updated(self) -> dt.datetime:
+        """The newest `updated` of any visible post (the epoch when there is none)."""
+        if self._newest is None:
+            post = self._newest_by("updated_us")
+            self._newest = post.updated if post else dates.EPOCH
+        return self._newest
+
+    def newest_modified(self) -> dt.datetime:
+        """The newest change (updated, or the file's mtime) of any visible post."""
+        post = self._newest_by("modified_us")
+        return post.modified if post else dates.EPOCH
+
+    def _newest_by(self, column: str) -> Post | None:
+        with self._read() as tx:
+            row = tx.one(f"SELECT record FROM posts WHERE published = 1 AND date_us <= ?"  # noqa: S608
+                         f" ORDER BY {column} DESC LIMIT 1", [self._now_us])
+        return _post(row[0]) if row else None
+
+    def total(self) -> int:
+        """Every visible post (one per id), whatever its categories."""
+        with self._read() as tx:
+            row = tx.one("SELECT n FROM counts WHERE kind = '*' AND term = ''")
+        return int(row[0] if row else 0) - len(self.future())
+
+    # -- the site-wide feed: posts in any configured category ------------------------
+    def future(self) -> list[Post]:
+        """The shown posts whose date has not come (few: they are subtracted from counts)."""
+        if self._future is None:
+            with self._read() as tx:
+                rows = tx.rows("SELECT record FROM posts WHERE shown = 1 AND date_us > ?",
+                               [self._now_us])
+            self._future = [_post(r[0]) for r in rows]
+        return self._future
+
+    @property
+    def expires(self) -> dt.datetime | None:
+        """When the next future post comes due (the version moves then)."""
+        return min((p.date for p in self.future()), default=None)
+
+    def catsets(self) -> dict[str, int]:
+        if self._catsets is None:
+            with self._read() as tx:
+                self._catsets = dict(tx.rows("SELECT term, n FROM counts WHERE kind = 's'"
+                                             " AND n > 0"))
+        return self._catsets
+
+    def _all_sets(self) -> set[str]:
+        configured = self.index.config.categories
+        return {s for s in self.catsets() if any(c in configured for c in s.split(SEP))}
+
+    def _all_filter(self) -> tuple[str, list[str]]:
+        keep = self._all_sets()
+        if len(keep) == len(self.catsets()):
+            return "", []
+        if not keep:
+            return " AND 0 = 1", []
+        return " AND cats IN (" + ",".join("?" * len(keep)) + ")", sorted(keep)
+
+    # -- whole lists (tools and tests; feeds take pages) -----------------------------------
+    @property
+    def all(self) -> list[Post]:
+        """Every visible post, newest first."""
+        with self._read() as tx:
+            rows = tx.rows("SELECT record FROM posts WHERE shown = 1 AND date_us <= ?"
+                           " ORDER BY date_us DESC, guid", [self._now_us])
+        return [_post(r[0]) for r in rows]
+
+    @property
+    def categories(self) -> dict[str, list[Post]]:
+        with self._read() as tx:
+            names = [r[0] for r in tx.rows("SELECT term FROM counts WHERE kind = 'c' AND n > 0")]
+        lists = {c: self.posts("category", c, 0, 2**62) for c in names}
+        return {c: posts for c, posts in lists.items() if posts}
+
+    @property
+    def tags(self) -> dict[str, list[Post]]:
+        return {t: self.posts("tag", t, 0, 2**62) for t in self.tag_counts()}
+
+    def in_any(self, categories: frozenset[str]) -> list[Post]:
+        return [p for p in self.all if not categories.isdisjoint(p.categories)]
+
+    @property
+    def duplicates(self) -> dict[str, str]:
+        return dict(self.index.duplicates())
+
+
+def _render(post: Post, body: str, site_url: str, summary_length: int) -> Rendered:
+    try:
+        return render_body(body, post.kind, post.url, post.excerpt, site_url, summary_length)
+    except (ValueError, TypeError, RecursionError) as e:
+        # Something no rule foresaw in a body: this entry goes out empty, the feed
+        # does not fail (never a 500 because of content).
+        log.warning("cannot render %s: %s: %s", post.rel, type(e).__name__, e)
+        return Rendered(html="", summary="")
+
+
+class _RenderCache:
+    """Rendered bodies by post version and settings, bounded in count (what a
+    worker keeps does not grow with the number of posts)."""
+
+    def __init__(self, max_items: int = RENDERED_MAX) -> None:
+        self.max_items = max_items
+        self._items: OrderedDict[tuple[Any, ...], Rendered] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> Rendered | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[Any, ...], value: Rendered) -> Rendered:
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+        return value
+
+
+_RENDERED = _RenderCache()
+
+
+# -- writing: the leader's side ---------------------------------------------------------
+class _Writer:
+    """Row changes inside one write transaction: posts, which post of an id is
+    shown, its terms and counts, and the files' stats."""
+
+    def __init__(self, tx: Tx) -> None:
+        self.tx = tx
+
+    def apply(self, row: Row) -> None:
+        self._remove(row.rel)
+        tx = self.tx
+        if row.stat is None:
+            tx.run("DELETE FROM files WHERE rel = ?", [row.rel])
+            return
+        tx.run("INSERT INTO files (rel, mtime_ns, size, problem) VALUES (?, ?, ?, ?)"
+               " ON CONFLICT (rel) DO UPDATE SET mtime_ns = excluded.mtime_ns,"
+               " size = excluded.size, problem = excluded.problem",
+               [row.rel, row.stat[0], row.stat[1], row.problem])
+        if row.post is not None and row.body is not None:
+            self._insert(row.post, row.body)
+
+    def _insert(self, post: Post, body: str) -> None:
+        self.tx.run(
+            "INSERT INTO posts (rel, guid, date_us, updated_us, modified_us, published, shown,"
+            " cats, source_guid, record, body) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+            [post.rel, post.guid, _us(post.date), _us(post.updated), _us(post.modified),
+             int(post.published), SEP.join(post.categories), post.source_guid,
+             pickle.dumps(_POST_VALUES(post), protocol=5),
+             # Level 1: half the CPU of level 6 at a first indexing, a little more disk.
+             zlib.compress(body.encode("utf-8", "surrogatepass"), 1)])
+        if not post.published:
+            return
+        owner = self.tx.one("SELECT record FROM posts WHERE guid = ? AND shown = 1", [post.guid])
+        if owner is None:
+            self._show(post, +1)
+        else:
+            shown = _post(owner[0])
+            if post.rel < shown.rel:       # the lexically first file of an id wins
+                self._show(shown, -1)
+                self._show(post, +1)
+
+    def _remove(self, rel: str) -> None:
+        row = self.tx.one("SELECT record, shown FROM posts WHERE rel = ?", [rel])
+        if row is None:
+            return
+        old = _post(row[0])
+        self.tx.run("DELETE FROM posts WHERE rel = ?", [rel])
+        if row[1]:
+            self._show(old, -1, deleted=True)
+            heir = self.tx.one("SELECT record FROM posts WHERE guid = ? AND published = 1"
+                               " ORDER BY rel LIMIT 1", [old.guid])
+            if heir is not None:
+                self._show(_post(heir[0]), +1)
+
+    def _show(self, post: Post, delta: int, deleted: bool = False) -> None:
+        tx, date = self.tx, _us(post.date)
+        if not deleted:
+            tx.run("UPDATE posts SET shown = ? WHERE rel = ?", [int(delta > 0), post.rel])
+        terms = [("c", c) for c in post.categories] + [("t", t) for t in post.tags]
+        if delta > 0:
+            tx.many("INSERT INTO terms (kind, term, date_us, guid, rel) VALUES (?, ?, ?, ?, ?)",
+                    [(k, t, date, post.guid, post.rel) for k, t in terms])
+        else:
+            tx.many("DELETE FROM terms WHERE kind = ? AND term = ? AND date_us = ? AND guid = ?",
+                    [(k, t, date, post.guid) for k, t in terms])
+        tx.many("INSERT INTO counts (kind, term, n) VALUES (?, ?, ?) ON CONFLICT (kind, term)"
+                " DO UPDATE SET n = counts.n + excluded.n",
+                [(k, t, delta) for k, t in [*terms, ("s", SEP.join(post.categories)), ("*", "")]])
+
+
+class Index:
+    def __init__(self, config: Config, clock: Clock = utcnow, db: Database | None = None) -> None:
+        self.config, self.clock = config, clock
+        self.db = db or open_database(config)
+        self._writing = threading.RLock()
+        self.progress: tuple[int, int] | None = None   # (read, to read) while indexing
+        # An index of this process's own (state_dir unusable): no leader writes it
+        # but this process.
+        self.private = bool(getattr(self.db, "private", False))
+        self.last_error: str | None = None
+
+    # -- versions -------------------------------------------------------------
+    def views(self) -> Views:
+        """A snapshot of the current version (raises IndexUnavailable)."""
+        now = self.clock()
+        with self.db.read() as tx:
+            row = tx.one(
+                "SELECT (SELECT value FROM meta WHERE key = 'generation'),"
+                " (SELECT value FROM meta WHERE key = 'ready'),"
+                # The newest date that has come: a future post coming due is a new version.
+                " (SELECT max(date_us) FROM posts WHERE published = 1 AND date_us <= ?)",
+                [_us(now)])
+        assert row is not None
+        return Views(self, int(row[0] or 0), row[1] == "1", int(row[2] or 0), now)
+
+    @property
+    def generation(self) -> int:
+        return self.views().generation
+
+    @property
+    def ready(self) -> bool:
+        """Whether a first indexing has been completed (feeds are whole)."""
+        return self.views().ready
+
+    # -- updating ----------------------------------------------------------------
+    def scan(self) -> set[str]:
+        """Bring the index up to date with the disk; return the changed paths.
+        The end of a whole scan makes the index ready. A database found corrupt
+        on the way is set aside and the posts indexed again."""
+        try:
+            return self._scan()
+        except IndexUnavailable as e:
+            if not e.corrupt:
+                raise
+            log.error("the index is corrupt (%s): indexing every post again", e)
+            self.last_error = str(e)
+            self.db.rebuild()
+            return self._scan()
+
+    def _scan(self) -> set[str]:
+        with self._writing:
+            with _Scratch() as scratch:
+                total = self._diff(scratch)
+                changed = self._read_and_apply(scratch.todo(), total, "indexing posts")
+            self._set_meta("ready", "1")
+            return changed
+
+    def update(self, rels: Iterable[str], inside: Collection[str] = ()) -> set[str]:
+        """Re-read the given paths (relative to posts_dir) if they changed."""
+        rels = sorted(set(rels))
+        if not rels:
+            return set()
+        with self._writing:
+            stored = self._stored(rels)
+            todo: list[tuple[str, bool]] = []
+            gone: list[Row] = []
+            for rel in rels:
+                try:
+                    st = (self.config.posts_dir / rel).stat()
+                except OSError:
+                    if rel in stored:
+                        gone.append(Row(rel, None))
+                    continue
+                if stored.get(rel) != (st.st_mtime_ns, st.st_size) or rel not in stored:
+                    todo.append((rel, rel in inside))
+            changed = self._apply(gone)
+            items: Iterator[tuple[str, bool | None]] = iter(todo)
+            return changed | self._read_and_apply(items, len(todo), "reading posts")
+
+    def restore(self) -> set[str]:
+        """Catch up with posts_dir (the saved index is the database itself)."""
+        return self.scan()
+
+    def load_state(self) -> bool:
+        """Whether an index is there to start from (kept for callers of the old API)."""
+        return self.ready
+
+    def save_state(self) -> None:
+        """Nothing to do: every change is committed when it is made."""
+
+    def _stored(self, rels: list[str]) -> dict[str, tuple[int, int]]:
+        out: dict[str, tuple[int, int]] = {}
+        with self.db.read() as tx:
+            for i in range(0, len(rels), BATCH):
+                part = rels[i:i + BATCH]
+                for rel, mtime, size in tx.rows(
+                        "SELECT rel, mtime_ns, size FROM files WHERE rel IN ("
+                        + ",".join("?" * len(part)) + ")", part):
+                    out[rel] = (mtime, size)
+        return out
+
+    def _diff(self, scratch: _Scratch) -> int:
+        """Fill scratch.todo with the paths whose stats changed, appeared or went;
+        return how many. Both sides are read in path order and merged."""
+        scratch.fill_seen(iter_post_stats(self.config.posts_dir))
+        with self.db.read() as tx:
+            stored = tx.iterate("SELECT rel, mtime_ns, size FROM files ORDER BY rel"
+                                + self.db.binary_order)
+            return scratch.merge(stored)
+
+    def _read_and_apply(self, todo: Iterator[tuple[str, bool | None]], total: int,
+                        what: str) -> set[str]:
+        """Read the paths of `todo` ((rel, inside), inside None: gone) and write
+        what they hold, a batch per transaction; return the changed paths (at
+        most MAX_REPORTED of them: a first indexing logs how many)."""
+        changed: set[str] = set()
+        if not total:
+            return changed
+        gone: list[Row] = []
+
+        def reading() -> Iterator[tuple[str, bool]]:
+            for rel, inside in todo:
+                if inside is None:
+                    gone.append(Row(rel, None))
+                    if len(gone) >= BATCH:
+                        self._report(changed, self._apply(gone))
+                        gone.clear()
+                else:
+                    yield rel, inside
+
+        progress = Progress(total, what)
+        self.progress = (0, total)
+        try:
+            for batch in read_rows(self.config, reading(), total, progress):
+                self._report(changed, self._apply(batch))
+                self.progress = (progress.done, total)
+                if total > BATCH:
+                    self._set_meta("progress", f"{progress.done}/{total}")
+            self._report(changed, self._apply(gone))
+        finally:
+            progress.close()
+            self.progress = None
+        if total > MAX_REPORTED:
+            log.info("%s: %d files read or removed", what, total)
+        return changed
+
+    @staticmethod
+    def _report(changed: set[str], rels: set[str]) -> None:
+        for rel in rels:
+            if len(changed) >= MAX_REPORTED:
+                return
+            changed.add(rel)
+
+    def _apply(self, rows: list[Row]) -> set[str]:
+        if not rows:
+            return set()
+        with self.db.write() as tx:
+            writer = _Writer(tx)
+            for row in rows:
+                writer.apply(row)
+                if row.problem:
+                    log.warning("skipped post %s: %s", row.rel, row.problem)
+            _bump(tx)
+        return {row.rel for row in rows}
+
+    def _set_meta(self, key: str, value: str) -> None:
+        with self.db.write() as tx:
+            old = tx.one("SELECT value FROM meta WHERE key = ?", [key])
+            if old is not None and old[0] == value:
+                return
+            tx.run("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
+                   " DO UPDATE SET value = excluded.value", [key, value])
+            if key == "ready":
+                _bump(tx)
+
+    # -- what the rest of feedsvc asks -----------------------------------------------
+    @property
+    def posts(self) -> Mapping[str, Post]:
+        """Every post by path (tools and tests: a query per use, nothing held)."""
+        return _Posts(self)
+
+    @property
+    def problems(self) -> dict[str, str]:
+        """The files that are not usable posts, with the reason (a copy)."""
+        with self.db.read() as tx:
+            return dict(tx.rows("SELECT rel, problem FROM files WHERE problem IS NOT NULL"
+                                " ORDER BY rel"))
+
+    def duplicates(self) -> list[tuple[str, str]]:
+        with self.db.read() as tx:
+            rows = tx.rows("SELECT p.rel, o.rel, p.guid FROM posts p JOIN posts o"
+                           " ON o.guid = p.guid AND o.shown = 1"
+                           " WHERE p.published = 1 AND p.shown = 0")
+        return [(rel, f"same id as {owner} ({guid}); skipped") for rel, owner, guid in rows]
+
+    def problem_list(self) -> list[tuple[str, str]]:
+        return sorted([*self.problems.items(), *self.duplicates()])
+
+    def source_guids(self) -> dict[str, set[str]]:
+        """The upstream ids already stored as posts, per category."""
+        known: dict[str, set[str]] = {}
+        with self.db.read() as tx:
+            rows = tx.rows("SELECT source_guid, cats FROM posts WHERE source_guid IS NOT NULL")
+        for guid, cats in rows:
+            for slug in cats.split(SEP) if cats else ():
+                known.setdefault(slug, set()).add(guid)
+        return known
+
+    def knows_under(self, folder: str) -> bool:
+        """Whether any indexed file lies under the folder `folder` (relative)."""
+        prefix = folder.rstrip("/") + "/"
+        with self.db.read() as tx:
+            row = tx.one("SELECT 1 FROM files WHERE rel >= ? AND rel < ? LIMIT 1",
+                         [prefix, prefix[:-1] + "0"])   # '0' follows '/'
+        return row is not None
+
+    def describe(self) -> dict[str, object]:
+        """For /status: the database, readiness, generation and the last error."""
+        info: dict[str, object] = {**self.db.describe(), "last_error": self.last_error}
+        try:
+            views = self.views()
+            info.update(ready=views.ready, generation=views.generation)
+            with self.db.read() as tx:
+                row = tx.one("SELECT value FROM meta WHERE key = 'progress'")
+            if not views.ready and row:
+                info["progress"] = row[0]
+        except IndexUnavailable as e:
+            info.update(ready=False, error=str(e))
+        return info
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _bump(tx: Tx) -> None:
+    tx.run("INSERT INTO meta (key, value) VALUES ('generation', '1') ON CONFLICT (key)"
+           " DO UPDATE SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT)")
+
+
+class _Posts(Mapping[str, Post]):
+    def __init__(self, index: Index) -> None:
+        self.index = index
+
+    def __getitem__(self, rel: str) -> Post:
+        with self.index.db.read() as tx:
+            row = tx.one("SELECT record FROM posts WHERE rel = ?", [rel])
+        if row is None:
+            raise KeyError(rel)
+        return _post(row[0])
+
+    def __iter__(self) -> Iterator[str]:
+        with self.index.db.read() as tx:
+            return iter([r[0] for r in tx.rows("SELECT rel FROM posts ORDER BY rel")])
+
+    def __len__(self) -> int:
+        with self.index.db.read() as tx:
+            row = tx.one("SELECT count(*) FROM posts")
+        return int(row[0]) if row else 0
+
+    def values(self) -> Any:
+        with self.index.db.read() as tx:
+            return [_post(r[0]) for r in tx.rows("SELECT record FROM posts ORDER BY rel")]
+
+
+class _Scratch:
+    """A private temporary SQLite file for one rescan: the stats found on disk
+    and the paths to read again, so that memory stays flat whatever the count."""
+
+    def __enter__(self) -> _Scratch:
+        self.conn = sqlite3.connect("", isolation_level=None)   # "": a temporary file
+        self.conn.execute("CREATE TABLE seen (rel TEXT PRIMARY KEY, mtime_ns INTEGER,"
+                          " size INTEGER, link INTEGER)")
+        self.conn.execute("CREATE TABLE todo (n INTEGER PRIMARY KEY, rel TEXT, inside INTEGER)")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()
+
+    def fill_seen(self, stats: Iterator[tuple[str, tuple[int, int] | None]]) -> None:
+        self.conn.execute("BEGIN")
+        batch: list[tuple[str, int, int, int]] = []
+        for rel, st in stats:
+            batch.append((rel, *(st or (0, 0)), int(st is None)))
+            if len(batch) >= 5000:
+                self.conn.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?, ?, ?)", batch)
+                batch = []
+        self.conn.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?, ?, ?)", batch)
+        self.conn.execute("COMMIT")
+
+    def merge(self, stored: Iterator[tuple[Any, ...]]) -> int:
+        """Merge the stored stats (in path order) with those seen; return the todo count."""
+        seen = self.conn.execute("SELECT rel, mtime_ns, size, link FROM seen ORDER BY rel")
+        out: list[tuple[str, int | None]] = []
+        total = 0
+        a, b = next(stored, None), seen.fetchone()
+        while a is not None or b is not None:
+            if b is not None and (a is None or b[0] < a[0]):
+                out.append((b[0], int(not b[3])))      # new: a regular file is inside
+                b = seen.fetchone()
+            elif a is not None and (b is None or a[0] < b[0]):
+                out.append((a[0], None))               # gone
+                a = next(stored, None)
+            else:
+                assert a is not None and b is not None
+                if b[3] or (a[1], a[2]) != (b[1], b[2]):
+                    out.append((b[0], int(not b[3])))
+                a, b = next(stored, None), seen.fetchone()
+            if len(out) >= 5000:
+                total += self._keep(out)
+        total += self._keep(out)
+        return total
+
+    def _keep(self, out: list[tuple[str, int | None]]) -> int:
+        self.conn.executemany("INSERT INTO todo (rel, inside) VALUES (?, ?)", out)
+        n = len(out)
+        out.clear()
+        return n
+
+    def todo(self) -> Iterator[tuple[str, bool | None]]:
+        for rel, inside in self.conn.execute("SELECT rel, inside FROM todo ORDER BY n"):
+            yield rel, None if inside is None else bool(inside)

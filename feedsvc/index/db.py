@@ -1,0 +1,290 @@
+"""The database under the index: SQLite in state_dir (default) or PostgreSQL
+(pg.py), behind one small interface so the index writes its SQL once.
+
+SQL is written with `?` placeholders and the portable subset of both
+(ON CONFLICT upserts, no dialect functions). Reads run in a transaction, so
+everything one `read()` sees is one committed version; writes take the
+database's write lock for the whole transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from feedsvc.errors import FeedsvcError
+
+log = logging.getLogger(__name__)
+Params = Sequence[Any]
+QUICK_CHECK_BYTES = 64 * 2**20   # files up to this size get every page checked at open
+
+
+class IndexUnavailable(FeedsvcError):
+    """The index database cannot be read or written right now (locked,
+    unreachable, corrupt, disk full); the message says why. `corrupt`: it
+    will not get better by waiting, only by indexing again."""
+
+    def __init__(self, message: str, corrupt: bool = False) -> None:
+        super().__init__(message)
+        self.corrupt = corrupt
+
+
+class Tx(Protocol):
+    def rows(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]: ...
+    def one(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None: ...
+    def run(self, sql: str, params: Params = ()) -> None: ...
+    def many(self, sql: str, seq: Iterable[Params]) -> None: ...
+    def iterate(self, sql: str, params: Params = ()) -> Iterator[tuple[Any, ...]]: ...
+
+
+class Database(Protocol):
+    kind: str
+    blob: str                   # the column type for bytes
+    binary_order: str           # appended to ORDER BY for byte order of text
+
+    def read(self) -> Any: ...   # a context manager yielding a Tx
+    def write(self) -> Any: ...
+    def rebuild(self) -> None: ...   # start again from an empty database (after `corrupt`)
+    def describe(self) -> dict[str, object]: ...
+    def close(self) -> None: ...
+
+
+def schema(blob: str, text: str = "TEXT") -> list[str]:
+    """The tables (the same for both databases but for the bytes type).
+
+    posts: one row per post file that is a post; `shown` marks the one post
+    of each id that feeds carry (the lexically first published file).
+    terms: (kind, term) → the shown posts in it, newest first, ties by id;
+    kind 'c' category, 't' tag. counts: how many shown posts each (kind, term)
+    has, future-dated ones included; kind 's' is the set of a post's
+    categories (for the site-wide feed), '*' all of them.
+    kv: room for what other parts keep in the index (archive numbers,
+    subscriber counts, upstream and WebSub state), by scope and key.
+    """
+    return [ddl.replace(" TEXT", " " + text) for ddl in [
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS files (rel TEXT PRIMARY KEY, mtime_ns BIGINT NOT NULL,"
+        " size BIGINT NOT NULL, problem TEXT)",
+        f"CREATE TABLE IF NOT EXISTS posts (rel TEXT PRIMARY KEY, guid TEXT NOT NULL,"
+        f" date_us BIGINT NOT NULL, updated_us BIGINT NOT NULL, modified_us BIGINT NOT NULL,"
+        f" published INTEGER NOT NULL, shown INTEGER NOT NULL, cats TEXT NOT NULL,"
+        f" source_guid TEXT, record {blob} NOT NULL, body {blob} NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS posts_by_guid ON posts (guid, rel)",
+        "CREATE INDEX IF NOT EXISTS posts_shown ON posts (shown, date_us DESC, guid)",
+        "CREATE INDEX IF NOT EXISTS posts_by_date ON posts (published, date_us)",
+        "CREATE INDEX IF NOT EXISTS posts_by_updated ON posts (published, updated_us)",
+        "CREATE INDEX IF NOT EXISTS posts_by_modified ON posts (published, modified_us)",
+        "CREATE INDEX IF NOT EXISTS posts_by_source ON posts (source_guid)"
+        " WHERE source_guid IS NOT NULL",
+        "CREATE TABLE IF NOT EXISTS terms (kind TEXT NOT NULL, term TEXT NOT NULL,"
+        " date_us BIGINT NOT NULL, guid TEXT NOT NULL, rel TEXT NOT NULL)",
+        # Scanned forward, this is the feed order: newest first, ties by ascending id.
+        "CREATE UNIQUE INDEX IF NOT EXISTS terms_newest ON terms (kind, term, date_us DESC, guid)",
+        "CREATE TABLE IF NOT EXISTS counts (kind TEXT NOT NULL, term TEXT NOT NULL,"
+        " n BIGINT NOT NULL, PRIMARY KEY (kind, term))",
+        "CREATE TABLE IF NOT EXISTS kv (scope TEXT NOT NULL, key TEXT NOT NULL,"
+        " value TEXT NOT NULL, updated_us BIGINT NOT NULL, PRIMARY KEY (scope, key))",
+    ]]
+
+
+class _SqliteTx:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def rows(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def one(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = self.conn.execute(sql, params).fetchone()
+        return row
+
+    def run(self, sql: str, params: Params = ()) -> None:
+        self.conn.execute(sql, params)
+
+    def many(self, sql: str, seq: Iterable[Params]) -> None:
+        self.conn.executemany(sql, seq)
+
+    def iterate(self, sql: str, params: Params = ()) -> Iterator[tuple[Any, ...]]:
+        return iter(self.conn.execute(sql, params))
+
+
+class SqliteDatabase:
+    """One file in WAL mode: any number of readers (a connection per thread),
+    one writer at a time (SQLite's own lock; `busy` seconds of waiting for it).
+
+    A file that is not a database (truncated, overwritten, corrupt) is moved
+    aside as `*.corrupt` and a new one made: the index can always be rebuilt
+    from posts_dir, a misread one cannot be trusted."""
+
+    kind = "sqlite"
+    blob = "BLOB"
+    binary_order = ""           # SQLite compares text as bytes already
+
+    def __init__(self, path: Path, *, busy: float = 5.0, read_busy: float = 1.0) -> None:
+        self.path, self.busy, self.read_busy = Path(path), busy, read_busy
+        self.private = False
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._writer: sqlite3.Connection | None = None
+        self._writer_pid = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._open_checked()
+
+    def _open_checked(self) -> None:
+        for need in (self.path.parent, self.path):
+            # WAL writes -wal and -shm files beside the database, even to read it.
+            if need.exists() and not os.access(need, os.W_OK):
+                raise IndexUnavailable(f"cannot write {need.name}: read-only for this user")
+        try:
+            if self._truncated():
+                raise sqlite3.DatabaseError("the file is shorter than its header says")
+            conn = self._connect(self.busy)
+            conn.execute("PRAGMA journal_mode=WAL")
+            if self.path.stat().st_size <= QUICK_CHECK_BYTES:
+                row = conn.execute("PRAGMA quick_check").fetchone()
+                if row and row[0] != "ok":
+                    raise sqlite3.DatabaseError(str(row[0]))
+            with self._tx(conn, "BEGIN IMMEDIATE") as tx:
+                for ddl in schema(self.blob):
+                    tx.run(ddl)
+            conn.close()
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+                raise IndexUnavailable(f"index database {self.path.name} is locked: {e}") from e
+            if isinstance(e, sqlite3.OperationalError):
+                raise IndexUnavailable(f"cannot open index database {self.path.name}: {e}") from e
+            log.error("index database %s is unreadable (%s): indexing again", self.path, e)
+            self._move_aside()
+            self._open_checked()
+
+    def _truncated(self) -> bool:
+        """A file cut short (a copy that stopped, a full disk): its header counts
+        more pages than it has. Cheap, unlike a check of every page."""
+        try:
+            with open(self.path, "rb") as fh:
+                header = fh.read(100)
+        except FileNotFoundError:
+            return False
+        if len(header) < 100 or not header.startswith(b"SQLite format 3\0"):
+            return len(header) > 0
+        if Path(str(self.path) + "-wal").exists():
+            return False   # the newest pages may be in the log
+        page = int.from_bytes(header[16:18], "big") or 1
+        page = 65536 if page == 1 else page
+        return int.from_bytes(header[28:32], "big") * page > self.path.stat().st_size
+
+    def _move_aside(self) -> None:
+        aside = self.path.with_name(self.path.name + ".corrupt")
+        log.error("moved the unreadable index database to %s", aside.name)
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(str(self.path) + suffix)
+            if src.exists():
+                os.replace(src, str(aside) + suffix)
+
+    def rebuild(self) -> None:
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+            self._move_aside()
+            self._open_checked()
+
+    def _connect(self, busy: float) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                               timeout=busy)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        # Pages a worker keeps per connection; the OS page cache holds the rest.
+        conn.execute("PRAGMA cache_size=-1024")
+        conn.execute("PRAGMA temp_store=FILE")
+        return conn
+
+    @contextmanager
+    def _tx(self, conn: sqlite3.Connection, begin: str) -> Iterator[_SqliteTx]:
+        conn.execute(begin)
+        try:
+            yield _SqliteTx(conn)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        # A file replaced under us (rebuilt after corruption) is opened again.
+        ino = os.stat(self.path).st_ino
+        if conn is None or getattr(self._local, "key", None) != (os.getpid(), ino):
+            if conn is not None:
+                conn.close()
+            conn = self._connect(self.read_busy)
+            self._local.conn, self._local.key = conn, (os.getpid(), ino)
+        return conn
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        """A read transaction; one inside another (same thread) is the outer one."""
+        if getattr(self._local, "depth", 0):
+            self._local.depth += 1
+            try:
+                yield _SqliteTx(self._local.conn)
+            finally:
+                self._local.depth -= 1
+            return
+        try:
+            self._local.depth = 1
+            with self._tx(self._reader(), "BEGIN") as tx:
+                yield tx
+        except (sqlite3.Error, OSError) as e:
+            self._local.conn = None   # a connection that failed is not trusted again
+            raise _unavailable(self.path, e) from e
+        finally:
+            self._local.depth = 0
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        with self._write_lock:
+            try:
+                if self._writer is None or self._writer_pid != os.getpid():
+                    self._writer, self._writer_pid = self._connect(self.busy), os.getpid()
+                with self._tx(self._writer, "BEGIN IMMEDIATE") as tx:
+                    yield tx
+            except (sqlite3.Error, OSError) as e:
+                if self._writer is not None:
+                    self._writer.close()
+                self._writer = None
+                raise _unavailable(self.path, e) from e
+
+    def describe(self) -> dict[str, object]:
+        return {"type": self.kind, "file": self.path.name}
+
+    def close(self) -> None:
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+
+
+def _unavailable(path: Path, e: Exception) -> IndexUnavailable:
+    corrupt = isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.OperationalError)
+    if isinstance(e, sqlite3.OperationalError) and "malformed" in str(e):
+        corrupt = True
+    return IndexUnavailable(f"index database {path.name}: {e}", corrupt=corrupt)
+
+
+def retrying(fn: Any, attempts: int = 3, pause: float = 0.05) -> Any:
+    """fn() again after a short pause when the database was busy for a moment."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except IndexUnavailable:
+            if i == attempts - 1:
+                raise
+            time.sleep(pause * (i + 1))
+    return None

@@ -1,0 +1,241 @@
+"""The index in PostgreSQL (psycopg 3), for several instances on one index:
+the same tables as SQLite (db.schema) in a schema of their own per set of
+post reading rules, and the cluster's leader elected by an advisory lock.
+
+Reads run in REPEATABLE READ transactions (one snapshot, as SQLite's WAL
+gives); every thread has its own connection, opened again after a failure,
+so an outage costs the requests made during it (503, never a 500) and
+nothing after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+from feedsvc.index.db import IndexUnavailable, Params, Tx, schema
+
+log = logging.getLogger(__name__)
+CONNECT_TIMEOUT = 3
+LEADER_KEY = int.from_bytes(hashlib.sha256(b"feedsvc leader").digest()[:8], "big", signed=True)
+
+
+def redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (
+        f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _sql(sql: str) -> str:
+    return sql.replace("?", "%s")
+
+
+class _PgTx:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def rows(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
+        return self.conn.execute(_sql(sql), params).fetchall()
+
+    def one(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
+        return self.conn.execute(_sql(sql), params).fetchone()
+
+    def run(self, sql: str, params: Params = ()) -> None:
+        self.conn.execute(_sql(sql), params)
+
+    def many(self, sql: str, seq: Iterable[Params]) -> None:
+        with self.conn.cursor() as cur:
+            cur.executemany(_sql(sql), list(seq))
+
+    def iterate(self, sql: str, params: Params = ()) -> Iterator[tuple[Any, ...]]:
+        # A server-side cursor: a million rows arrive in pages, not at once.
+        with self.conn.cursor(name=f"feedsvc_{threading.get_ident()}") as cur:
+            cur.itersize = 5000
+            cur.execute(_sql(sql), params)
+            yield from cur
+
+
+class PostgresDatabase:
+    kind = "postgres"
+    blob = "BYTEA"
+    # Paths and ids compare as bytes, as in SQLite: the same order everywhere.
+    binary_order = ' COLLATE "C"'
+
+    def __init__(self, url: str, *, namespace: str) -> None:
+        self.url, self.schema = url, f"feedsvc_{namespace}"
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._writer: psycopg.Connection[Any] | None = None
+        self._writer_pid = 0
+        self._created = False
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            conn = psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT, autocommit=True)
+        except psycopg.Error as e:
+            raise IndexUnavailable(f"PostgreSQL at {redact(self.url)} unreachable: {e}") from e
+        try:
+            if not self._created:
+                self._create(conn)
+            conn.execute(f'SET search_path TO "{self.schema}"')
+        except psycopg.Error as e:
+            conn.close()
+            raise IndexUnavailable(f"PostgreSQL at {redact(self.url)}: {e}") from e
+        return conn
+
+    def _create(self, conn: psycopg.Connection[Any]) -> None:
+        with conn.transaction():
+            # Instances starting together must not race on CREATE.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", [LEADER_KEY ^ 1])
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            conn.execute(f'SET LOCAL search_path TO "{self.schema}"')
+            for ddl in schema(self.blob, text='TEXT COLLATE "C"'):
+                conn.execute(ddl)
+        self._created = True
+
+    def _reader(self) -> psycopg.Connection[Any]:
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or getattr(self._local, "pid", 0) != os.getpid():
+            conn = self._connect()
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        if getattr(self._local, "depth", 0):
+            self._local.depth += 1
+            try:
+                yield _PgTx(self._local.conn)
+            finally:
+                self._local.depth -= 1
+            return
+        conn = self._reader()
+        self._local.depth = 1
+        try:
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                yield _PgTx(conn)
+        except psycopg.Error as e:
+            self._drop(conn)
+            raise IndexUnavailable(f"PostgreSQL at {redact(self.url)}: {e}") from e
+        finally:
+            self._local.depth = 0
+
+    def _drop(self, conn: psycopg.Connection[Any]) -> None:
+        self._local.conn = None
+        with suppress(psycopg.Error):
+            conn.close()
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        with self._write_lock:
+            if self._writer is None or self._writer.closed or self._writer_pid != os.getpid():
+                self._writer, self._writer_pid = self._connect(), os.getpid()
+            conn = self._writer
+            try:
+                with conn.transaction():
+                    yield _PgTx(conn)
+            except psycopg.Error as e:
+                self._writer = None
+                with suppress(psycopg.Error):
+                    conn.close()
+                raise IndexUnavailable(f"PostgreSQL at {redact(self.url)}: {e}") from e
+
+    def rebuild(self) -> None:
+        with self._write_lock:
+            conn = self._connect()
+            with conn.transaction():
+                conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+            self._created = False
+            self._create(conn)
+            conn.close()
+
+    def describe(self) -> dict[str, object]:
+        return {"type": self.kind, "url": redact(self.url), "schema": self.schema}
+
+    def close(self) -> None:
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+
+
+class PgLeader:
+    """The cluster's leader: whichever instance holds a session-level advisory
+    lock on the shared database. PostgreSQL drops it when that session ends
+    (the process died, the machine went away, the network broke), and the
+    next instance that tries takes over. The same interface as leader.Leader."""
+
+    def __init__(self, url: str, *, check_every: float = 1.0) -> None:
+        self.url, self.check_every = url, check_every
+        self._conn: psycopg.Connection[Any] | None = None
+        self._pid: int | None = None
+        self._checked = 0.0
+        self._lock = threading.Lock()
+        self.last_error: str | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        return self._conn is not None and self._pid == os.getpid()
+
+    def acquire(self) -> bool:
+        with self._lock:
+            if self.is_leader:
+                return self._still_held()
+            try:
+                conn = psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT, autocommit=True)
+                row = conn.execute("SELECT pg_try_advisory_lock(%s)", [LEADER_KEY]).fetchone()
+            except psycopg.Error as e:
+                self.last_error = str(e)
+                return False
+            if not (row and row[0]):
+                conn.close()
+                return False
+            self._conn, self._pid, self._checked = conn, os.getpid(), time.monotonic()
+            self.last_error = None
+        log.info("process %d leads the cluster (advisory lock on %s)", os.getpid(),
+                 redact(self.url))
+        return True
+
+    def _still_held(self) -> bool:
+        """A leader whose session broke has lost the lock to whoever took it."""
+        if time.monotonic() - self._checked < self.check_every:
+            return True
+        assert self._conn is not None
+        try:
+            self._conn.execute("SELECT 1")
+            self._checked = time.monotonic()
+            return True
+        except psycopg.Error as e:
+            log.error("lost the cluster leadership (%s)", e)
+            self.last_error = str(e)
+            with suppress(psycopg.Error):
+                self._conn.close()
+            self._conn = self._pid = None
+            return False
+
+    def release(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                with suppress(psycopg.Error):
+                    self._conn.close()
+            self._conn = self._pid = None
+
+    def stop(self) -> None:
+        """Nothing runs in threads of its own."""
+
+    def describe(self) -> dict[str, object]:
+        return {"pid": os.getpid(), "is_leader": self.is_leader, "election": "postgres",
+                "last_error": self.last_error}

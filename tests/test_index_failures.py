@@ -1,0 +1,172 @@
+"""Bad input for the index (issue 12): PostgreSQL unreachable at start and
+mid-run (through a proxy of our own: the shared server is never touched), a
+locked SQLite database, a disk that fills while indexing, two writers racing.
+The service keeps serving what it last had or says it is not ready, reports
+the cause, recovers by itself, and never answers 500."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import feedparser
+import yaml
+from support import make_site, new_pg_database, post, wait_for
+from tcp_proxy import TcpProxy
+
+from feedsvc.app import create_app
+from feedsvc.config import load_config
+from feedsvc.index import Index
+from feedsvc.service import FeedService
+from feedsvc.watch import Watcher
+
+POSTS = {f"2022-03-{d:02d}-p{d}.md": post(f"P{d}", f"2022-03-{d:02d} 10:00:00 +0800")
+         for d in range(1, 6)}
+FEED = "/feeds/kunmingribao.atom"
+
+
+def titles(body: bytes) -> list[str]:
+    return [e.title for e in feedparser.parse(body).entries]
+
+
+def through(proxy_port: int, cfg: Path) -> Path:
+    """The site's config, its index on a new database reached through the proxy."""
+    url = new_pg_database()
+    data = yaml.safe_load(cfg.read_text(encoding="utf-8"))
+    data["index"] = {"type": "postgres",
+                     "url": url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy_port}")}
+    cfg.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return cfg
+
+
+def test_postgres_unreachable_at_start_then_back(tmp_path: Path) -> None:
+    proxy = TcpProxy(("127.0.0.1", 5432)).start()
+    port = proxy.port
+    proxy.close()                       # nothing listens there: PostgreSQL is "down"
+    config = load_config(through(port, make_site(tmp_path / "site", POSTS)))
+    app = create_app(config)            # the leader's watcher retries every second
+    client = app.test_client()
+    resp = client.get(FEED)
+    assert resp.status_code == 503 and resp.headers["Retry-After"]
+    assert client.get("/healthz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and "unreachable" in ready.get_data(as_text=True)
+    assert "unreachable" in client.get("/status").get_json()["index"]["error"]
+    with TcpProxy(("127.0.0.1", 5432), port=port):
+        wait_for(lambda: client.get("/readyz").status_code == 200, timeout=30)
+        assert titles(client.get(FEED).data)[0] == "P5"
+    app.extensions["feedsvc.watcher"].stop()
+
+
+def test_postgres_lost_mid_run_serves_what_it_had_and_catches_up(tmp_path: Path) -> None:
+    proxy = TcpProxy(("127.0.0.1", 5432)).start()
+    port = proxy.port
+    site = make_site(tmp_path / "site", POSTS)
+    config = load_config(through(port, site))
+    app = create_app(config)
+    client = app.test_client()
+    wait_for(lambda: client.get("/readyz").status_code == 200, timeout=30)
+    before = client.get(FEED)
+    proxy.close()                       # every connection cut, nothing listening
+    during = client.get(FEED)
+    assert during.status_code == 200 and during.data == before.data
+    assert during.headers["ETag"] == before.headers["ETag"]
+    # A document this process never made cannot be read: 503, never a 500.
+    assert client.get("/feeds/all.json").status_code == 503
+    assert client.get("/readyz").status_code == 503
+    (site.parent / "_posts" / "2022-03-09-during.md").write_text(
+        post("Written during the outage", "2022-03-09 10:00:00 +0800"), encoding="utf-8")
+    with TcpProxy(("127.0.0.1", 5432), port=port):
+        wait_for(lambda: b"Written during the outage" in client.get(FEED).data, timeout=30)
+        assert client.get("/status").get_json()["index"]["ready"] is True
+    app.extensions["feedsvc.watcher"].stop()
+
+
+def test_a_locked_sqlite_index_keeps_serving_and_the_change_comes_after(tmp_path: Path) -> None:
+    site = make_site(tmp_path / "site", POSTS)
+    config = load_config(site)
+    service = FeedService(config)
+    service.start()
+    client = create_app(config, watch=False, service=service).test_client()
+    watcher = Watcher(service)          # not started: handle() as the watch thread calls it
+    [db] = config.state_dir.glob("index-*.sqlite3")
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")    # another writer holds the lock
+    new = site.parent / "_posts" / "2022-03-08-locked.md"
+    new.write_text(post("While locked", "2022-03-08 10:00:00 +0800"), encoding="utf-8")
+    watcher.handle([new])               # waits for the lock, then gives up and reports
+    assert "locked" in (service.index.last_error or "")
+    assert client.get(FEED).status_code == 200     # readers are not blocked (WAL)
+    assert "locked" in client.get("/status").get_json()["index"]["last_error"]
+    other.execute("ROLLBACK")
+    other.close()
+    wait_for(lambda: "While locked" in titles(client.get(FEED).data), timeout=20)
+    assert service.index.last_error is None
+    watcher.stop()
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` at `path` (the tests run as root here)."""
+    path.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_a_disk_that_fills_while_indexing_then_frees(tmp_path: Path) -> None:
+    body = "<p>" + "新闻正文，" * 400 + "</p>"
+    site = make_site(tmp_path / "site", {
+        f"2022-{m:02d}-{d:02d}-p{m}-{d}.md": post(f"P{m}-{d}", f"2022-{m:02d}-{d:02d} 10:00:00"
+                                                   " +0800", body=body)
+        for m in range(1, 13) for d in range(1, 29)})
+    with small_disk(tmp_path / "disk", "256k") as disk:
+        data = yaml.safe_load(site.read_text(encoding="utf-8"))
+        data["state_dir"] = str(disk / "state")
+        site.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+        config = load_config(site)
+        service = FeedService(config, background=True)
+        client = create_app(config, watch=False, service=service).test_client()
+        watcher = Watcher(service)
+        watcher.handle([])              # the first indexing: the disk fills on the way
+        assert "full" in (service.index.last_error or "")
+        assert client.get(FEED).status_code == 503      # not ready: never a partial feed
+        assert "full" in client.get("/readyz").get_data(as_text=True)
+        subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)
+        wait_for(lambda: client.get("/readyz").status_code == 200, timeout=30)
+        assert len(titles(client.get(FEED).data)) == 20
+        watcher.stop()
+
+
+def test_two_writers_racing_leave_one_consistent_index(tmp_path: Path) -> None:
+    site = make_site(tmp_path / "site", {
+        f"2022-{m:02d}-{d:02d}-p{m}-{d}.md": post(f"P{m}-{d}", f"2022-{m:02d}-{d:02d} 10:00:00"
+                                                   " +0800")
+        for m in range(1, 13) for d in range(1, 29)})
+    config = load_config(site)
+    first, second = Index(config), Index(config)    # two connections, as two processes
+    errors: list[BaseException] = []
+
+    def scan(index: Index) -> None:
+        try:
+            index.scan()
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=scan, args=(i,)) for i in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    views = first.views()
+    assert views.count("category", "kunmingribao") == 12 * 28
+    assert len(views.posts("category", "kunmingribao", 0, 1000)) == 12 * 28
+    assert views.total() == 12 * 28
+    assert len({p.guid for p in views.all}) == 12 * 28
