@@ -52,7 +52,7 @@ MAIN_CONF = """
 worker_processes {workers};
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
-daemon on;
+daemon off;
 events {{ worker_connections 4096; }}
 http {{
     include {mime_types};
@@ -124,6 +124,7 @@ class Nginx:
             site=self.prefix / "site.conf",
             access_log=f"{self.prefix}/access.log" if access_log else "off"), encoding="utf-8")
         self.master_pid: int | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self, *extra: str) -> list[str]:
         # -e: errors before the config is read go here too, not to /var/log/nginx.
@@ -137,18 +138,20 @@ class Nginx:
 
     def start(self) -> Nginx:
         self.test_config()
-        subprocess.run(self.command(), check=True, capture_output=True)
+        # In the foreground (daemon off) as a child of this process, so that it
+        # goes with the process group of whatever started it, even a killed one.
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        self.master_pid = self.proc.pid
         deadline = time.monotonic() + 10
-        pid_file = self.prefix / "nginx.pid"
         while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
             try:
-                if pid_file.exists():
-                    self.master_pid = int(pid_file.read_text().strip())
-                    requests.get(self.url + "/", timeout=1)
-                    return self
-            except (requests.RequestException, ValueError):
-                pass
-            time.sleep(0.05)
+                requests.get(self.url + "/", timeout=1)
+                return self
+            except requests.RequestException:
+                time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"nginx did not start:\n{self.errors()}")
 
@@ -157,22 +160,17 @@ class Nginx:
         return log.read_text(errors="replace") if log.exists() else ""
 
     def stop(self) -> None:
-        """Stop the nginx this object started (by its own pid file), nothing else."""
-        if self.master_pid is None:
+        """Stop the nginx this object started (its own child), nothing else."""
+        if self.proc is None:
             return
-        try:
-            os.kill(self.master_pid, signal.SIGTERM)
-        except ProcessLookupError:
-            self.master_pid = None
-            return
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)     # nginx's fast shutdown
             try:
-                os.kill(self.master_pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.05)
-        self.master_pid = None
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = self.master_pid = None
 
     def __enter__(self) -> Nginx:
         return self.start()
