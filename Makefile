@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test lint bench install deps
+.PHONY: serve test lint bench install deps fuzz
 
 $(BIN)/feedsvc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,3 +28,7 @@ test: lint deps         ## install, lint, type-check and run the tests
 
 bench: install          ## the performance suite (see docs/PERFORMANCE.md)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+fuzz: install           ## atheris over the post reader, dates, config, upstream parsers (5 min each)
+	$(BIN)/pip install -q -e '.[fuzz]'
+	$(BIN)/python scripts/fuzz.py $(FUZZ_ARGS)

@@ -11,15 +11,17 @@ import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.http import parse_accept_header
 
 from feedsvc import subscribers
+from feedsvc.admin import Access, access
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import NotFound, QueryError
-from feedsvc.feeds import FeedKey, parse_query
+from feedsvc.feeds import FeedKey, jekyll_key, parse_query
 from feedsvc.index import IndexUnavailable, NotReady
 from feedsvc.leader import Leader
 from feedsvc.metrics import CountRequests
@@ -90,9 +92,32 @@ def create_app(config: Config, *, clock: Clock = utcnow, watch: bool = True,
             except OSError as e:
                 log.error("subscriber_log %s: cannot listen: %s", service.config.subscriber_log, e)
     app.wsgi_app = CountRequests(wsgi)  # type: ignore[method-assign]
+    app.wsgi_app = BelowFeedsUrl(app.wsgi_app, service)  # type: ignore[method-assign]
     return app
 
 
+class BelowFeedsUrl:
+    """Serve every URL also below the path of feeds_url (`/blog` of
+    https://example.org/blog): a proxy may pass `/blog/feed.xml` on unchanged,
+    or strip `/blog` first; both reach the same route."""
+
+    def __init__(self, app: Any, service: FeedService) -> None:
+        self.app, self.service = app, service
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        prefix = _path_prefix(self.service.config.feeds_url)
+        path = environ.get("PATH_INFO", "")
+        if prefix and path.startswith(prefix + "/"):
+            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
+            environ["PATH_INFO"] = path[len(prefix):]
+        return self.app(environ, start_response)
+
+
+@lru_cache(maxsize=8)
+def _path_prefix(feeds_url: str) -> str:
+    prefix = urlsplit(feeds_url).path.rstrip("/")
+    # A feeds_url ending in /feeds or /tags names our own routes, not a prefix.
+    return "" if prefix in ("/feeds", "/tags") else prefix
 def make_leader(config: Config) -> Leader | PgLeader:
     """One leader per machine with SQLite (a file lock in state_dir); one per
     cluster with PostgreSQL (an advisory lock in the shared database)."""
@@ -145,6 +170,15 @@ def _routes(app: Flask) -> None:
         m = _match(rest)
         return feed_response(FeedKey("tag", m["name"], m["fmt"], int(m["page"] or 1)))
 
+    @app.get("/<path:rest>")
+    def jekyll_feed(rest: str) -> Response:
+        # jekyll-feed's URLs (/feed.xml, /feed/<category>.xml, /feed/by_tag/<tag>.xml).
+        snap = snapshot()
+        key = jekyll_key("/" + rest, snap.config, snap.views)
+        if key is None:
+            raise NotFound(f"no such page: {request.path}")
+        return feed_response(key)
+
     @app.get("/healthz")
     def healthz() -> Response:
         return Response("ok\n", mimetype="text/plain")
@@ -165,8 +199,13 @@ def _routes(app: Flask) -> None:
 
     @app.get("/status")
     def status() -> Response:
-        resp = jsonify(status_of(get_service(), current_app.extensions["feedsvc.leader"]))
+        granted = admin_access()
+        if granted is Access.DENIED:
+            return denied()
+        resp = jsonify(status_of(get_service(), current_app.extensions["feedsvc.leader"],
+                                 admin=granted is Access.ADMIN))
         resp.headers["Cache-Control"] = "no-store"
+        resp.headers["Vary"] = "Authorization"
         return resp
 
     @app.get("/metrics")
@@ -235,22 +274,23 @@ def _routes(app: Flask) -> None:
         return _plain(f"no such page: {request.path}"), 404
 
 
+def admin_access() -> Access:
+    """What this request's `Authorization` header grants (admin.py): every admin
+    page asks this, and answers `denied()` to Access.DENIED."""
+    return access(request.headers.get("Authorization"), get_service().config.admin_token)
+
+
+def denied() -> Response:
+    resp = _plain("wrong or missing admin token (send Authorization: Bearer <admin_token>)")
+    resp.status_code = 401
+    resp.headers["WWW-Authenticate"] = 'Bearer realm="feedsvc"'
+    return resp
+
+
 def admin_authorized(authorization: str | None, token: str) -> bool:
     """`Bearer <token>`, or Basic with the token as password (any user name), so
-    that a browser can open the admin page through its login prompt."""
-    import base64
-    import hmac
-
-    scheme, _, given = (authorization or "").strip().partition(" ")
-    if scheme.lower() == "basic":
-        try:
-            given = base64.b64decode(given.strip(), validate=True).decode("utf-8").partition(":")[2]
-        except ValueError:
-            return False
-    elif scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"),
-                               token.encode("utf-8"))
+    that a browser can open the admin page through its login prompt (admin.py)."""
+    return access(authorization, token) is Access.ADMIN
 
 
 def _plain(text: str) -> Response:

@@ -20,8 +20,8 @@ def _temporary_beside(target: Path) -> Iterator[tuple[BinaryIO, Path]]:
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     tmp = Path(name)
     try:
-        os.fchmod(fd, 0o644)                      # mkstemp's 0600 would hide it from others
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o644)         # mkstemp's 0600 would hide it from others
             yield fh, tmp
     finally:
         tmp.unlink(missing_ok=True)

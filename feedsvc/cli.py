@@ -33,8 +33,9 @@ COMMANDS = {
               "OUT/index.html, OUT/opml.xml), byte-identical to what serve answers. "
               "Exit 2 on a bad config."),
     "check": ("validate the config and every post, printing each problem",
-              "Prints one line per problem (file: reason) and a summary. Exit 0 when "
-              "all is clean, 1 when some post has a problem, 2 on a bad config."),
+              "Prints one line per problem (file: reason), one per warning (a post in "
+              "no category feed), and true counts. Exit 0 when all is clean (warnings "
+              "allowed), 1 when some post has a problem, 2 on a bad config."),
     "stats": ("print subscriber counts per feed, for the latest day of each",
               "Per feed: each aggregator's reported subscribers, the distinct direct "
               "readers and the total (README, Subscriber counts). Exit 2 on a bad config."),
@@ -55,8 +56,8 @@ def _parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.",
                            epilog=details)
         s.add_argument("--config", default="config.yaml", metavar="PATH",
-                       help="the site's config file; paths in it are relative to its "
-                            "folder (default: %(default)s)")
+                       help="config.yaml, a Jekyll site's _config.yml, or the site's folder; "
+                            "paths in it are relative to its folder (default: %(default)s)")
         return s
 
     s = with_config("serve")
@@ -118,19 +119,9 @@ def _build(config: Config, args: argparse.Namespace) -> int:
 
 
 def _check(config: Config, args: argparse.Namespace) -> int:
-    from feedsvc.index import Index
+    from feedsvc.check import run_check
 
-    logging.getLogger("feedsvc").setLevel(logging.ERROR)
-    index = Index(config)
-    index.scan()
-    problems = index.problem_list()
-    for rel, reason in problems:
-        print(f"{config.posts_dir / rel}: {reason}")
-    views = index.views()
-    verdict = "problems found" if problems else "ok"
-    print(f"{config.path}: {verdict}; {len(index.posts)} posts, {views.total()} in feeds, "
-          f"{len(problems)} problem(s)")
-    return 1 if problems else 0
+    return run_check(config)
 
 
 def _stats(config: Config, args: argparse.Namespace) -> int:

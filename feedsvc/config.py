@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from feedsvc import yamlsafe
+from feedsvc import jekyll, yamlsafe
 from feedsvc.errors import ConfigError, YamlError
 from feedsvc.xmlchars import XML_ILLEGAL
 
@@ -43,6 +43,30 @@ class Site:
     language: str | None = None
     author: Author | None = None
     description: str | None = None
+    icon: str | None = None       # absolute URLs: RSS <image>, Atom <icon>, JSON favicon
+    logo: str | None = None       # Atom <logo>, JSON icon
+
+
+@dataclass(frozen=True)
+class JekyllFeed:
+    """jekyll-feed compatibility: its URLs (below baseurl) and its entry ids."""
+    path: str = "/feed.xml"
+    tags: bool = False
+    tags_only: tuple[str, ...] | None = None
+    tags_except: tuple[str, ...] = ()
+    tags_path: str = "/feed/by_tag/"
+
+    def category_path(self, slug: str) -> str:
+        return f"/feed/{slug}.xml"
+
+    def tag_path(self, tag: str) -> str:
+        return f"{self.tags_path}{tag}.xml"
+
+    def has_tag_feed(self, tag: str) -> bool:
+        """jekyll-feed writes a tag feed only for plain names (A-Z, a-z, 0-9, _)."""
+        return (self.tags and re.fullmatch(r"[a-zA-Z0-9_]+", tag) is not None
+                and (self.tags_only is None or tag in self.tags_only)
+                and tag not in self.tags_except)
 
 
 @dataclass(frozen=True)
@@ -99,6 +123,15 @@ class Config:
     websub: WebSub | None = None
     cache: CacheConfig = field(default_factory=CacheConfig)
     allow_private_sources: bool = True
+    baseurl: str = ""                     # Jekyll's baseurl: the site's path below site.url
+    markdown_ext: frozenset[str] = jekyll.MARKDOWN_EXT
+    jekyll_feed: JekyllFeed | None = None
+    authors: Mapping[str, Author] = field(default_factory=dict)   # _data/authors.yml
+    excerpt_only: bool = False
+    skip_dirs: frozenset[str] = frozenset()    # folder names never scanned for posts
+    # Other files the config was read from (_data/authors.yml): a change reloads it.
+    # Left out of repr and comparisons: where a site is mounted is not what it serves.
+    also_read: tuple[Path, ...] = field(default=(), compare=False, repr=False)
     index: IndexConfig = field(default_factory=IndexConfig)
 
     @property
@@ -214,7 +247,11 @@ class _Section:
         text = self.string(key, required=required)
         if text is None:
             return None
-        parts = urlsplit(text)
+        try:
+            parts = urlsplit(text)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError as e:      # "Invalid IPv6 URL" for a stray '[' (found by the fuzzer)
+            self.fail((key,), f"is not a valid URL ({e}): {text!r}")
         if parts.scheme not in ("http", "https") or not parts.netloc:
             self.fail((key,), f"must be an absolute http(s) URL, not {text!r}")
         return text
@@ -228,6 +265,14 @@ class _Section:
             extra = f" (did you mean '{hint[0]}'?)" if hint else ""
             self.fail((key,), f"unknown time zone '{name}'{extra}")
         return name
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.fail((key,), f"must be true or false, not {value!r}")
+        return bool(value)
 
     def section(self, key: str) -> _Section | None:
         value = self.data.get(key)
@@ -252,9 +297,26 @@ def _kind(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a config file; raise ConfigError naming what is wrong."""
+JEKYLL_CONFIGS = ("_config.yml", "_config.yaml")
+
+
+def config_file(path: str | Path) -> Path:
+    """The config file meant by `--config`: a file, or a folder holding a Jekyll
+    site's _config.yml (or a config.yaml)."""
     path = Path(path).absolute()
+    if path.is_dir():
+        for name in (*JEKYLL_CONFIGS, "config.yaml"):
+            if (path / name).is_file():
+                return path / name
+        raise ConfigError(str(path), "", "no _config.yml or config.yaml in this folder")
+    return path
+
+
+def is_jekyll_config(path: Path) -> bool:
+    return path.name in JEKYLL_CONFIGS
+
+
+def _read_yaml(path: Path) -> tuple[Any, dict[tuple[str, ...], int]]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -263,44 +325,61 @@ def load_config(path: str | Path) -> Config:
         data, lines = yamlsafe.load_with_lines(text)
     except YamlError as e:
         raise ConfigError(str(path), "", e.reason, e.line) from e
-    if data is None:
-        data = {}
+    return ({} if data is None else data), lines
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file (config.yaml, or a Jekyll site's
+    _config.yml, or the folder of either); raise ConfigError naming what is wrong."""
+    path = config_file(path)
+    data, lines = _read_yaml(path)
+    if is_jekyll_config(path):
+        return parse_jekyll_config(data, path, lines)
     return parse_config(data, path, lines)
+
+
+SETTINGS = ("feeds_url", "limit", "max_limit", "max_age", "summary_length", "state_dir",
+            "categories", "websub", "cache", "allow_private_sources", "jekyll_feed",
+            "excerpt_only", "trusted_proxies", "admin_token", "subscriber_log", "index")
 
 
 def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None = None) -> Config:
     top = _Section(_Loader(path, lines or {}), data, ())
-    top.known(
-        "site", "feeds_url", "posts_dir", "permalink", "limit", "max_limit", "max_age",
-        "summary_length", "state_dir", "categories", "websub", "cache", "allow_private_sources",
-        "index",
-        "trusted_proxies", "admin_token", "subscriber_log",
-    )
+    top.known("site", "posts_dir", "permalink", "authors", *SETTINGS)
     site_sec = top.section("site")
     if site_sec is None:
         top.fail(("site",), "is required")
     assert site_sec is not None
     site = _site(site_sec)
-    max_limit = top.integer("max_limit", 100, 1, 10_000)
-    limit = top.integer("limit", 20, 1, max_limit)
     root = path.parent
     posts_dir = root / top.string("posts_dir", "_posts")
     index = _index(top.section("index"))
     # A cluster's serve-only instances have no posts folder: they read the shared index.
     if not posts_dir.is_dir() and index.type != "postgres":
         top.fail(("posts_dir",), f"folder {posts_dir} does not exist")
-    permalink = top.string("permalink", Config.permalink)
-    if not permalink.startswith("/"):
-        top.fail(("permalink",), "must start with '/'")
-    allow_private = top.get("allow_private_sources", True)
-    if not isinstance(allow_private, bool):
-        top.fail(("allow_private_sources",), "must be true or false")
+    authors = top.section("authors")
     return Config(
         path=path,
         site=site,
-        feeds_url=(top.url("feeds_url") or site.url).rstrip("/"),
         posts_dir=posts_dir,
-        permalink=permalink,
+        permalink=permalink_pattern(top, "permalink", Config.permalink, require_slash=True),
+        authors=_authors(authors) if authors else {},
+        index=index,
+        **settings(top, site, root),
+    )
+
+
+def settings(top: _Section, site: Site, root: Path,
+             jekyll_feed: JekyllFeed | None = None) -> dict[str, Any]:
+    """The service's own settings (SETTINGS), the same in config.yaml and in the
+    `feedsvc:` section of a Jekyll site's _config.yml."""
+    max_limit = top.integer("max_limit", 100, 1, 10_000)
+    limit = top.integer("limit", 20, 1, max_limit)
+    allow_private = top.get("allow_private_sources", True)
+    if not isinstance(allow_private, bool):
+        top.fail(("allow_private_sources",), "must be true or false")
+    return dict(
+        feeds_url=(top.url("feeds_url") or site.url).rstrip("/"),
         limit=limit,
         max_limit=max_limit,
         max_age=top.duration("max_age", 300, 0, 86_400),
@@ -310,11 +389,79 @@ def parse_config(data: Any, path: Path, lines: dict[tuple[str, ...], int] | None
         websub=_websub(top.section("websub")),
         cache=_cache(top.section("cache")),
         allow_private_sources=allow_private,
-        index=index,
+        jekyll_feed=_jekyll_feed(top, jekyll_feed),
+        excerpt_only=top.boolean("excerpt_only", False),
         trusted_proxies=_trusted_proxies(top),
         admin_token=_admin_token(top),
         subscriber_log=_subscriber_log(top),
     )
+
+
+def permalink_pattern(sec: _Section, key: str, default: str = "date", *,
+                      require_slash: bool = False) -> str:
+    """A permalink setting: one of Jekyll's styles by name, or a pattern whose
+    placeholders Jekyll knows."""
+    pattern = jekyll.style(sec.string(key, default))
+    if require_slash and not pattern.startswith("/"):
+        sec.fail((key,), "must start with '/' (or be date, pretty, ordinal, weekdate or none)")
+    bad = jekyll.unknown_placeholders(pattern)
+    if bad:
+        hint = difflib.get_close_matches(bad[0], sorted(jekyll.PLACEHOLDERS), n=1)
+        extra = f" (did you mean ':{hint[0]}'?)" if hint else ""
+        sec.fail((key,), f"unknown placeholder ':{bad[0]}'{extra}; Jekyll knows "
+                         + ", ".join(":" + p for p in sorted(jekyll.PLACEHOLDERS)))
+    return pattern
+
+
+def _jekyll_feed(top: _Section, default: JekyllFeed | None) -> JekyllFeed | None:
+    """`jekyll_feed: true/false`, or a mapping of jekyll-feed's own keys."""
+    value = top.data.get("jekyll_feed")
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return (default or JekyllFeed()) if value else None
+    sec = top.section("jekyll_feed")
+    assert sec is not None
+    return jekyll_feed_settings(sec)
+
+
+def jekyll_feed_settings(sec: _Section, strict: bool = True) -> JekyllFeed:
+    """jekyll-feed's `feed:` keys: path, tags (true or only/except/path)."""
+    if strict:
+        sec.known("path", "tags", "categories", "posts_limit", "excerpt_only",
+                  "collections", "disable_in_development")
+    path = sec.string("path", "/feed.xml")
+    tags = sec.data.get("tags")
+    if isinstance(tags, dict):
+        t = sec.section("tags")
+        assert t is not None
+        if strict:
+            t.known("only", "except", "path")
+        only = t.get("only")
+        return JekyllFeed(_lead(path), True,
+                          tuple(map(str, only)) if isinstance(only, list) else None,
+                          tuple(map(str, t.get("except", []) or [])),
+                          _lead(t.string("path", "/feed/by_tag/")))
+    return JekyllFeed(_lead(path), bool(tags))
+
+
+def _lead(path: str) -> str:
+    return path if path.startswith("/") else "/" + path
+
+
+def _authors(sec: _Section) -> dict[str, Author]:
+    """_data/authors.yml (or `authors:` of config.yaml): key → name, email, uri."""
+    out = {}
+    for key, value in sec.data.items():
+        if isinstance(value, str):
+            out[key] = Author(value)
+            continue
+        a = sec.section(key)
+        if a is None:
+            continue
+        out[key] = Author(a.string("name") or key, a.string("email"),
+                          a.string("uri") or a.string("url"))
+    return out
 
 
 def _subscriber_log(top: _Section) -> tuple[str, int] | None:
@@ -369,7 +516,7 @@ def _admin_token(top: _Section) -> str | None:
 
 
 def _site(sec: _Section) -> Site:
-    sec.known("title", "url", "timezone", "language", "author", "description")
+    sec.known("title", "url", "timezone", "language", "author", "description", "icon", "logo")
     author = None
     value = sec.get("author")
     if isinstance(value, str):
@@ -386,6 +533,8 @@ def _site(sec: _Section) -> Site:
         language=sec.string("language"),
         author=author,
         description=sec.string("description"),
+        icon=sec.url("icon"),
+        logo=sec.url("logo"),
     )
 
 
@@ -484,6 +633,166 @@ def _index(sec: _Section | None) -> IndexConfig:
 
 def _redis_url(sec: _Section) -> str:
     url = sec.string("url", "redis://127.0.0.1:6379/0")
-    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:
+        scheme = ""
+    if scheme not in ("redis", "rediss", "unix"):
         sec.fail(("url",), f"must be a redis:// URL, not {url!r}")
     return str(url)
+
+
+# -- a Jekyll site's _config.yml ------------------------------------------------------
+# Jekyll's keys are read as Jekyll and jekyll-feed read them (title, url, baseurl,
+# timezone, lang, author, permalink, markdown_ext, collections_dir, `feed:`); every
+# other top-level key is Jekyll's or a plugin's business and is ignored. feedsvc's
+# own settings live in a `feedsvc:` section (Jekyll ignores it), where unknown keys
+# are errors with a did-you-mean, as in config.yaml.
+
+# Folders of a site that hold no posts Jekyll reads: its output, and what its
+# default `exclude:` leaves out (Jekyll::Configuration::DEFAULT_EXCLUDES).
+SKIP_DIRS = frozenset({"_site", "node_modules", "vendor", "_drafts"})
+JEKYLL_POSTS_LIMIT = 10   # jekyll-feed's default `feed.posts_limit`
+AUTHORS_FILES = ("authors.yml", "authors.yaml")
+
+
+def parse_jekyll_config(data: Any, path: Path,
+                        lines: dict[tuple[str, ...], int] | None = None) -> Config:
+    top = _Section(_Loader(path, lines or {}), data, ())
+    source = path.parent / top.string("source", ".")
+    site = _jekyll_site(top)
+    baseurl = "/" + (top.string("baseurl", "") or "").strip("/")
+    baseurl = "" if baseurl == "/" else baseurl
+    feed_sec = top.section("feed") or _Section(top.loader, {}, ("feed",))
+    feed = jekyll_feed_settings(feed_sec, strict=False)
+    own = top.section("feedsvc") or _Section(top.loader, {}, ("feedsvc",))
+    own.known(*SETTINGS)
+    _default_own(own, top, feed_sec, site, baseurl)
+    posts_dir = source / (top.string("collections_dir", "") or "")
+    if not posts_dir.is_dir():
+        top.fail(("collections_dir",), f"folder {posts_dir} does not exist")
+    data_dir = source / (top.string("data_dir", "_data") or "_data")
+    values = settings(own, site, path.parent, jekyll_feed=feed)
+    values["categories"] = _feed_categories(feed_sec, values["categories"], site)
+    return Config(
+        path=path,
+        site=site,
+        posts_dir=posts_dir,
+        permalink=permalink_pattern(top, "permalink", "date"),
+        baseurl=baseurl,
+        markdown_ext=_markdown_ext(top),
+        authors=_data_authors(data_dir, top),
+        also_read=tuple(data_dir / n for n in AUTHORS_FILES),
+        skip_dirs=SKIP_DIRS | {Path(top.string("destination", "_site") or "_site").name},
+        index=_index(own.section("index")),
+        **values,
+    )
+
+
+def _jekyll_site(top: _Section) -> Site:
+    title = top.string("title") or top.string("name")
+    if not title:
+        top.fail(("title",), "is required (the title of the feeds)")
+    url = top.url("url")
+    if not url:
+        top.fail(("url",), "is required: feeds need absolute links (e.g. https://example.com)")
+    base = url.rstrip("/") + "/" + (top.string("baseurl", "") or "").strip("/")
+    return Site(
+        title=title,
+        url=url.rstrip("/"),
+        timezone=top.timezone("timezone", "UTC"),
+        language=top.string("lang"),
+        author=_site_author(top),
+        description=top.string("description"),
+        icon=_site_url(top, "icon", base),
+        logo=_site_url(top, "logo", base),
+    )
+
+
+def _site_author(top: _Section) -> Author | None:
+    value = top.data.get("author")
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        a = top.section("author")
+        assert a is not None
+        name = a.string("name")
+        if not name:
+            return None
+        return Author(name, a.string("email"), a.string("uri") or a.string("url"))
+    return Author(top.string("author"))
+
+
+def _site_url(top: _Section, key: str, base: str) -> str | None:
+    value = top.string(key)
+    if not value:
+        return None
+    return value if "://" in value else jekyll.normalize(base.rstrip("/") + "/" + value.lstrip("/"))
+
+
+def _default_own(own: _Section, top: _Section, feed_sec: _Section, site: Site,
+                 baseurl: str) -> None:
+    """Defaults of the `feedsvc:` section taken from Jekyll's keys."""
+    if "limit" not in own.data:
+        own.data["limit"] = feed_sec.integer("posts_limit", JEKYLL_POSTS_LIMIT, 1, 10_000)
+    if "excerpt_only" not in own.data:
+        own.data["excerpt_only"] = feed_sec.boolean("excerpt_only", False)
+    if "max_limit" not in own.data:
+        own.data["max_limit"] = max(100, own.data["limit"]) if isinstance(
+            own.data["limit"], int) else 100
+    if "feeds_url" not in own.data:
+        # The feeds live where jekyll-feed's did: below the site's baseurl.
+        own.data["feeds_url"] = site.url + baseurl
+    cats = own.data.get("categories")
+    if isinstance(cats, dict):
+        for slug, cat in cats.items():
+            if cat is None:
+                cats[slug] = cat = {}
+            if isinstance(cat, dict) and "title" not in cat:
+                cat["title"] = _category_title(site, str(slug))
+
+
+def _category_title(site: Site, slug: str) -> str:
+    # jekyll-feed's title: `site.title | append: " | " | append: category | capitalize`.
+    return f"{site.title} | {slug[:1].upper()}{slug[1:].lower()}"
+
+
+def _feed_categories(feed_sec: _Section, own: dict[str, Category],
+                     site: Site) -> dict[str, Category]:
+    """jekyll-feed's `feed.categories`, then those the `feedsvc:` section adds
+    (or describes further)."""
+    names = feed_sec.get("categories", [])
+    if not isinstance(names, list):
+        feed_sec.fail(("categories",), f"must be a list, not {_kind(names)}")
+    cats: dict[str, Category] = {}
+    for name in map(str, names):
+        if name == "all" or not name.replace("-", "").replace("_", "").isalnum():
+            feed_sec.fail(("categories",), f"{name!r}: feedsvc serves categories whose "
+                                           "names are letters, digits, '_' and '-' (not 'all')")
+        cats[name] = Category(slug=name, title=_category_title(site, name))
+    cats.update(own)
+    return cats
+
+
+def _markdown_ext(top: _Section) -> frozenset[str]:
+    value = top.string("markdown_ext", ",".join(jekyll.DEFAULT_MARKDOWN_EXT))
+    exts = frozenset(e.strip().lstrip(".").lower() for e in value.split(",") if e.strip())
+    return exts or jekyll.MARKDOWN_EXT
+
+
+def _data_authors(data_dir: Path, top: _Section) -> dict[str, Author]:
+    """_data/authors.yml (or .yaml), as jekyll-feed looks authors up there."""
+    for name in AUTHORS_FILES:
+        path = data_dir / name
+        if not path.is_file():
+            continue
+        try:
+            data, lines = yamlsafe.load_with_lines(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(str(path), "", f"cannot read: {e}") from e
+        except YamlError as e:
+            raise ConfigError(str(path), "", e.reason, e.line) from e
+        if data is None:
+            return {}
+        return _authors(_Section(_Loader(path, lines), data, ()))
+    return {}

@@ -7,6 +7,7 @@ so there is one pass and no regexes over HTML.
 
 from __future__ import annotations
 
+import html as html_lib
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -34,12 +35,25 @@ ATTRIBUTES = {
 _markdown = MarkdownIt("commonmark", {"html": True})
 # A tag in nh3's output: attribute values are always double-quoted there.
 HTML_TAG = re.compile(r'(<(?:[^>"]|"[^"]*")*>)')
+FIRST_IMG_SRC = re.compile(r'<img\b[^>]*?\ssrc="(https?://[^"]+)"', re.IGNORECASE)
+# Liquid's strip_html, which jekyll-feed applies to titles.
+STRIP_HTML_BLOCKS = re.compile(r"<script.*?</script>|<!--.*?-->|<style.*?</style>", re.S | re.I)
+STRIP_HTML_TAGS = re.compile(r"<.*?>", re.S)
 
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
     html: str
     summary: str
+    image: str | None = None      # the first <img> of the body, absolute
+
+
+def title_text(title: str) -> str:
+    """A title as readers should show it: tags stripped and whitespace folded as
+    jekyll-feed does (`strip_html | normalize_whitespace`), entities decoded
+    (jekyll-feed's titles are type="html")."""
+    text = STRIP_HTML_TAGS.sub("", STRIP_HTML_BLOCKS.sub("", title))
+    return " ".join(html_lib.unescape(text).split())
 
 
 def absolute_url(url: str, page_url: str, site_url: str) -> str:
@@ -146,7 +160,10 @@ def render_body(body: str, kind: str, page_url: str, excerpt: str | None, site_u
     html = sanitise(body_html(strip_illegal(body), kind), page_url, site_url)
     # An excerpt may hold HTML too: its text, never the text of a <script> in it.
     source = text_of(sanitise(excerpt, page_url, site_url))[1] if excerpt else text_of(html)[0]
-    return Rendered(html=html, summary=strip_illegal(cut(source, summary_length)))
+    # nh3's output quotes every attribute with '"', and has made src absolute.
+    img = FIRST_IMG_SRC.search(html)
+    return Rendered(html=html, summary=strip_illegal(cut(source, summary_length)),
+                    image=html_lib.unescape(img.group(1)) if img else None)
 
 
 @lru_cache(maxsize=4)

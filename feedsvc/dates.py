@@ -1,5 +1,6 @@
-"""The one date normaliser: every front-matter date becomes an aware datetime
-with a fixed UTC offset.
+"""The one date normaliser: every date — front matter, file names, upstream
+items — becomes an aware datetime with a fixed UTC offset, inside the range
+every zone and every writer can handle (`in_range`).
 
 Nothing here reads the host's time zone or the clock. Naive values take the
 wall time of the zone that applies to the post, with that zone's DST rules;
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
+import time
 from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,17 +23,23 @@ from dateutil import parser as dateutil_parser
 UTC_NAMES = frozenset({"UTC", "GMT", "UT", "Z"})
 # "GMT+3" means UTC-3 to dateutil (POSIX); a news editor means the opposite.
 AMBIGUOUS_OFFSET = re.compile(r"\b(?:GMT|UTC|UT)\s*[+-]\d", re.IGNORECASE)
-FILENAME_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-")
+FILENAME_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})-")   # Jekyll takes 2017-2-5- too
 _PROBE_A = dt.datetime(1901, 1, 1)
 _PROBE_B = dt.datetime(1902, 2, 2)
 # Jekyll's own shape, `2022-03-21 06:00:08 +0800`: read without dateutil, which
 # costs a third of reading a post (bench/, docs/PERFORMANCE.md).
 JEKYLL_DATE = re.compile(r"(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d) ?([+-])(\d\d):?(\d\d)")
 MIN_YEAR, MAX_YEAR = 2, 9998
+# A year written with its century ("0001"), outside an offset ("+0000").
+FULL_YEAR = re.compile(r"(?<![\d+-])(\d{4})(?![\d:])")
 
 
 class DateError(ValueError):
     """A value that is not a usable date; the message names the value."""
+
+
+class DateRangeError(DateError):
+    """A date that was read, but lies outside the years every zone can hold."""
 
 
 @cache
@@ -69,7 +77,7 @@ def parse_string(text: str, tz: ZoneInfo) -> dt.datetime:
     m = JEKYLL_DATE.fullmatch(text)
     if m:
         with contextlib.suppress(ValueError):  # out-of-range fields: dateutil says why
-            return _jekyll(m)
+            return in_range(_jekyll(m), text)
     if AMBIGUOUS_OFFSET.search(text):
         raise DateError(f"ambiguous offset in date {text!r} (write e.g. +0800)")
     try:
@@ -77,13 +85,43 @@ def parse_string(text: str, tz: ZoneInfo) -> dt.datetime:
         b = dateutil_parser.parse(text, default=_PROBE_B, tzinfos=_tzinfos)
     except DateError:
         raise
-    except (ValueError, OverflowError) as e:
-        raise DateError(f"cannot parse date {text!r}") from e
+    except (ValueError, ArithmeticError) as e:
+        # ArithmeticError: OverflowError, and decimal.InvalidOperation, which
+        # dateutil raises for a long run of digits (found by the fuzzer).
+        raise DateError(f"cannot parse date {text[:100]!r}") from e
     if a.date() != b.date():
         # dateutil fills missing parts from the default: the string has no
         # full calendar date and would silently become "today".
         raise DateError(f"date {text!r} has no full calendar date")
+    a = _with_written_century(a, text)
     return in_range(_fixed(a) if a.tzinfo else localize(a, tz), text)
+
+
+def _with_written_century(value: dt.datetime, text: str) -> dt.datetime:
+    """dateutil reads the year of `Mon, 01 Jan 0001` as 2001 (a two-digit year);
+    a year written with four digits means that year (issue 15)."""
+    written = [int(y) for y in FULL_YEAR.findall(text)]
+    if not written or value.year in written:
+        return value
+    for year in written:
+        if year % 100 == value.year % 100:
+            if not MIN_YEAR <= year <= MAX_YEAR:
+                raise DateRangeError(f"date {text!r} is out of range (years {MIN_YEAR}-{MAX_YEAR})")
+            try:
+                return value.replace(year=year)
+            except ValueError as e:      # 29 February of a year that has none
+                raise DateError(f"cannot parse date {text!r}") from e
+    return value
+
+
+def from_utc_struct(parsed: time.struct_time, source: Any) -> dt.datetime:
+    """A UTC `struct_time` (feedparser's `*_parsed`) → aware UTC datetime, checked
+    as every other date is."""
+    try:
+        value = dt.datetime(*parsed[:6], tzinfo=dt.UTC)
+    except (ValueError, OverflowError, TypeError) as e:
+        raise DateRangeError(f"date {source!s} is out of range") from e
+    return in_range(writable(in_range(value, source)), source)
 
 
 def _jekyll(m: re.Match[str]) -> dt.datetime:
@@ -106,7 +144,8 @@ def writable(value: dt.datetime) -> dt.datetime:
 
 def normalise(value: Any, tz: ZoneInfo) -> dt.datetime:
     """Any of PyYAML's date shapes (str, aware/naive datetime, date) → aware datetime."""
-    return writable(in_range(_normalise(value, tz), value))
+    # Checked again once written: going to UTC (local mean time) may cross into year 1.
+    return in_range(writable(in_range(_normalise(value, tz), value)), value)
 
 
 def _normalise(value: Any, tz: ZoneInfo) -> dt.datetime:
@@ -121,10 +160,18 @@ def _normalise(value: Any, tz: ZoneInfo) -> dt.datetime:
 
 def in_range(value: dt.datetime, source: Any) -> dt.datetime:
     """Refuse instants at the edge of datetime's range: converting `0001-01-01
-    +0800` to UTC or to another zone overflows, and one post must not stop a scan."""
+    +0800` to UTC or to another zone overflows, and one post (or one upstream
+    item) must not stop a scan or a source."""
     if not MIN_YEAR <= value.year <= MAX_YEAR:
-        raise DateError(f"date {source!s} is out of range (years {MIN_YEAR}-{MAX_YEAR})")
+        raise DateRangeError(f"date {source!s} is out of range (years {MIN_YEAR}-{MAX_YEAR})")
     return value
+
+
+def jekyll(value: dt.datetime) -> str:
+    """`2022-03-21 06:00:08 +0800`, the year always in four digits (strftime's %Y
+    writes year 2 as `2` with glibc)."""
+    return (f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
+            f"{value:%H:%M:%S} {value:%z}")
 
 
 def from_filename(name: str, tz: ZoneInfo) -> dt.datetime | None:
@@ -135,8 +182,8 @@ def from_filename(name: str, tz: ZoneInfo) -> dt.datetime | None:
     try:
         day = dt.datetime(int(m.group(1)), int(m.group(2)), int(m.group(3)))
     except ValueError as e:
-        raise DateError(f"file name has an invalid date {name[:10]!r}") from e
-    return writable(in_range(localize(day, tz), name[:10]))
+        raise DateError(f"file name has an invalid date {m.group(0)[:-1]!r}") from e
+    return in_range(writable(in_range(localize(day, tz), m.group(0)[:-1])), m.group(0)[:-1])
 
 
 def rfc822(value: dt.datetime) -> str:

@@ -31,7 +31,7 @@ from feedsvc import atomic
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import NotFound
-from feedsvc.feeds import FeedKey, url_tags
+from feedsvc.feeds import FeedKey, jekyll_keys, url_tags
 from feedsvc.model import FORMATS
 from feedsvc.opml import PATH as OPML_PATH
 from feedsvc.pages import Pages
@@ -129,6 +129,10 @@ class Export:
                     break
                 yield key.path(), digest, _render_of(service, key, snap)
                 page += 1
+        # jekyll-feed's files (feed.xml …), where a site switching from it has them.
+        for key in jekyll_keys(snap.config, snap.views):
+            if file_name_ok(key.name):
+                yield key.path(), service.digest(key, snap), _render_of(service, key, snap)
         pages = Pages(service)
         yield "/index.html", "", lambda: pages.index(snap).body
         yield OPML_PATH, "", lambda: pages.opml(snap).body

@@ -35,6 +35,7 @@ class FeedKey:
     filter: tuple[str, ...] = ()
     filterout: tuple[str, ...] = ()
     opencc: str | None = None
+    jekyll_path: str | None = None   # a jekyll-feed URL (below feeds_url): its page 1 lives there
 
     def query(self) -> str:
         """Canonical query string: sorted, deduplicated, defaults left out."""
@@ -51,6 +52,8 @@ class FeedKey:
 
     def path(self, page: int | None = None) -> str:
         page = self.page if page is None else page
+        if self.jekyll_path and page == 1:
+            return self.jekyll_path
         base = "/tags/" + quote(self.name, safe="") if self.kind == "tag" else "/feeds/" + self.name
         return f"{base}/{page}.{self.fmt}" if page > 1 else f"{base}.{self.fmt}"
 
@@ -125,11 +128,53 @@ def url_tags(views: Views) -> list[str]:
 def exists(key: FeedKey, config: Config, views: Views) -> bool:
     if key.fmt not in FORMATS:
         return False
+    if key.jekyll_path and not _jekyll_exists(key, config, views):
+        return False
     if key.kind == "category":
         return key.name in config.categories
     if key.kind == "tag":
         return views.has_tag(key.name)
     return key.kind == "all"
+
+
+def _jekyll_exists(key: FeedKey, config: Config, views: Views) -> bool:
+    feed = config.jekyll_feed
+    if feed is None:
+        return False
+    return key.kind != "tag" or feed.has_tag_feed(key.name)
+
+
+def jekyll_key(path: str, config: Config, views: Views) -> FeedKey | None:
+    """The feed a jekyll-feed URL names (`/feed.xml`, `/feed/<category>.xml`,
+    `/feed/by_tag/<tag>.xml` or as configured), served as Atom; None if none."""
+    feed = config.jekyll_feed
+    if feed is None:
+        return None
+    candidates = [("all", "all", feed.path)]
+    if path.startswith(feed.tags_path) and path.endswith(".xml"):
+        tag = path[len(feed.tags_path):-4]
+        candidates.append(("tag", tag, feed.tag_path(tag)))
+    if path.startswith("/feed/") and path.endswith(".xml"):
+        slug = path[len("/feed/"):-4]
+        candidates.append(("category", slug, feed.category_path(slug)))
+    for kind, name, own in candidates:
+        key = FeedKey(kind, name, "atom", jekyll_path=own)
+        if own == path and exists(key, config, views):
+            return key
+    return None
+
+
+def jekyll_keys(config: Config, views: Views) -> list[FeedKey]:
+    """Every jekyll-feed URL this site has, as jekyll-feed would write them."""
+    feed = config.jekyll_feed
+    if feed is None:
+        return []
+    keys = [FeedKey("all", "all", "atom", jekyll_path=feed.path)]
+    keys += [FeedKey("category", s, "atom", jekyll_path=feed.category_path(s))
+             for s in config.categories]
+    keys += [FeedKey("tag", t, "atom", jekyll_path=feed.tag_path(t))
+             for t in sorted(views.tag_counts()) if feed.has_tag_feed(t)]
+    return keys
 
 
 # Query filters look at this many of a feed's newest posts (README: query options):
@@ -203,9 +248,12 @@ def feed_model(sel: Selection, config: Config) -> Feed:
     """Render the selected posts into the format-neutral model."""
     key, site = sel.key, config.site
     title, description, link = _describe(key, config)
-    entries = tuple(_entry(p, r, key) for p, r in zip(sel.posts, sel.rendered, strict=True))
+    entries = tuple(_entry(p, r, key, config)
+                    for p, r in zip(sel.posts, sel.rendered, strict=True))
     author = site.author
     return Feed(
+        icon=site.icon,
+        logo=site.logo,
         id=replace(key, page=1).url(config.feeds_url),
         title=_text(title, key),
         description=_text(description, key),
@@ -254,22 +302,40 @@ def _page_links(key: FeedKey, pages: int, config: Config) -> dict[str, str]:
     return links
 
 
-def _entry(post: Post, body: content.Rendered, key: FeedKey) -> Entry:
+def _entry(post: Post, body: content.Rendered, key: FeedKey, config: Config) -> Entry:
     # The body is the one indexed with this record: never read from disk here,
     # where the file may have changed since the posts were selected.
+    # jekyll-feed shows a singular `category:` alone, not the folder's categories.
+    terms = (post.category,) if config.jekyll_feed and post.category else post.categories
     return Entry(
         id=post.guid,
         # A title made only of characters XML forbids would be empty: feedgen refuses
         # an entry without a title and the whole feed would fail.
-        title=_text(post.title, key) or post.url,
+        title=_text(content.title_text(post.title), key) or post.url,
         link=post.url,
         published=post.date,
         updated=post.updated,
         summary=_text(body.summary, key),
-        content_html=content.convert_html(body.html, key.opencc),
+        content_html=None if config.excerpt_only else content.convert_html(body.html, key.opencc),
         categories=tuple(dict.fromkeys(
-            content.strip_illegal(c) for c in (*post.categories, *post.tags))),
+            content.strip_illegal(c) for c in (*terms, *post.tags))),
+        author=entry_author(post, config),
+        image=post.image or body.image,
+        permalink_guid=config.jekyll_feed is None and post.guid == post.url,
     )
+
+
+def entry_author(post: Post, config: Config) -> Person:
+    """The post's `author` (a name, a key of _data/authors.yml, or name/email/uri),
+    else the site's author, else the site's title."""
+    if post.author:
+        name, email, uri = post.author
+        known = config.authors.get(name)
+        if known and not (email or uri):
+            return Person(known.name, known.email, known.uri)
+        return Person(name, email, uri)
+    author = config.site.author
+    return Person(author.name, author.email, author.uri) if author else Person(config.site.title)
 
 
 def _text(text: str, key: FeedKey) -> str:

@@ -38,7 +38,7 @@ import weakref
 from functools import partial
 from pathlib import Path
 
-from feedsvc import metrics
+from feedsvc import health, metrics
 
 log = logging.getLogger(__name__)
 
@@ -62,27 +62,52 @@ class Leader:
         return self._fd is not None and self._pid == os.getpid()
 
     def acquire(self) -> bool:
-        """Take the lock if no other process holds it; True while this process leads."""
+        """Take the lock if no other process holds it; True while this process leads.
+
+        A full or read-only state_dir must not stop the election for good
+        (issue 15): an existing lock file is locked read-only if it cannot be
+        opened for writing, the pid is informational (not writing it keeps
+        the lock), and a lock file that cannot be made is reported once and
+        tried again on every call, so leadership comes back with the space.
+        """
         with self._lock:
             if self._fd is not None:
                 return True
-            try:
-                self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            except OSError as e:
-                log.error("cannot open leader lock %s: %s", self.lock_path, e)
+            fd = self._open()
+            if fd is None:
                 return False
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 os.close(fd)
                 return False
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
             self._fd, self._pid = fd, os.getpid()
+            self._write_pid(fd)
         metrics.set_leader(True)
         log.info("process %d is the leader (%s)", os.getpid(), self.lock_path)
         return True
+
+    def _open(self) -> int | None:
+        try:
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            try:   # read-only state_dir: flock needs no write access to the file
+                fd = os.open(self.lock_path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                health.STATE.failed(self.lock_path, health.reason(e), what="open the leader lock")
+                return None
+        health.STATE.ok(self.lock_path)
+        return fd
+
+    def _write_pid(self, fd: int) -> None:
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as e:
+            # Only `leader_pid()` reads it; the lock itself is held.
+            log.warning("leader lock %s held, but its pid not written: %s", self.lock_path,
+                        health.reason(e))
 
     def release(self) -> None:
         with self._lock:

@@ -27,8 +27,11 @@ class Entry:
     published: dt.datetime
     updated: dt.datetime
     summary: str
-    content_html: str
+    content_html: str | None          # None: the summary only (excerpt_only)
     categories: tuple[str, ...] = ()
+    author: Person | None = None
+    image: str | None = None          # absolute URL: media:thumbnail/content, JSON image
+    permalink_guid: bool = True       # RSS guid isPermaLink (false for jekyll-feed ids)
 
 
 @dataclass(frozen=True)
@@ -45,3 +48,5 @@ class Feed:
     ttl_seconds: int = 300
     pages: dict[str, str] = field(default_factory=dict)   # RFC 5005 rel → URL
     hub: str | None = None
+    icon: str | None = None
+    logo: str | None = None

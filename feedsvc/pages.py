@@ -123,7 +123,8 @@ def entry_item(entry: Entry, zone: str, config: Config) -> Item:
     # People read category titles, not slugs.
     terms = (config.categories[t].title if t in config.categories else t
              for t in entry.categories)
-    return Item(entry.title, entry.link, when, iso, entry.summary, entry.content_html,
+    return Item(entry.title, entry.link, when, iso, entry.summary,
+                entry.content_html if entry.content_html is not None else "",
                 tuple(dict.fromkeys(terms)))
 
 
@@ -142,7 +143,7 @@ def index_context(config: Config, views: Views) -> dict[str, object]:
                            views, config)
                   for slug, cat in config.categories.items()]
     all_feed = _listing(FeedKey("all", "all", "rss"), f"{site.title} · 全部",
-                        site.description or "所有分类的最新文章", views, config)
+                        site.description or "本站全部已发布的文章", views, config)
     counts = views.tag_counts()
     by_size = sorted(url_tags(views), key=lambda t: (-counts[t], t))
     tags = [_listing(FeedKey("tag", tag, "rss"), tag, "", views, config, counts[tag])

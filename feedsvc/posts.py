@@ -15,20 +15,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
 
-from feedsvc import dates, yamlsafe
+from feedsvc import dates, jekyll, yamlsafe
 from feedsvc.config import Config
 from feedsvc.errors import PostError, YamlError
 from feedsvc.xmlchars import strip_illegal
 
-POST_EXTENSIONS = {".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html"}
+HTML_EXTENSIONS = frozenset({"html", "htm"})
 # Jekyll allows trailing blanks on both lines.
 FRONT_MATTER_START = re.compile(r"---[ \t]*\n")
 FRONT_MATTER_END = re.compile(r"^(?:---|\.\.\.)[ \t]*$", re.MULTILINE)
-FILENAME_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
+FILENAME_PREFIX = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}-")   # Jekyll takes 2017-2-5- too
 MAX_FRONT_MATTER = 64 * 1024
 MAX_POST_BYTES = 8 * 1024 * 1024
+# Categories (and tags) per post: each is a feed of its own and a line of every
+# entry, and 3,000 of them made one post a 1 MiB index page (issue 15).
+MAX_TERMS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,9 @@ class Post:
     excerpt: str | None = None
     source_guid: str | None = None
     source_url: str | None = None
+    author: tuple[str, str | None, str | None] | None = None   # name (or authors.yml key), email, uri
+    image: str | None = None      # front-matter image, absolute
+    category: str | None = None   # a singular `category:` (jekyll-feed shows only it)
 
     @property
     def modified(self) -> dt.datetime:
@@ -58,11 +63,13 @@ class Post:
         return max(self.updated, mtime)
 
 
-def post_kind(name: str) -> str | None:
-    """'markdown', 'html', or None for files that are not posts (images, .DS_Store)."""
+def post_kind(name: str, markdown_ext: frozenset[str] = jekyll.MARKDOWN_EXT) -> str | None:
+    """'markdown', 'html', or None for files that are not posts (images, .DS_Store).
+    Markdown extensions are Jekyll's `markdown_ext` (lower case, without the dot)."""
     if name.startswith("."):
         return None
-    return POST_EXTENSIONS.get(os.path.splitext(name)[1].lower())
+    ext = os.path.splitext(name)[1][1:].lower()
+    return "markdown" if ext in markdown_ext else "html" if ext in HTML_EXTENSIONS else None
 
 
 def decode(raw: bytes) -> str:
@@ -96,13 +103,42 @@ def _str(value: Any) -> str:
 
 
 def _words(value: Any) -> tuple[str, ...]:
-    """A list, or a space-separated string, as Jekyll reads categories and tags."""
+    """A list, or a space-separated string, as Jekyll reads `categories` and `tags`."""
+    return _items(value.split() if isinstance(value, str) else value)
+
+
+def _items(value: Any) -> tuple[str, ...]:
+    """A list, or one value as it is, as Jekyll reads a singular `category` or `tag`."""
     if value is None:
         return ()
-    items = value.split() if isinstance(value, str) else value
-    if not isinstance(items, list):
-        items = [items]
+    items = value if isinstance(value, list) else [value]
+    if len(items) > MAX_TERMS:
+        raise ValueError(f"{len(items)} values; at most {MAX_TERMS}")
     return tuple(_str(v) for v in items if v is not None and _str(v))
+
+
+def _author(value: Any) -> tuple[str, str | None, str | None]:
+    """A name (or a key of _data/authors.yml), or a mapping of name, email, uri."""
+    if isinstance(value, list):
+        if not value:
+            raise ValueError("must not be an empty list")
+        value = value[0]            # jekyll-feed shows the first of `authors`
+    if isinstance(value, dict):
+        name = value.get("name")
+        if name is None:
+            raise ValueError("a mapping needs a 'name'")
+        email, uri = value.get("email"), value.get("uri") or value.get("url")
+        return (_str(name), _str(email) if email else None, _str(uri) if uri else None)
+    return (_str(value), None, None)
+
+
+def _image(value: Any) -> str:
+    """A path or URL, or a mapping with `path` (jekyll-seo-tag's form)."""
+    if isinstance(value, dict):
+        if value.get("path") is None:
+            raise ValueError("a mapping needs a 'path'")
+        value = value["path"]
+    return _str(value)
 
 
 def _bool(value: Any) -> bool:
@@ -124,9 +160,10 @@ FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "updated": ("updated", _keep),
     "last_modified_at": ("updated", _keep),
     "categories": ("categories", _words),
-    "category": ("categories", _words),
+    "category": ("category", _items),
+    # Jekyll reads `tag:` when given, else `tags:` (Utils.pluralized_array_from_hash).
+    "tag": ("tags", _items),
     "tags": ("tags", _words),
-    "tag": ("tags", _words),
     "published": ("published", _bool),
     "slug": ("slug", _str),
     "permalink": ("permalink", _str),
@@ -135,6 +172,9 @@ FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "description": ("excerpt", _str),
     "source_guid": ("source_guid", _str),
     "source_url": ("source_url", _str),
+    "author": ("author", _author),
+    "authors": ("author", _author),
+    "image": ("image", _image),
 }
 
 
@@ -166,36 +206,7 @@ def post_zone(categories: tuple[str, ...], config: Config) -> str:
 
 
 def title_from_slug(slug: str) -> str:
-    return " ".join(w[:1].upper() + w[1:] for w in re.split(r"[-_\s]+", slug) if w) or slug
-
-
-def permalink(pattern: str, *, categories: tuple[str, ...], local: dt.datetime, slug: str) -> str:
-    cats = []
-    for c in categories:
-        c = c.lower()
-        if c not in cats:
-            cats.append(c)
-    values = {
-        "categories": "/".join(cats),
-        "year": f"{local.year:04d}", "month": f"{local.month:02d}", "day": f"{local.day:02d}",
-        "i_month": str(local.month), "i_day": str(local.day), "short_year": f"{local.year % 100:02d}",
-        "hour": f"{local.hour:02d}", "minute": f"{local.minute:02d}", "second": f"{local.second:02d}",
-        "title": slug, "slug": slug,
-    }
-    path = re.sub(r":(i_month|i_day|short_year|categories|year|month|day|hour|minute|second"
-                  r"|title|slug)", lambda m: values[m.group(1)], pattern)
-    return re.sub(r"/{2,}", "/", path)
-
-
-def absolute(base: str, path: str) -> str:
-    if re.match(r"^https?://", path):
-        return path
-    quoted = quote(path if path.startswith("/") else "/" + path, safe="/:@!$&'()*+,;=-._~%")
-    if "/." in quoted:
-        # Dot segments go (RFC 3986 5.2.4): readers would resolve them differently.
-        # site.url may have a path of its own (/blog), so join by hand after that.
-        quoted = urlsplit(urljoin("http://h/", quoted)).path
-    return base + quoted
+    return jekyll.titleize(slug) or slug
 
 
 def parse_post(rel: str, raw: bytes, stat: os.stat_result, config: Config) -> Post:
@@ -212,14 +223,14 @@ def parse_post_text(rel: str, raw: bytes, stat: os.stat_result,
         return _parse(rel, raw, stat, config)
     except PostError as e:
         raise PostError(rel, e.reason) from e
-    except (ValueError, TypeError, OverflowError, RecursionError) as e:
+    except (ValueError, TypeError, ArithmeticError, RecursionError) as e:
         # A value no rule above foresaw must still cost one post, not the scan.
         raise PostError(rel, f"cannot read post: {type(e).__name__}: {e}") from e
 
 
 def _parse(rel: str, raw: bytes, stat: os.stat_result, config: Config) -> tuple[Post, str]:
     name = rel.rsplit("/", 1)[-1]
-    kind = post_kind(name)
+    kind = post_kind(name, config.markdown_ext)
     if kind is None:
         raise PostError(rel, "not a post file")
     front, body = split_front_matter(decode(raw))
@@ -231,7 +242,9 @@ def _parse(rel: str, raw: bytes, stat: os.stat_result, config: Config) -> tuple[
     if not isinstance(meta, dict):
         raise PostError(rel, "front matter must be a mapping of keys to values")
     f = read_fields({str(k): v for k, v in meta.items()})
-    categories = _merge(folder_categories(rel), f.get("categories", ()))
+    # Jekyll: folder categories, then `categories:`, then a singular `category:`.
+    categories = _merge(_merge(folder_categories(rel), f.get("categories", ())),
+                        f.get("category", ()))
     tz = dates.zone(post_zone(categories, config))
     try:
         date = dates.normalise(f["date"], tz) if "date" in f else dates.from_filename(name, tz)
@@ -241,19 +254,49 @@ def _parse(rel: str, raw: bytes, stat: os.stat_result, config: Config) -> tuple[
     if date is None:
         raise PostError(rel, "no date: give 'date:' or a YYYY-MM-DD- file name")
     assert updated is not None
-    stem = os.path.splitext(name)[0]
-    slug = f.get("slug") or FILENAME_PREFIX.sub("", stem) or stem
-    path = f.get("permalink") or permalink(
-        config.permalink, categories=categories, local=date.astimezone(tz), slug=slug)
-    url = absolute(config.site.url, path)
+    stem = re.sub(r"\.*$", "", os.path.splitext(name)[0])   # Jekyll drops trailing dots
+    file_slug = FILENAME_PREFIX.sub("", stem) or stem
+    slug = f.get("slug") or file_slug
+    parts = jekyll.UrlParts(rel=rel, slug=slug, categories=categories,
+                            local=date.astimezone(tz))
+    try:
+        path = jekyll.post_url(f.get("permalink") or config.permalink, parts)
+    except jekyll.PermalinkError as e:
+        raise PostError(rel, str(e)) from e
+    url = absolute(config, path)
+    guid = f.get("guid") or url
+    if config.jekyll_feed:
+        # jekyll-feed's <id>: post.id made absolute; it wins over `guid:` so that
+        # a site switching to feedsvc keeps every entry's id (DESIGN.md).
+        guid = absolute(config, jekyll.post_id(path, slug))
+    image = f.get("image")
     return Post(
         rel=rel, path=str(config.posts_dir / rel), mtime_ns=stat.st_mtime_ns, size=stat.st_size,
-        kind=kind, title=f.get("title") or title_from_slug(slug),
+        kind=kind, title=f.get("title") or title_from_slug(file_slug),
         date=date, updated=max(updated, date), categories=categories,
-        tags=_merge((), f.get("tags", ())), slug=slug, url=url, guid=f.get("guid") or url,
+        tags=_merge((), f.get("tags", ())), slug=slug, url=url, guid=guid,
         published=f.get("published", True), excerpt=f.get("excerpt"),
         source_guid=f.get("source_guid"), source_url=f.get("source_url"),
+        author=f.get("author"), image=image_url(config, image) if image else None,
+        category=f["category"][0] if len(f.get("category", ())) == 1 else None,
     ), body
+
+
+def absolute(config: Config, path: str) -> str:
+    """A site path as an absolute URL, by Jekyll's `absolute_url` filter."""
+    return jekyll.absolute_url(config.site.url, config.baseurl, path)
+
+
+def image_url(config: Config, value: str) -> str | None:
+    """A front-matter image as an absolute http(s) URL (jekyll-feed: site paths
+    through `absolute_url`); other schemes (javascript:, data:) are dropped."""
+    if re.match(r"^https?://", value, re.IGNORECASE):
+        return value
+    if value.startswith("//"):
+        return "https:" + value
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", value):
+        return None
+    return absolute(config, value)
 
 
 def _merge(first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str, ...]:

@@ -76,7 +76,8 @@ class ReplayCache:
         self._queried = _Segment(max_query_bytes)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if not environ.get("PATH_INFO", "").startswith(PREFIXES):
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith(PREFIXES) and not path.endswith(".xml"):  # .xml: jekyll-feed URLs
             return self.app(environ, start_response)
         hit: Answer | None = environ.pop(FOUND_KEY, None)
         if hit is None:

@@ -57,13 +57,16 @@ class Scheduler:
         self.stop_event.set()
 
     def leading(self) -> bool:
-        """Once the leader, always (the lock is held until the process ends)."""
+        """Whether this process leads, asked every time: a file lock is held until
+        the process ends (asking again costs nothing), but a cluster's advisory
+        lock goes with its database session, and a leader that lost it must stop
+        polling and pinging (another instance does it now)."""
         config = self.service.config
         has_work = config.websub is not None or any(c.sources for c in config.categories.values())
         with self._leader_lock:   # both threads ask; one answer
-            if has_work and not self._leading:
-                self._leading = self._is_leader()
-                if self._leading:
+            if has_work:
+                was, self._leading = self._leading, self._is_leader()
+                if self._leading and not was:
                     log.info("this process (pid %d) polls sources and pings hubs", os.getpid())
             return self._leading and has_work
 

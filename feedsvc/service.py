@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 # query options, a small LRU of their own: SECURITY.md S11).
 MEMO_MAX, MEMO_BYTES = 256, 16 * 2**20
 VARIANTS_MAX, VARIANTS_BYTES = 32, 8 * 2**20
+
+
 STALE_TRIES = 5
 
 

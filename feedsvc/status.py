@@ -1,13 +1,19 @@
 """`/status`: what an admin checks first, assembled at the edge from the
 service (posts, documents, cache), the upstream collector's saved state per
 source and the worker's leader lock, so that the service itself knows
-nothing of the upstream stack."""
+nothing of the upstream stack.
+
+Anyone sees the feeds' health; only the admin (admin.py) sees sources, paths
+and the cache's address. Credentials never appear, not even to the admin, and
+the public view has no absolute path (redact.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from feedsvc import dates
+from feedsvc import dates, health, redact
+from feedsvc.config import Config
 from feedsvc.feeds import FeedKey
 from feedsvc.index import IndexUnavailable, NotReady, Stale
 from feedsvc.leader import Leader
@@ -19,26 +25,49 @@ if TYPE_CHECKING:
     from feedsvc.index.pg import PgLeader
 
 
-def status(service: FeedService, leader: Leader | PgLeader) -> dict[str, Any]:
-    info: dict[str, Any] = {"index": service.index.describe()}
+def status(service: FeedService, leader: Leader | PgLeader, *,
+           admin: bool = False) -> dict[str, Any]:
+    shown = redact.text if admin else redact.public_text
+    info: dict[str, Any] = {"index": _scrubbed(service.index.describe(), shown)}
     try:
-        info.update(_feeds(service))
+        info.update(_feeds(service, shown))
     except (NotReady, IndexUnavailable, Stale) as e:
         # Before a first indexing (or while the index cannot be read) the rest of
         # the status still answers: the cause is the point of asking.
-        info["index"]["error"] = str(e)
+        info["index"]["error"] = shown(str(e))
     config = service.config
-    return {
+    sources = source_status(config)
+    cache = service.cache_status()
+    data: dict[str, Any] = {
         **info,
-        "config": str(config.path),
-        "config_error": service.config_error,
-        "cache": service.cache_status(),
-        "sources": source_status(config),
+        "config_error": shown(service.config_error) if service.config_error else None,
+        "cache": cache if admin else {k: v for k, v in cache.items() if k != "url"},
+        "source_health": {"total": len(sources),
+                          "failing": sum(1 for s in sources if s["last_error"])},
+        "state_writes": write_failures(config, shown),
         "worker": leader.describe(),
     }
+    if admin:
+        data["config"] = str(config.path)
+        data["posts_dir"] = str(config.posts_dir)
+        data["state_dir"] = str(config.state_dir)
+        data["sources"] = sources
+    return data
 
 
-def _feeds(service: FeedService) -> dict[str, Any]:
+def _scrubbed(value: Any, shown: Callable[[str], str]) -> Any:
+    """Every text in `value` through `shown` (the index's description may name a
+    database URL or a file)."""
+    if isinstance(value, str):
+        return shown(value)
+    if isinstance(value, dict):
+        return {k: _scrubbed(v, shown) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrubbed(v, shown) for v in value]
+    return value
+
+
+def _feeds(service: FeedService, shown: Callable[[str], str]) -> dict[str, Any]:
     snap = service.snapshot()
     config, views = snap.config, snap.views
     cats = {}
@@ -55,5 +84,14 @@ def _feeds(service: FeedService) -> dict[str, Any]:
     return {
         "categories": cats,
         "posts": views.total(),
-        "skipped": [{"file": f, "reason": r} for f, r in service.index.problem_list()],
+        "skipped": [{"file": f, "reason": shown(r)} for f, r in service.index.problem_list()],
     }
+
+
+def write_failures(config: Config, shown: Callable[[str], str]) -> dict[str, Any]:
+    """Files of this site that this process currently fails to write (health.py)."""
+    failures = {**health.STATE.failures(config.state_dir),
+                **health.STATE.failures(config.posts_dir)}
+    return {"ok": not failures,
+            "failing": [{"file": shown(path), "error": error}
+                        for path, error in sorted(failures.items())]}

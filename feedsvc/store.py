@@ -18,12 +18,13 @@ from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from werkzeug.http import http_date
+
+from feedsvc import redact
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class RedisStore:
     TTL = 86400
 
     def __init__(self, url: str, retry: float = 2.0, timeout: float = 0.5) -> None:
-        self.url, self.retry = _redact(url), retry
+        self.url, self.retry = redact.url(url), retry
         self.client = redis.Redis.from_url(url, socket_connect_timeout=timeout,
                                            socket_timeout=timeout,
                                            retry=Retry(NoBackoff(), retries=0))
@@ -158,7 +159,7 @@ class RedisStore:
         if self.last_error is None:
             log.error("redis at %s unavailable (%s); serving from in-process rendering",
                       self.url, e)
-        self.last_error = str(e)
+        self.last_error = redact.text(str(e))
         self._down_until = time.monotonic() + self.retry
 
     def _recovered(self) -> None:
@@ -280,16 +281,6 @@ def _weight(key: Hashable, doc: Document) -> int:
 def _key_weight(key: Hashable) -> int:
     # A digest (str), or a memo's (feed key, version) tuple: its text is what grows.
     return 50 + (len(key) if isinstance(key, str) else len(repr(key)) + 200)
-
-
-def _redact(url: str) -> str:
-    # /status is public: never show a password from redis://:secret@host/0.
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def make_store(kind: str, url: str | None) -> Store:

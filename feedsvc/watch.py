@@ -9,13 +9,28 @@ when an editor replaces it by a rename). Every worker watches its config;
 only the leader (`is_leader`, leader.py) watches posts_dir and writes the
 shared index: the others see its changes through the index's generation.
 A worker that becomes the leader (the old one died) catches up first.
+
+posts_dir itself may go and come back (`rm -rf` and a copy, a rename-swap
+deploy, a symlink switched to a new release): inotify watches an inode, not a
+path, so the watch would go on following the old folder or nothing at all.
+The folder's identity (device, inode) is checked at every wake-up (10 times a
+second); when it changes, the watch starts again on what the path now is,
+after a full rescan (issue 15).
+
+A new post is read only once it has settled: its size and mtime unchanged
+since the watcher last looked, and its mtime SETTLE seconds old, so that a post
+written in two halves is not served half-written. (A post already in the
+index is read at once and again when settled: see `_settled`.)
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 import watchfiles
@@ -30,6 +45,8 @@ log = logging.getLogger(__name__)
 # watchfiles logs every batch at INFO; ours says what the changes did instead.
 logging.getLogger("watchfiles").setLevel(logging.WARNING)
 RETRY = 2.0
+SETTLE = 0.5          # seconds a new post must stay unchanged before it is read
+WAKE_MS = 100         # the watch wakes up at least this often (settling, posts_dir identity)
 
 
 class _Either:
@@ -52,6 +69,8 @@ class Watcher:
         self.stop_event = threading.Event()
         self._posts_moved = threading.Event()
         self._handling = threading.Lock()
+        # rel → (size and mtime when last seen, monotonic time of that sighting)
+        self._settling: dict[str, tuple[tuple[int, int] | None, float]] = {}
         self.threads = [
             threading.Thread(target=self._watch_posts, name="feedsvc-watch-posts", daemon=True),
             threading.Thread(target=self._watch_config, name="feedsvc-watch-config", daemon=True),
@@ -66,14 +85,15 @@ class Watcher:
         self.stop_event.set()
 
     def _watch(self, root: Path, *, recursive: bool, stop: _Either, catch_up: Callable[[], None],
-               only: Path | None = None) -> None:
+               only: Path | None = None, still: Callable[[], bool] = lambda: True) -> None:
+        """Watch until `stop` is set or `still()` turns false (the folder was replaced)."""
         # With `only`, other files in the folder (a log file next to config.yaml,
         # say) are dropped before they wake anything up.
         keep = None if only is None else (lambda _change, path: path == str(only))
         watching = False
         for changes in watchfiles.watch(
-            root, debounce=self.debounce_ms, step=100, stop_event=stop, recursive=recursive,
-            watch_filter=keep, raise_interrupt=False, yield_on_timeout=True, rust_timeout=1000,
+            root, debounce=self.debounce_ms, step=50, stop_event=stop, recursive=recursive,
+            watch_filter=keep, raise_interrupt=False, yield_on_timeout=True, rust_timeout=WAKE_MS,
         ):
             if not watching:
                 # The first yield (a change, or a quiet second) means inotify is
@@ -83,16 +103,35 @@ class Watcher:
                 catch_up()
             if changes:
                 self.handle({Path(p) for _, p in changes})
+            elif self._settling:
+                self.flush_settling()
+            if not still():
+                return
 
     def _watch_posts(self) -> None:
         while not self.stop_event.is_set() and not self.is_leader():
             self.stop_event.wait(self.retry)
+        missing_logged = False
         while not self.stop_event.is_set():
             self._posts_moved.clear()
             root = self.service.config.posts_dir
+            identity = _identity(root)
+            if identity is None:
+                # Gone (rm -rf, a deploy in progress): the feeds say so (rescan:
+                # empty) and the watch starts again as soon as it is back.
+                if not missing_logged:
+                    log.error("posts_dir %s is missing; watching for it to come back", root)
+                    missing_logged = True
+                self.handle([])
+                self.stop_event.wait(WAKE_MS / 1000)
+                continue
+            if missing_logged:
+                log.warning("posts_dir %s is back", root)
+                missing_logged = False
             try:
                 self._watch(root, recursive=True, stop=_Either(self.stop_event, self._posts_moved),
-                            catch_up=lambda: self.handle([]))
+                            catch_up=lambda: self.handle([]),
+                            still=partial(_is, root, identity))
             except Exception as e:  # noqa: BLE001 - the watcher must survive anything
                 log.error("cannot watch %s (%s); rescanning, then watching again in %.0f s",
                           root, e, RETRY)
@@ -118,7 +157,7 @@ class Watcher:
 
     def _handle(self, paths: set[Path]) -> None:
         service = self.service
-        if service.config.path in paths:
+        if service.config.path in paths or not paths.isdisjoint(service.config.also_read):
             self.reload_config()
         config = service.config
         rels, full_scan = set(), not paths
@@ -126,9 +165,9 @@ class Watcher:
             if path == config.path or not path.is_relative_to(config.posts_dir):
                 continue
             rel = path.relative_to(config.posts_dir).as_posix()
-            if any(part.startswith(".") for part in rel.split("/")):
+            if any(part.startswith(".") or part in config.skip_dirs for part in rel.split("/")):
                 continue
-            if post_kind(path.name) is not None:
+            if post_kind(path.name, config.markdown_ext) is not None:
                 rels.add(rel)
             elif path.is_dir() or self._was_folder(rel):
                 full_scan = True  # a folder created, moved or deleted: rescan the stats
@@ -142,7 +181,26 @@ class Watcher:
             return
         if not self._was_leading:
             full_scan, self._was_leading = True, True
-        index = service.writing_index()
+        if full_scan:
+            self._settling.clear()
+        else:
+            rels = self._settled(rels, config.posts_dir)
+            if not rels:
+                return
+        self._update(rels, full_scan)
+
+    def flush_settling(self) -> None:
+        """Read the new posts that have settled since their last event."""
+        with self._handling:
+            if not self.is_leader():
+                self._settling.clear()
+                return
+            rels = self._settled(set(), self.service.config.posts_dir)
+            if rels:
+                self._update(rels, False)
+
+    def _update(self, rels: set[str], full_scan: bool) -> None:
+        index = self.service.writing_index()
         try:
             changed = index.scan() if full_scan else index.update(rels)
         except IndexUnavailable as e:
@@ -162,6 +220,47 @@ class Watcher:
         self._behind = False
         if changed:
             log.info("%d post file(s) changed: %s", len(changed), ", ".join(sorted(changed)[:5]))
+        if full_scan:
+            # A rescan reads what it finds: files changed a moment ago may be
+            # half-written, so they are read again once they have settled.
+            now, root = time.monotonic(), self.service.config.posts_dir
+            for rel in changed:
+                key = _stat_key(root / rel)
+                if key is not None and time.time_ns() - key[0] < SETTLE * 1e9:
+                    self._settling[rel] = (key, now)
+
+    def _settled(self, changed: set[str], root: Path) -> set[str]:
+        """Of the files just changed and those still settling, the ones to read now:
+        gone, or unchanged since last seen and last modified SETTLE seconds ago
+        (or waited for that long: an mtime in the future must not stall it)."""
+        now = time.monotonic()
+        known = self._known(changed)
+        ready = set()
+        for rel in changed:
+            self._settling[rel] = (_stat_key(root / rel), now)
+            if rel in known:
+                # A post already served is read at once, and again once it has
+                # settled: the old metadata beside a new body is worse than either.
+                ready.add(rel)
+        for rel, (key, since) in list(self._settling.items()):
+            current = _stat_key(root / rel)
+            if current != key:
+                self._settling[rel] = (current, now)    # still being written: wait again
+            elif (current is None or now - since >= 2 * SETTLE
+                    or (rel not in changed and time.time_ns() - current[0] >= SETTLE * 1e9)):
+                ready.add(rel)
+                del self._settling[rel]
+        return ready
+
+    def _known(self, rels: set[str]) -> set[str]:
+        if not rels:
+            return set()
+        try:
+            index = self.service.writing_index()
+            posts, problems = index.posts, index.problems
+            return {rel for rel in rels if rel in posts or rel in problems}
+        except IndexUnavailable:
+            return set(rels)       # cannot tell: read now, as before
 
     def _retry_later(self) -> None:
         """A failed update (database locked, disk full) is redone by a rescan."""
@@ -200,3 +299,24 @@ class Watcher:
         service.reload_config(config)
         if config.posts_dir != old_posts_dir:
             self._posts_moved.set()
+
+
+def _is(path: Path, identity: tuple[int, int]) -> bool:
+    return _identity(path) == identity
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of what `path` names now (symlinks followed), None if nothing."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _stat_key(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)

@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from feedsvc import atomic
+from feedsvc import atomic, health, redact
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import FetchError, NotFound
@@ -104,12 +104,12 @@ class Publisher:
         try:
             status = self.fetcher.post_form(hub, {"hub.mode": "publish", "hub.url": url})
         except FetchError as e:
-            log.warning("WebSub ping for %s to %s failed: %s", url, hub, e)
+            log.warning("WebSub ping for %s to %s failed: %s", url, redact.url(hub), redact.text(str(e)))
             return False
         if 200 <= status < 300:
-            log.info("WebSub hub %s notified of %s", hub, url)
+            log.info("WebSub hub %s notified of %s", redact.url(hub), url)
             return True
-        log.warning("WebSub hub %s answered %d for %s; will retry", hub, status, url)
+        log.warning("WebSub hub %s answered %d for %s; will retry", redact.url(hub), status, url)
         return False
 
     def _load(self) -> dict[str, str]:
@@ -127,4 +127,8 @@ class Publisher:
         try:
             atomic.replace_text(self.path, json.dumps({"announced": self.announced}, indent=1))
         except OSError as e:
-            log.error("cannot save %s: %s", self.path, e)
+            # Reported in /status; the pings themselves went out, and the next
+            # check saves again.
+            health.STATE.failed(self.path, health.reason(e), what="save the WebSub state")
+        else:
+            health.STATE.ok(self.path)

@@ -35,7 +35,8 @@ def test_check_prints_every_problem_with_file_and_reason(site: Path) -> None:
     for name, reason in FIXTURE_PROBLEMS.items():
         path = site.parent / "_posts" / name
         assert any(line.startswith(f"{path}: ") and reason in line for line in lines), name
-    assert len([line for line in lines if "/_posts/" in line]) == len(FIXTURE_PROBLEMS)
+    assert len([line for line in lines
+                if "/_posts/" in line and ": warning: " not in line]) == len(FIXTURE_PROBLEMS)
     assert "4 problem(s)" in lines[-1]
 
 
@@ -56,7 +57,36 @@ def test_check_exits_0_when_clean(tmp_path: Path) -> None:
     })
     proc = feedsvc("check", "--config", str(config))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "2 posts" in proc.stdout and "0 problem(s)" in proc.stdout
+    assert "2 post files, 2 in feeds" in proc.stdout and "0 problem(s)" in proc.stdout
+    # Unconfigured categories are a warning, not a problem: the exit code stays 0.
+    assert "2022-03-21-elsewhere.md: warning: category 'sports' has no feed" in proc.stdout
+    assert "1 warning(s)" in proc.stdout
+
+
+def test_check_warns_of_a_near_miss_and_of_no_category(tmp_path: Path) -> None:
+    config = make_site(tmp_path / "site", {
+        "2022-03-21-typo.md": post("Typo", "2022-03-21 10:00:00 +0800", "kunmingribo"),
+        "2022-03-21-none.md": post("None", "2022-03-21 10:00:00 +0800", "[]"),
+        "2099-03-21-later.md": post("Later", "2099-03-21 10:00:00 +0800"),
+    })
+    proc = feedsvc("check", "--config", str(config))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "2022-03-21-typo.md: warning: category 'kunmingribo' has no feed " \
+           "(did you mean 'kunmingribao'?)" in out
+    assert "2022-03-21-none.md: warning: no category: only in the site-wide feed" in out
+    assert "3 post files, 2 in feeds, 1 future, 0 unpublished, 0 problem(s), 2 warning(s)" in out
+
+
+def test_check_reports_two_posts_at_one_url(tmp_path: Path) -> None:
+    # Two slugs that Jekyll's :title makes alike: one page for two posts.
+    config = make_site(tmp_path / "site", {
+        "2022-03-21-a-b.md": post("One", "2022-03-21 10:00:00 +0800", slug="a b"),
+        "2022-03-21-other.md": post("Two", "2022-03-21 10:00:00 +0800", slug="a-b"),
+    }, config={"jekyll_feed": True})
+    proc = feedsvc("check", "--config", str(config))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "2022-03-21-other.md: same URL as 2022-03-21-a-b.md" in proc.stdout
 
 
 def test_check_exits_2_on_a_bad_config(tmp_path: Path) -> None:

@@ -33,6 +33,9 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return sum(v for have, v in samples.get(name, []) if labels.items() <= have.items())
 
 
+ADMIN_TOKEN = "admin-token-of-the-metrics-tests"
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
     root = tmp_path_factory.mktemp("metrics")
@@ -42,7 +45,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, s
         source = {"url": f"{host}/secret-path/rss.xml?token=abc123", "every": "1h"}
         config = make_site(root / "site", fixture="site", config={"categories": {
             "kunmingribao": {"title": "昆明日报新闻", "sources": [source]},
-            "caijing": {"title": "财经"}}})
+            "caijing": {"title": "财经"}}, "admin_token": ADMIN_TOKEN})
         with running(config, workers=2) as server:
             # Every worker has booted and answered at least once.
             # The source has been collected and both workers serve the feed with
@@ -53,7 +56,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, s
 
 
 def _status(server: Server) -> dict[str, Any]:
-    status: dict[str, Any] = requests.get(server.url + "/status", timeout=10).json()
+    # The admin view: it has the sources (docs/SECURITY.md S13).
+    status: dict[str, Any] = requests.get(server.url + "/status", timeout=10,
+                                          headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
     return status
 
 

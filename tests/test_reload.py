@@ -18,6 +18,7 @@ from feedsvc.app import create_app
 from feedsvc.config import load_config
 from feedsvc.index import reading
 from feedsvc.service import FeedService
+from feedsvc.watch import SETTLE as WATCH_SETTLE
 from feedsvc.watch import Watcher
 
 PLAIN = {"Accept-Encoding": "identity"}
@@ -196,6 +197,9 @@ def test_a_change_rereads_only_the_changed_file(tmp_path: Path,
     added = site.parent / "_posts" / "2022-03-11-post.md"
     added.write_text(post("新的", "2022-03-11 06:00:00 +0800"), encoding="utf-8")
     watcher.handle([changed, added, site.parent / "_posts" / "notes.txt"])
+    # A changed post is read once it has settled (watch.py), as the watch thread does.
+    time.sleep(WATCH_SETTLE + 0.1)
+    watcher.flush_settling()
 
     after = service.index.posts
     assert after["2022-03-05-post.md"].title == "改了"

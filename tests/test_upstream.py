@@ -32,6 +32,7 @@ from feedsvc.upstream.fetch import Fetcher, Limits
 FAST = Limits(connect_timeout=2, read_timeout=0.5, deadline=5, max_bytes=64 * 1024,
               retries=1, backoff=0)
 NOW = dt.datetime(2026, 1, 10, 12, 0, tzinfo=dt.UTC)
+ADMIN_TOKEN = "admin-token-of-the-upstream-tests"
 
 
 @pytest.fixture
@@ -228,7 +229,7 @@ def test_a_failing_source_is_reported_and_others_still_work(
     up.routes["/" + case if case != "loop" else "/loop"] = route
     bad = up.url + ("/" + case if case != "loop" else "/loop")
     config = site_with(tmp_path, {"kunmingribao": [{"url": bad, "every": "10m"}],
-                                  "world": [up.url + "/feed.json"]})
+                                  "world": [up.url + "/feed.json"]}, admin_token=ADMIN_TOKEN)
     results = collect(config)
     failed = results[bad.rsplit("/", 1)[-1]]
     assert failed.error and reason in failed.error
@@ -239,7 +240,8 @@ def test_a_failing_source_is_reported_and_others_still_work(
     assert [p.source_guid for p in stored(config).values()
             if "kunmingribao" in p.categories] == []
     with create_app(config, watch=False).test_client() as client:
-        status = client.get("/status").get_json()
+        status = client.get("/status", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+                            ).get_json()
         assert client.get("/feeds/world.json").status_code == 200
     [source] = [s for s in status["sources"] if s["url"] == bad]
     assert reason in source["last_error"] and source["next_attempt"]

@@ -22,6 +22,7 @@ from feedsvc.websub import Publisher, feed_etags
 FAST = Limits(connect_timeout=2, read_timeout=2, deadline=5, retries=1, backoff=0)
 NOW = dt.datetime(2026, 1, 10, 12, 0, tzinfo=dt.UTC)
 FEEDS = "https://feeds.example.com"
+ADMIN_TOKEN = "admin-token-of-the-websub-tests"
 TOPICS = {f"{FEEDS}/feeds/{name}.{fmt}" for name in ("kunmingribao", "all")
           for fmt in ("rss", "atom", "json")}
 
@@ -132,7 +133,7 @@ def test_serve_collects_in_the_background_and_pings_once(tmp_path: Path, hub: Up
     cfg = make_site(tmp_path / "site", config={
         "categories": {"kunmingribao": {"title": "昆明日报新闻", "sources": [
             {"url": hub.url + "/rss.xml", "every": "1s"}]}},
-        "websub": {"hub": hub.url + "/hub"}})
+        "websub": {"hub": hub.url + "/hub"}, "admin_token": ADMIN_TOKEN})
     with running(cfg, workers=2) as server:
         feed = wait_for(lambda: (f := feedparser.parse(server.get(
             "/feeds/kunmingribao.atom").content)) and len(f.entries) == 3 and f, timeout=20)
@@ -144,7 +145,7 @@ def test_serve_collects_in_the_background_and_pings_once(tmp_path: Path, hub: Up
         wait_for(lambda: pinged(hub) == Counter(dict.fromkeys(TOPICS, 2)), timeout=10)
         polls = len(hub.seen("/rss.xml"))
         wait_for(lambda: len(hub.seen("/rss.xml")) >= polls + 2, timeout=10)
-        status = server.get("/status").json()
+        status = server.get("/status", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
     assert pinged(hub) == Counter(dict.fromkeys(TOPICS, 2))       # nothing more
     answers = Counter(s.status for s in hub.seen("/rss.xml"))
     assert answers[200] == 2 and answers[304] >= 2 and set(answers) == {200, 304}

@@ -48,7 +48,7 @@ __all__ = ["INDEX_FORMAT", "Index", "IndexUnavailable", "NotReady", "Stale", "Vi
            "index_identity", "is_post_path", "iter_post_files", "stat_post_files"]
 
 log = logging.getLogger(__name__)
-INDEX_FORMAT = 5   # bump when post reading rules or the tables change: the old index is rebuilt
+INDEX_FORMAT = 6   # bump when post reading rules or the tables change: the old index is rebuilt
 _POST_FIELDS = tuple(f.name for f in fields(Post))
 _POST_VALUES = attrgetter(*_POST_FIELDS)
 SEP = "\x1f"       # between the categories of a post in `posts.cats` (never in a category)
@@ -72,7 +72,8 @@ def index_identity(config: Config) -> tuple[Any, ...]:
     feeds look): another value means another index."""
     zones = sorted((s, c.timezone) for s, c in config.categories.items() if c.timezone)
     return (INDEX_FORMAT, _POST_FIELDS, config.site.url, config.site.timezone, config.permalink,
-            zones)
+            zones, config.baseurl, sorted(config.markdown_ext), sorted(config.skip_dirs),
+            config.jekyll_feed is not None)
 
 
 def identity_digest(config: Config) -> str:
@@ -246,8 +247,9 @@ class Views:
         return self._catsets
 
     def _all_sets(self) -> set[str]:
-        configured = self.index.config.categories
-        return {s for s in self.catsets() if any(c in configured for c in s.split(SEP))}
+        # The site-wide feed carries every published post, whatever its categories,
+        # as jekyll-feed's /feed.xml does (DESIGN.md).
+        return set(self.catsets())
 
     def _all_filter(self) -> tuple[str, list[str]]:
         keep = self._all_sets()
@@ -496,7 +498,8 @@ class Index:
     def _diff(self, scratch: _Scratch) -> int:
         """Fill scratch.todo with the paths whose stats changed, appeared or went;
         return how many. Both sides are read in path order and merged."""
-        scratch.fill_seen(iter_post_stats(self.config.posts_dir))
+        scratch.fill_seen(iter_post_stats(self.config.posts_dir, self.config.markdown_ext,
+                                          self.config.skip_dirs))
         with self.db.read() as tx:
             stored = tx.iterate("SELECT rel, mtime_ns, size FROM files ORDER BY rel"
                                 + self.db.binary_order)

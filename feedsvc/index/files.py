@@ -7,16 +7,20 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from feedsvc import jekyll
 from feedsvc.posts import post_kind
 
 Stat = tuple[int, int]   # (mtime_ns, size)
 
 
-def is_post_path(rel: str, posts_dir: Path) -> bool:
+def is_post_path(rel: str, posts_dir: Path,
+                 markdown_ext: frozenset[str] = jekyll.MARKDOWN_EXT,
+                 skip: frozenset[str] = frozenset()) -> bool:
     """Jekyll's rule for a relative path: a post file inside a `_posts` folder
-    (any file when posts_dir is one), nothing hidden on the way."""
+    (any file when posts_dir is one), nothing hidden or skipped on the way."""
     parts = rel.split("/")
-    if any(p.startswith(".") for p in parts) or not post_kind(parts[-1]):
+    if any(p.startswith(".") or p in skip for p in parts[:-1]) or parts[-1].startswith(".") \
+            or not post_kind(parts[-1], markdown_ext):
         return False
     return posts_dir.name == "_posts" or "_posts" in parts[:-1]
 
@@ -33,11 +37,13 @@ def stat_post_files(posts_dir: Path) -> dict[str, Stat | None]:
     return dict(iter_post_stats(posts_dir))
 
 
-def iter_post_stats(posts_dir: Path) -> Iterator[tuple[str, Stat | None]]:
+def iter_post_stats(posts_dir: Path, markdown_ext: frozenset[str] = jekyll.MARKDOWN_EXT,
+                    skip: frozenset[str] = frozenset()) -> Iterator[tuple[str, Stat | None]]:
     """(rel, (mtime_ns, size)) of every post file, from the directory scan
     itself: a rescan of an unchanged tree costs one stat per file and nothing
     else, and holds no list of the files. A symlink gives None: only resolving
-    it says if it counts."""
+    it says if it counts. Folders named in `skip` (a Jekyll site's _site,
+    vendor …) are not entered."""
     folders = [(str(posts_dir), "", posts_dir.name == "_posts")]
     while folders:
         folder, rel_dir, in_posts = folders.pop()
@@ -46,12 +52,12 @@ def iter_post_stats(posts_dir: Path) -> Iterator[tuple[str, Stat | None]]:
             with os.scandir(folder) as entries:
                 for entry in entries:
                     name = entry.name
-                    if name.startswith("."):
+                    if name.startswith(".") or name in skip:
                         continue
                     if entry.is_dir(follow_symlinks=False):
                         folders.append((entry.path, rel_dir + name + "/",
                                         in_posts or name == "_posts"))
-                    elif in_posts and post_kind(name):
+                    elif in_posts and post_kind(name, markdown_ext):
                         st = None if entry.is_symlink() else entry.stat(follow_symlinks=False)
                         yield rel_dir + name, st and (st.st_mtime_ns, st.st_size)
         except OSError:

@@ -49,7 +49,8 @@ def read_row(config: Config, rel: str, inside: bool = False) -> Row:
         st = path.stat()
     except OSError:
         return Row(rel, None)
-    if not (is_post_path(rel, posts_dir) and path.is_file() and (inside or _inside(path, posts_dir))):
+    if not (is_post_path(rel, posts_dir, config.markdown_ext, config.skip_dirs) and path.is_file()
+            and (inside or _inside(path, posts_dir))):
         return Row(rel, None)
     try:
         post, body = read_post_text(posts_dir, rel, config)

@@ -1,24 +1,37 @@
 """HTTP for upstream sources and hub pings: the only module that imports requests.
 
 One `requests.Session` per Fetcher, with a clear User-Agent, connect/read
-timeouts plus an overall deadline (a read timeout alone lets a trickling server
-hold us forever), a cap on the body size, redirects followed by hand (so that
-each hop's scheme and address are checked, and a loop ends after a few hops),
-urllib3 retries with backoff for 5xx and connection errors, and conditional GET
-with the ETag / Last-Modified remembered from the last answer.
+timeouts plus a wall-clock deadline per request, a cap on the body size,
+redirects followed by hand (so that each hop's scheme and address are
+checked, and a loop ends after a few hops), urllib3 retries with backoff for
+5xx and connection errors, and conditional GET with the ETag / Last-Modified
+remembered from the last answer.
+
+The deadline holds whatever the peer does. Timeouts on a socket bound each
+wait for a byte, not the whole: a server that drips its TLS handshake, its
+headers or its body a byte a second never trips them. So every socket a
+request opens or reuses is registered with a watchdog (`_Deadline`), which
+shuts it down when the deadline passes; the blocked read returns at once, in
+whatever phase it was, and the request fails with "took longer than N s".
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import os
 import socket
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
@@ -29,6 +42,113 @@ ACCEPT = ("application/feed+json, application/atom+xml, application/rss+xml, "
           "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5")
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 CHUNK = 64 * 1024
+
+
+# -- the wall-clock deadline ------------------------------------------------------
+class _Deadline:
+    """Shuts down every socket registered with it once `seconds` have passed.
+
+    Each socket is registered as a duplicate of its descriptor: shutdown(2)
+    acts on the socket itself, so it also ends a TLS handshake or a read on the
+    SSL socket that later wraps the same descriptor, and we never touch a
+    descriptor that someone else may have closed and reused.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._lock = threading.Lock()
+        self._socks: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, sock: socket.socket) -> None:
+        try:
+            dup = socket.socket(fileno=os.dup(sock.fileno()))
+        except OSError:
+            return                       # already closed: nothing to stop
+        with self._lock:
+            self._socks.append(dup)
+            expired = self.expired
+        if expired:
+            _shutdown(dup)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            socks = list(self._socks)
+        for sock in socks:
+            _shutdown(sock)
+
+    def close(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            socks, self._socks = self._socks, []
+        for sock in socks:
+            sock.close()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+_active = threading.local()   # the _Deadline of the request this thread is making
+
+
+def _watch(sock: socket.socket | None) -> None:
+    deadline: _Deadline | None = getattr(_active, "deadline", None)
+    if deadline is not None and sock is not None:
+        deadline.watch(sock)
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _watch(sock)
+        return sock
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _watch(sock)
+        return sock
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)
+        _watch(getattr(conn, "sock", None))     # a kept-alive connection, reused
+        return conn
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)
+        _watch(getattr(conn, "sock", None))
+        return conn
+
+
+class _Retry(Retry):
+    """No backoff sleep once the deadline has passed: the next try is cut at once."""
+
+    def sleep(self, response: Any = None) -> None:
+        deadline: _Deadline | None = getattr(_active, "deadline", None)
+        if deadline is None or not deadline.expired:
+            super().sleep(response)
+
+
+class _WatchedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool,
+                                                   "https": _WatchedHTTPSPool}
 
 
 @dataclass(frozen=True)
@@ -66,19 +186,43 @@ class Fetcher:
         self.session = requests.Session()
         self.session.headers["User-Agent"] = user_agent(site_url)
         self.session.max_redirects = self.limits.max_redirects
-        retry = Retry(
+        retry = _Retry(
             total=self.limits.retries, connect=self.limits.retries, read=self.limits.retries,
             status=self.limits.retries, status_forcelist=(500, 502, 503, 504),
             allowed_methods=frozenset({"GET", "POST"}), backoff_factor=self.limits.backoff,
             backoff_max=10, raise_on_status=False, respect_retry_after_header=False,
             redirect=False,
         )
-        adapter = HTTPAdapter(max_retries=retry)
+        adapter = _WatchedAdapter(max_retries=retry)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
     def close(self) -> None:
         self.session.close()
+
+    @contextlib.contextmanager
+    def deadline(self) -> Iterator[_Deadline]:
+        """Every request made in this block, on this thread, ends by
+        `limits.deadline` seconds from now (FetchError), whatever the peer does."""
+        if getattr(_active, "deadline", None) is not None:
+            yield _active.deadline       # nested: the outer deadline holds
+            return
+        watchdog = _active.deadline = _Deadline(self.limits.deadline)
+        try:
+            yield watchdog
+        except (FetchError, requests.RequestException, OSError) as e:
+            if watchdog.expired:
+                raise self._late() from e
+            raise
+        finally:
+            _active.deadline = None
+            watchdog.close()
+        if watchdog.expired:
+            # A body without Content-Length ends "cleanly" when its socket is shut.
+            raise self._late()
+
+    def _late(self) -> FetchError:
+        return FetchError(f"took longer than {self.limits.deadline:g} s")
 
     # -- GET ---------------------------------------------------------------
     def get(self, url: str, known: Validators = Validators()) -> Fetched:
@@ -92,16 +236,16 @@ class Fetcher:
         if known.last_modified:
             headers["If-Modified-Since"] = known.last_modified
         start = time.monotonic()
-        resp = self._follow(url, headers, start)
-        with resp:
-            if resp.status_code == 304:
-                return Fetched(304, resp.url, b"", "", known)
-            if resp.status_code != 200:
-                raise FetchError(f"HTTP {resp.status_code} {resp.reason or ''}".strip())
-            body = self._read(resp, start)
-            return Fetched(200, resp.url, body, resp.headers.get("Content-Type", ""),
-                           Validators(resp.headers.get("ETag"),
-                                      resp.headers.get("Last-Modified")))
+        with self.deadline():
+            resp = self._follow(url, headers, start)
+            with resp:
+                if resp.status_code == 304:
+                    return Fetched(304, resp.url, b"", "", known)
+                if resp.status_code != 200:
+                    raise FetchError(f"HTTP {resp.status_code} {resp.reason or ''}".strip())
+                body = self._read(resp, start)
+        return Fetched(200, resp.url, body, resp.headers.get("Content-Type", ""),
+                       Validators(resp.headers.get("ETag"), resp.headers.get("Last-Modified")))
 
     def _follow(self, url: str, headers: dict[str, str], start: float) -> requests.Response:
         for _hop in range(self.limits.max_redirects + 1):
@@ -143,8 +287,9 @@ class Fetcher:
         The hub is the admin's choice, not an upstream's: no private-address check.
         """
         self._check_target(url, private_ok=True)
-        resp = self._send("POST", url, data=data)
-        resp.close()
+        with self.deadline():
+            resp = self._send("POST", url, data=data)
+            resp.close()
         return resp.status_code
 
     # -- shared ------------------------------------------------------------------

@@ -1,0 +1,56 @@
+"""What failed to be written to disk, per file, in this process: state writes
+that fail are reported (`/status`, exit codes), not only logged.
+
+A failure is recorded where it happens (collector, index, WebSub, leader
+lock) and cleared by the next success at the same place. Each kind of failure
+is logged once when it starts and once when it ends, so a full or read-only
+`state_dir` does not flood the log while the service keeps retrying.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class WriteHealth:
+    def __init__(self) -> None:
+        self._failures: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def failed(self, path: Path | str, error: str, *, what: str = "write") -> bool:
+        """Record that `path` could not be written; True (and logged) when this is new."""
+        key = str(path)
+        with self._lock:
+            new = key not in self._failures
+            self._failures[key] = error
+        if new:
+            log.error("cannot %s %s: %s (retrying; logged again when it works)", what, key, error)
+        return new
+
+    def ok(self, path: Path | str) -> None:
+        key = str(path)
+        with self._lock:
+            was = self._failures.pop(key, None)
+        if was is not None:
+            log.warning("%s is written again", key)
+
+    def failures(self, under: Path | None = None) -> dict[str, str]:
+        """The current failures, optionally only those of files below `under`."""
+        with self._lock:
+            items = dict(self._failures)
+        if under is None:
+            return items
+        return {k: v for k, v in items.items() if Path(k).is_relative_to(under)}
+
+
+STATE = WriteHealth()
+"""The one record of the process (the collector, index, WebSub and leader share it)."""
+
+
+def reason(e: OSError) -> str:
+    """`No space left on device`, `Read-only file system`: the reason without the path."""
+    return e.strerror or str(e)
