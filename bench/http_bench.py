@@ -1,10 +1,12 @@
 """Serving speed of `feedsvc serve` next to a minimal Flask app returning the
-same bytes with the same headers (bench/baseline_app.py), both under gunicorn
-with the same settings (2 gthread workers x 8 threads), measured with wrk on
-loopback in the same run, alternating so that both see the same machine load.
+same bytes with the same headers (bench/baseline_app.py) under gunicorn the
+ordinary way (2 gthread workers x 8 threads; feedsvc: 2 asyncio workers, 8
+threads each for what is not replayed), measured with wrk on loopback in the
+same run, alternating so that both see the same machine load.
 
     python bench/http_bench.py [--config config.yaml] [--path /feeds/x.rss]
                                [--duration 10] [--connections 32] [--rounds 3]
+                               [--slow-clients 100]
 
 Three cases: a cached 200 (no validators, no Accept-Encoding), a 304
 (If-None-Match with the current ETag) and a cached 200 with
@@ -12,6 +14,12 @@ Three cases: a cached 200 (no validators, no Accept-Encoding), a 304
 latency per case and the ratios feedsvc / baseline (the median of the ratios
 of runs made back to back). `measure_serving()` returns the same figures as a
 dict for bench/run.py.
+
+Then, with `--slow-clients N` (default 100, 0 to skip), the latency of a
+normal request (a new connection each time) while N connections send their
+headers a byte a second (tests/slow_clients.py), next to the same request
+without them, for both servers. A request still unanswered after
+SLOW_TIMEOUT seconds counts as that long.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +44,10 @@ import requests
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(REPO / "tests"))
+from slow_clients import SlowClients, latencies, summary  # noqa: E402 - one copy for tests and bench
+
+SLOW_TIMEOUT = 10.0
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 WORKERS, THREADS = 2, 8
 # The settings feedsvc/server.py gives gunicorn, for the baseline to match.
@@ -123,8 +135,8 @@ def default_path(config_path: Path) -> str:
 
 
 def measure_serving(config_path: str | Path, *, path: str | None = None, duration: int = 10,
-                    connections: int = 32, rounds: int = 3, wrk_threads: int = 2
-                    ) -> dict[str, Any]:
+                    connections: int = 32, rounds: int = 3, wrk_threads: int = 2,
+                    slow_clients: int = 0) -> dict[str, Any]:
     """Requests/s and p99 of `feedsvc serve` and of the baseline app, for a
     cached 200 and a 304, medians over `rounds` alternating runs."""
     config_path = Path(config_path).resolve()
@@ -166,6 +178,8 @@ def measure_serving(config_path: str | Path, *, path: str | None = None, duratio
                         runs[case][name].append(wrk(url + path, duration=duration,
                                                     connections=connections,
                                                     threads=wrk_threads, headers=hdrs))
+            slow = {name: slow_client_delay(url, path, slow_clients)
+                    for name, url in servers} if slow_clients else None
     result: dict[str, Any] = {"path": path, "body_bytes": len(reply.content),
                               "settings": {"workers": WORKERS, "threads": THREADS,
                                            "connections": connections, "duration_s": duration,
@@ -180,12 +194,29 @@ def measure_serving(config_path: str | Path, *, path: str | None = None, duratio
             "p99": statistics.median(f["p99_ms"] / b["p99_ms"] for f, b in pairs),
         }
         result[case] = med
+    if slow:
+        result["slow_clients"] = {"count": slow_clients, **slow}
     return result
+
+
+def slow_client_delay(base: str, path: str, count: int, n: int = 8) -> dict[str, Any]:
+    """A normal request's latency without and with `count` slow clients."""
+    def fetch() -> None:
+        # A request that times out counts as the time it took: SLOW_TIMEOUT.
+        with suppress(requests.RequestException):
+            requests.get(base + path, timeout=SLOW_TIMEOUT)
+
+    host, port = base.removeprefix("http://").split(":")
+    alone = latencies(fetch, n)
+    with SlowClients((host, int(port)), path, count=count):
+        time.sleep(3)  # every slow client has started its headers
+        crowded = latencies(fetch, n)
+    return {"alone": summary(alone), "with_slow_clients": summary(crowded)}
 
 
 def report(result: dict[str, Any]) -> str:
     lines = [f"{result['path']} ({result['body_bytes']} bytes), "
-             f"{result['settings']['workers']} gthread workers x "
+             f"{result['settings']['workers']} workers x "
              f"{result['settings']['threads']} threads, wrk -c{result['settings']['connections']}"
              f" -d{result['settings']['duration_s']}s, medians of {result['settings']['rounds']} rounds"
              " (ratio: median of the per-round ratios)",
@@ -197,6 +228,14 @@ def report(result: dict[str, Any]) -> str:
         ratio = result[case]["ratio"]
         lines.append(f"{case:<9}{'ratio':<10}{ratio['rps']:>10.2f}{ratio['p99']:>10.2f}"
                      "   (feedsvc / baseline)")
+    slow = result.get("slow_clients")
+    if slow:
+        lines.append(f"a normal request, alone and next to {slow['count']} clients sending "
+                     "headers a byte a second (ms, median / max):")
+        for name in ("baseline", "feedsvc"):
+            a, w = slow[name]["alone"], slow[name]["with_slow_clients"]
+            lines.append(f"  {name:<10}{a['median_ms']:>9.1f} /{a['max_ms']:>8.1f}   →"
+                         f"{w['median_ms']:>9.1f} /{w['max_ms']:>8.1f}")
     return "\n".join(lines)
 
 
@@ -207,10 +246,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--duration", type=int, default=10)
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--slow-clients", type=int, default=100,
+                   help="slow clients next to a normal request (0: skip)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     args = p.parse_args(argv)
     result = measure_serving(args.config, path=args.path, duration=args.duration,
-                             connections=args.connections, rounds=args.rounds)
+                             connections=args.connections, rounds=args.rounds,
+                             slow_clients=args.slow_clients)
     print(json.dumps(result, indent=2) if args.json else report(result))
     return 0
 

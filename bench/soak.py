@@ -2,8 +2,8 @@
 """Soak: `feedsvc serve` (2 workers, Redis cache) polled hard while everything
 around it changes, with Redis access cut and restored.
 
-    python bench/soak.py --duration 240            # the figures in docs/RELIABILITY.md
-    python bench/soak.py --duration 25 --json      # the short run tests/test_soak_short.py makes
+    python bench/soak.py --duration 900 --posts 2000   # the figures in docs/RELIABILITY.md
+    python bench/soak.py --duration 25 --json          # the short run tests/test_soak_short.py makes
 
 For `--duration` seconds:
 - pollers fetch every feed in every format (category, site-wide, tag; a few with
@@ -19,9 +19,13 @@ For `--duration` seconds:
 It reports requests, 5xx, connection errors, bodies that do not match their
 ETag, posts written but never served, versions of a post that stood for
 several seconds but were never served, p50/p99 latency and the service's
-memory (RSS of master + workers) at start and end. Exit status 1 when any of
-the must-be-zero counts is not zero. Loopback only; bounded in time and in
-requests (--max-requests).
+memory (RSS of master + workers) at start and end, every 30 s, and its growth
+over the last 5 minutes (the last third of a run shorter than 15 minutes).
+Exit status 1 when any of the must-be-zero counts is not zero, or when a run
+of 15 minutes or more grew by more than 5 % over its last 5 minutes (issue 15).
+`--posts N` adds N older posts that nobody edits (a site of some size:
+documents of 50 entries, views over N posts). Loopback only; bounded in time
+and in requests (--max-requests).
 """
 
 from __future__ import annotations
@@ -55,7 +59,10 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from tcp_proxy import TcpProxy  # noqa: E402 - one proxy for the tests and the soak
 
-REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 7
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+REDIS_DB = 7            # --redis-db: the tests' short soak uses 7
+MEMORY_WINDOW = 300.0   # seconds at the end of a run over which RSS may grow by at most
+MEMORY_GROWTH_MAX = 5.0  # percent (when the run is at least 3 windows long)
 CATEGORIES = ["kunming", "caijing", "keji"]
 TAGS = ["昆明", "soak"]
 TOKEN = re.compile(rb"SOAK-(\d+)-v(\d+)")
@@ -195,6 +202,17 @@ class Writer:
             self.ledger.count("config_invalid")
             time.sleep(1.5)
             path.write_text(good, encoding="utf-8")
+
+    def background(self, count: int) -> None:
+        """Older posts nobody edits, in every category, some with tags."""
+        for i in range(count):
+            category, tags = CATEGORIES[i % len(CATEGORIES)], TAGS[: i % 3]
+            day = f"2021-{1 + i % 12:02d}-{1 + i % 28:02d}"
+            filler = "<p>背景内容。</p>\n" * (i % 20)
+            (self.posts / f"{day}-background-{i}.md").write_text(
+                f"---\ntitle: 背景 {i}\ndate: {day} {i % 24:02d}:00:00 +0800\n"
+                f"categories: {category}\ntags: {json.dumps(tags, ensure_ascii=False)}\n---\n"
+                f"<p>背景 {i}。</p>\n{filler}", encoding="utf-8")
 
     def step(self) -> None:
         r = self.rng.random()
@@ -369,6 +387,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     writer.posts.mkdir()
     (root / "config.yaml").write_text(yaml.safe_dump(base_config(proxy.port, False, "描述"),
                                                      allow_unicode=True), encoding="utf-8")
+    writer.background(args.posts)
     for _ in range(20):
         writer.add()
     stop = threading.Event()
@@ -394,6 +413,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             mem_end = rss_kib(proc.pid)
             server_log = (root / "server.log").read_text(errors="replace")
             stored, stored_bytes = redis_documents(), redis_bytes()
+            redis_documents(clear=True)   # a shared Redis: leave none of ours behind
     finally:
         proxy.cut()
         if not args.keep:
@@ -403,6 +423,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["redis_documents_at_end"] = stored
     result["redis_mib_at_end"] = round(stored_bytes / 2**20, 1)
     result["rss_mib_every_30s"] = timeline
+    result["rss_growth_last_window"] = memory_growth(timeline, elapsed)
     result["server_tracebacks"] = result["server_log"]["tracebacks"]
     return result
 
@@ -435,6 +456,19 @@ def sample_memory(pid: int, stop: threading.Event, timeline: list[tuple[int, int
     started = time.monotonic()
     while not stop.wait(30):
         timeline.append((round(time.monotonic() - started), rss_kib(pid) // 1024))
+
+
+def memory_growth(timeline: list[tuple[int, int]], elapsed: float) -> dict[str, Any]:
+    """RSS growth over the last MEMORY_WINDOW seconds (the last third of a shorter
+    run), from the 30 s samples: a plateau is ~0 %, a leak keeps growing."""
+    window = min(MEMORY_WINDOW, elapsed / 3)
+    if len(timeline) < 2:
+        return {"window_s": round(window), "percent": None, "checked": False}
+    end_t, end_rss = timeline[-1]
+    start_t, start_rss = min(timeline, key=lambda s: abs(s[0] - (end_t - window)))
+    percent = round(100.0 * (end_rss - start_rss) / start_rss, 1) if start_rss else None
+    return {"window_s": end_t - start_t, "from_mib": start_rss, "to_mib": end_rss,
+            "percent": percent, "checked": elapsed >= 3 * MEMORY_WINDOW}
 
 
 def redis_bytes() -> int:
@@ -513,6 +547,7 @@ MUST_BE_ZERO = ("5xx", "connection_errors", "etag_mismatches", "unexpected_404",
 
 
 def main(argv: list[str] | None = None) -> int:
+    global REDIS_DB
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--duration", type=float, default=240, help="seconds of load (default 240)")
     p.add_argument("--pollers", type=int, default=6, help="concurrent polling clients")
@@ -522,10 +557,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cut-every", type=float, default=12.0, help="seconds between Redis cuts")
     p.add_argument("--settle", type=float, default=20.0, help="seconds allowed to catch up at the end")
     p.add_argument("--max-requests", type=int, default=2_000_000, help="stop after this many")
+    p.add_argument("--posts", type=int, default=0, help="older posts nobody edits (default 0)")
+    p.add_argument("--redis-db", type=int, default=7, help="Redis database (default 7)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--keep", action="store_true", help="keep the temporary site and server log")
     p.add_argument("--json", action="store_true", help="print the report as JSON only")
     args = p.parse_args(argv)
+    REDIS_DB = args.redis_db
     result = run(args)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
@@ -533,6 +571,12 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in result.items():
             print(f"{key:>36}: {value}")
     bad = {k: result[k] for k in MUST_BE_ZERO if result[k]}
+    growth = result["rss_growth_last_window"]
+    print(f"RSS growth over the last {growth['window_s']} s: {growth['percent']} %"
+          + (f" (at most {MEMORY_GROWTH_MAX:g} %)" if growth["checked"] else " (not checked: short run)"),
+          file=sys.stderr)
+    if growth["checked"] and (growth["percent"] is None or growth["percent"] > MEMORY_GROWTH_MAX):
+        bad["rss_growth_last_window"] = growth
     if bad:
         print(f"FAILED: {bad}", file=sys.stderr)
     return 1 if bad else 0

@@ -25,7 +25,7 @@ exit codes:
 Run `feedsvc COMMAND --help` for a command's options. The config file and
 every key in it are described in README.md."""
 COMMANDS = {
-    "serve": ("serve the feeds, the index page and OPML over HTTP (gunicorn)",
+    "serve": ("serve the feeds, the index page and OPML over HTTP (gunicorn, asyncio workers)",
               "Serves until stopped (Ctrl-C or SIGTERM). Post and config.yaml changes "
               "are picked up without a restart. Exit 2 on a bad config."),
     "build": ("write every feed, index.html and opml.xml as static files",
@@ -67,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=2, metavar="N",
                    help="worker processes (default: %(default)s)")
     s.add_argument("--threads", type=int, default=8, metavar="N",
-                   help="threads per worker process (default: %(default)s)")
+                   help="threads per worker process for the requests that are not "
+                        "replayed from the event loop (default: %(default)s)")
     s.add_argument("--access-log", action="store_true",
                    help="log every request to standard output (default: off)")
     s = with_config("build")

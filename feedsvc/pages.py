@@ -12,7 +12,6 @@ import base64
 import datetime as dt
 import hashlib
 import re
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import cache
@@ -26,12 +25,12 @@ from feedsvc.index import IndexUnavailable, NotReady, Stale, Views
 from feedsvc.model import FORMATS, Entry, Feed
 from feedsvc.posts import Post
 from feedsvc.service import STALE_TRIES, FeedService
-from feedsvc.store import Document
-from feedsvc.version import Snapshot, Version
+from feedsvc.store import Document, MemoryStore
+from feedsvc.version import Snapshot
 
 HTML = "text/html; charset=utf-8"
 FORMAT_NAMES = {"rss": "RSS", "atom": "Atom", "json": "JSON Feed"}
-MEMO_MAX = 512
+MEMO_MAX, MEMO_BYTES = 512, 16 * 2**20
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("feedsvc", "templates"),
@@ -208,8 +207,8 @@ class Pages:
 
     def __init__(self, service: FeedService) -> None:
         self.service = service
-        self._memo: dict[str, tuple[Version, Document]] = {}
-        self._lock = threading.Lock()
+        # (name, version) → document, bounded in count and bytes (store.py).
+        self._memo = MemoryStore(MEMO_MAX, MEMO_BYTES)
 
     def index(self, snap: Snapshot | None = None) -> Document:
         return self._cached("index", snap, lambda config, views: Document.of(
@@ -247,13 +246,8 @@ class Pages:
             raise NotReady("the posts are being indexed")
         if name is None:
             return make(snap.config, snap.views)
-        with self._lock:
-            memo = self._memo.get(name)
-        if memo is not None and memo[0] == snap.version:
-            return memo[1]
-        doc = make(snap.config, snap.views)
-        with self._lock:
-            if len(self._memo) >= MEMO_MAX:
-                self._memo.clear()
-            self._memo[name] = (snap.version, doc)
+        doc = self._memo.get((name, snap.version))
+        if doc is None:
+            doc = make(snap.config, snap.views)
+            self._memo.put((name, snap.version), doc)
         return doc

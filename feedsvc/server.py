@@ -1,5 +1,11 @@
-"""`feedsvc serve`: the app under gunicorn (gthread workers), the production
-WSGI server the benchmarks compare against."""
+"""`feedsvc serve`: the app under gunicorn's asyncio (ASGI) workers.
+
+Each worker reads requests on an event loop and hands a complete request to
+the app (edge.py), so slow clients cost sockets, not threads: 100 clients
+sending their headers a byte a second leave a normal request's latency
+where it was (docs/SECURITY.md S3, tests/test_slow_clients.py). Why this
+server and not gthread, uvicorn or waitress: README "Workers" and
+docs/PERFORMANCE.md "Server"."""
 
 from __future__ import annotations
 
@@ -7,15 +13,32 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from feedsvc.config import load_config
 from feedsvc.errors import ConfigError
 
+if TYPE_CHECKING:
+    from feedsvc.edge import Edge
+
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+SETTINGS: dict[str, Any] = {
+    "worker_class": "asgi",
+    # uvloop and the C request parser (gunicorn-h1c) when installed, as they are
+    # with feedsvc; asyncio and gunicorn's Python parser otherwise.
+    "asgi_loop": "auto",
+    "http_parser": "auto",
+    "worker_connections": 1000,
+    "timeout": 60,
+    "graceful_timeout": 5,
+    "keepalive": 5,
+    # Bound request lines and headers instead of gunicorn's generous defaults.
+    "limit_request_line": 8190,
+    "limit_request_fields": 100,
+    "limit_request_field_size": 8190,
+}
 
 
 class Server(BaseApplication):  # type: ignore[misc]
@@ -27,8 +50,8 @@ class Server(BaseApplication):  # type: ignore[misc]
     and reports the error, like its siblings do: failing to boot would make
     gunicorn shut the whole server down."""
 
-    def __init__(self, config_path: str, options: dict[str, Any]) -> None:
-        self.config_path, self.options = config_path, options
+    def __init__(self, config_path: str, options: dict[str, Any], threads: int) -> None:
+        self.config_path, self.options, self.threads = config_path, options, threads
         self.startup_config = load_config(config_path)
         super().__init__()
 
@@ -37,8 +60,11 @@ class Server(BaseApplication):  # type: ignore[misc]
             if key in self.cfg.settings and value is not None:
                 self.cfg.set(key, value)
 
-    def load(self) -> Flask:
+    def load(self) -> Edge:
+        # Imported in the worker: importing prometheus_client (through the app) in
+        # the master before prepare_metrics_dir() would leave metrics per process.
         from feedsvc.app import create_app, get_service
+        from feedsvc.edge import Edge
 
         try:
             config, error = load_config(self.config_path), None
@@ -48,7 +74,7 @@ class Server(BaseApplication):  # type: ignore[misc]
         if error:
             with app.app_context():
                 get_service().config_failed(error)
-        return app
+        return Edge(app, self.threads)
 
 
 def prepare_metrics_dir() -> Path:
@@ -81,20 +107,12 @@ def serve(config_path: str, host: str, port: int, workers: int, threads: int,
           access_log: bool) -> None:
     prepare_metrics_dir()
     Server(config_path, {
+        **SETTINGS,
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "workers": workers,
-        "threads": threads,
-        "worker_class": "gthread",
         "accesslog": "-" if access_log else None,
         "loglevel": "info",
-        "timeout": 60,
-        "graceful_timeout": 5,
-        "keepalive": 5,
         "proc_name": "feedsvc",
         "control_socket_disable": True,
-        # Bound request lines and headers instead of gunicorn's generous defaults.
-        "limit_request_line": 8190,
-        "limit_request_fields": 100,
-        "limit_request_field_size": 8190,
         "child_exit": _child_exit,
-    }).run()
+    }, threads).run()

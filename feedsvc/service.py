@@ -20,11 +20,14 @@ from feedsvc.feeds import FeedKey, Selection, feed_model, select
 from feedsvc.index import Index, IndexUnavailable, NotReady, Stale, index_identity
 from feedsvc.model import FORMATS
 from feedsvc.store import Document, MemoryStore, Store, make_store
-from feedsvc.version import Served, Snapshot, Version, served, take
+from feedsvc.version import Served, Snapshot, served, take
 
 log = logging.getLogger(__name__)
-MEMO_MAX = 256  # documents of ~200 kB at 20 posts each: the store below bounds the rest
-VARIANTS_MAX = 32          # documents with query options kept per process
+# The current document of each feed key, in front of the store (which may be
+# Redis); bounded in count and bytes, like the query variants (documents with
+# query options, a small LRU of their own: SECURITY.md S11).
+MEMO_MAX, MEMO_BYTES = 256, 16 * 2**20
+VARIANTS_MAX, VARIANTS_BYTES = 32, 8 * 2**20
 
 
 STALE_TRIES = 5
@@ -44,8 +47,8 @@ class FeedService:
         self.config_error: str | None = None
         self.index_error: str | None = None      # why the index cannot be read right now
         self._last: Snapshot | None = None        # the last snapshot read
-        self._memo: dict[FeedKey, tuple[Version, Document]] = {}
-        self._variants = MemoryStore(VARIANTS_MAX)
+        self._memo = MemoryStore(MEMO_MAX, MEMO_BYTES)       # under (feed key, version)
+        self._variants = MemoryStore(VARIANTS_MAX, VARIANTS_BYTES)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -149,11 +152,10 @@ class FeedService:
     def _document(self, key: FeedKey, snap: Snapshot) -> Document:
         if not snap.views.ready:
             raise NotReady("the posts are being indexed")
-        memo = self._memo.get(key)
-        if memo is not None and memo[0] == snap.version:
-            metrics.cache_lookup("memo", True)
-            return memo[1]
-        metrics.cache_lookup("memo", False)
+        memo = self._memo.get((key, snap.version))
+        metrics.cache_lookup("memo", memo is not None)
+        if memo is not None:
+            return memo
         sel, digest = self._selection(key, snap)
         if key.query():
             # Query options make documents without number (each ?filter= term is
@@ -164,9 +166,7 @@ class FeedService:
         doc = self.store.get(digest)
         metrics.cache_lookup("store", doc is not None)
         doc = doc or self._render(digest, sel, snap.config, self.store)
-        if len(self._memo) >= MEMO_MAX:
-            self._memo.clear()
-        self._memo[key] = (snap.version, doc)
+        self._memo.put((key, snap.version), doc)
         return doc
 
     def digest(self, key: FeedKey, snap: Snapshot) -> str:

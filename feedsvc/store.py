@@ -15,11 +15,13 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from werkzeug.http import http_date
 
 from feedsvc import redact
@@ -64,43 +66,49 @@ class Store(Protocol):
 class MemoryStore:
     """A small LRU of documents for one process, bounded in count and in bytes
     (a crawler paging through every feed of 20,000 posts would otherwise keep
-    2,048 documents of ~200 kB each: 400 MB per worker)."""
+    2,048 documents of ~200 kB each: 400 MB per worker). The bytes are those
+    of the documents and of their keys (digests, or the memos' feed keys with
+    a version), objects included (issue 15, finding 5)."""
 
-    def __init__(self, max_items: int = 2048, max_bytes: int = 64 * 2**20) -> None:
+    def __init__(self, max_items: int = 2048, max_bytes: int = 48 * 2**20) -> None:
         self.max_items, self.max_bytes = max_items, max_bytes
-        self._items: OrderedDict[str, Document] = OrderedDict()
+        self._items: OrderedDict[Hashable, Document] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, digest: str) -> Document | None:
+    def get(self, digest: Hashable) -> Document | None:
         with self._lock:
             doc = self._items.get(digest)
             if doc is not None:
                 self._items.move_to_end(digest)
             return doc
 
-    def put(self, digest: str, doc: Document) -> None:
+    def put(self, digest: Hashable, doc: Document) -> None:
         with self._lock:
             old = self._items.pop(digest, None)
-            self._bytes += _weight(doc) - (_weight(old) if old else 0)
+            self._bytes += _weight(digest, doc) - (_weight(digest, old) if old else 0)
             self._items[digest] = doc
             self._evict()
 
     def _evict(self) -> None:
         while len(self._items) > 1 and (len(self._items) > self.max_items
                                         or self._bytes > self.max_bytes):
-            self._bytes -= _weight(self._items.popitem(last=False)[1])
+            self._bytes -= _weight(*self._items.popitem(last=False))
 
-    def add(self, digest: str, doc: Document) -> Document:
+    def add(self, digest: Hashable, doc: Document) -> Document:
         """Keep `doc` unless a document is there already; return the one kept
         (one copy of each version in memory, whoever fetched it first)."""
         with self._lock:
             kept = self._items.setdefault(digest, doc)
             self._items.move_to_end(digest)
             if kept is doc:
-                self._bytes += _weight(doc)
+                self._bytes += _weight(digest, doc)
             self._evict()
             return kept
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
 
     def __len__(self) -> int:
         return len(self._items)
@@ -116,6 +124,15 @@ class RedisStore:
     and its own rendering, logs it once, and tries Redis again after `retry`
     seconds. The documents rendered meanwhile are written to Redis when it is
     back, so the other instances find them there.
+
+    No request waits for Redis more than one `timeout` (issue 15, finding 12:
+    the first request after Redis came back waited 1.5 s): the documents
+    rendered while Redis was away are written by a background thread, not by
+    the request that noticed Redis is back (that request wrote them all, one
+    round trip each: 11 s for 60 documents over a slow link in
+    tests/test_redis_waits.py), and redis-py's own retries are off (its
+    default policy retries up to 10 times with backoff; this class has its own
+    schedule).
     """
 
     PREFIX = "feedsvc:doc:"
@@ -126,12 +143,14 @@ class RedisStore:
     def __init__(self, url: str, retry: float = 2.0, timeout: float = 0.5) -> None:
         self.url, self.retry = redact.url(url), retry
         self.client = redis.Redis.from_url(url, socket_connect_timeout=timeout,
-                                           socket_timeout=timeout)
+                                           socket_timeout=timeout,
+                                           retry=Retry(NoBackoff(), retries=0))
         self.local = MemoryStore()
         self._down_until = 0.0
         self.last_error: str | None = None
         self._pending: OrderedDict[str, None] = OrderedDict()  # rendered while Redis was away
         self._pending_lock = threading.Lock()
+        self._flushing = threading.Lock()      # one flushing thread at a time
 
     def _available(self) -> bool:
         return time.monotonic() >= self._down_until
@@ -147,7 +166,9 @@ class RedisStore:
         if self.last_error is not None:
             log.warning("redis at %s is back", self.url)
             self.last_error = None
-            self._flush()
+            if self._pending:
+                threading.Thread(target=self._flush, name="feedsvc-redis-flush",
+                                 daemon=True).start()
 
     def _remember(self, digest: str) -> None:
         with self._pending_lock:
@@ -156,6 +177,14 @@ class RedisStore:
                 self._pending.popitem(last=False)
 
     def _flush(self) -> None:
+        if not self._flushing.acquire(blocking=False):
+            return   # another thread is at it; what it does not take stays pending
+        try:
+            self._flush_pending()
+        finally:
+            self._flushing.release()
+
+    def _flush_pending(self) -> None:
         with self._pending_lock:
             digests, self._pending = list(self._pending), OrderedDict()
         for i, digest in enumerate(digests):
@@ -239,8 +268,19 @@ def _decode(raw: Mapping[Any, Any]) -> Document | None:
         return None
 
 
-def _weight(doc: Document) -> int:
-    return len(doc.body) + len(doc.gzip)
+# The Document object and its seven fields' objects, the LRU's link and slot
+# (sys.getsizeof on 64-bit CPython 3.11; tests/test_memory_bounds.py checks it).
+DOC_OVERHEAD = 700
+
+
+def _weight(key: Hashable, doc: Document) -> int:
+    return (len(doc.body) + len(doc.gzip) + len(doc.etag) + len(doc.mimetype)
+            + len(doc.last_modified_http) + DOC_OVERHEAD + _key_weight(key))
+
+
+def _key_weight(key: Hashable) -> int:
+    # A digest (str), or a memo's (feed key, version) tuple: its text is what grows.
+    return 50 + (len(key) if isinstance(key, str) else len(repr(key)) + 200)
 
 
 def make_store(kind: str, url: str | None) -> Store:

@@ -4,6 +4,7 @@ never outlive the version of the feed they were made from."""
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from support import FakeClock, post
 
 from feedsvc.app import create_app
 from feedsvc.config import load_config
+from feedsvc.replay import find_replay
 
 FEED = "/feeds/kunmingribao.rss"
 
@@ -85,3 +87,56 @@ def test_a_tag_feed_appears_with_its_first_post(site: Path) -> None:
         post("First of its tag", "2022-04-02 08:00:00 +0800", tags="重播"), encoding="utf-8")
     app.extensions["feedsvc"].index.scan()
     assert answer(app, path="/tags/重播.rss")[0] == 200
+
+
+def test_memory_is_bounded_in_bytes_whatever_the_headers_and_queries(site: Path) -> None:
+    """Issue 15, finding 5: HEAD and 304 answers weigh next to nothing in body
+    bytes, so a cap on bodies alone let unique `?utm_x=` values and large
+    headers grow the cache without bound (3,000 HEADs of 7 KB: +146 MiB)."""
+    app = make_app(site)
+    replay = find_replay(app.wsgi_app)
+    assert replay is not None
+    cap = replay._queried.max_bytes = 256 * 2**10       # small, so that the test is quick
+    etag = answer(app)[1]["ETag"]
+    client = app.test_client()
+    for i in range(150):
+        # A unique 7 KB query; a 304 with a large If-None-Match; a HEAD.
+        client.open(f"{FEED}?utm_x={i:06d}{'x' * 7000}", method="HEAD",
+                    headers={"If-None-Match": f'{etag}, "{"y" * 3000}"'})
+        client.get(f"{FEED}?utm_y={i}", headers={"If-None-Match": etag})
+    assert 0 < replay._queried.bytes <= cap
+    # What the cache counts is not less than what its entries take in memory.
+    assert deep_size(replay._queried._items) <= replay._queried.bytes
+    # Plain URLs have their own budget: the crowd of queries did not evict them.
+    plain = {"REQUEST_METHOD": "GET", "PATH_INFO": FEED, "QUERY_STRING": ""}
+    assert replay.lookup(plain) is not None
+
+
+def test_plain_urls_are_bounded_too(site: Path) -> None:
+    app = make_app(site)
+    replay = find_replay(app.wsgi_app)
+    assert replay is not None
+    cap = replay._plain.max_bytes = 64 * 2**10
+    for i in range(100):
+        # The If-None-Match values a client makes up are part of the key.
+        answer(app, "HEAD", **{"If-None-Match": f'"{i}{"z" * 2000}"'})
+    assert 0 < replay._plain.bytes <= cap
+    assert len(replay._plain) < 100
+    assert deep_size(replay._plain._items) <= replay._plain.bytes
+
+
+def deep_size(items: dict[object, object]) -> int:
+    """Bytes of every entry's objects (keys, answers, headers, strings, bodies),
+    each object counted once; without the dict itself."""
+    seen: set[int] = set()
+
+    def size(obj: object) -> int:
+        if id(obj) in seen or obj is None or isinstance(obj, bool | int):
+            return 0
+        seen.add(id(obj))
+        total = sys.getsizeof(obj)
+        if isinstance(obj, tuple | list):
+            total += sum(size(x) for x in obj)
+        return total
+
+    return sum(size(k) + size(v) for k, v in items.items())
