@@ -5,10 +5,15 @@ the app (edge.py), so slow clients cost sockets, not threads: 100 clients
 sending their headers a byte a second leave a normal request's latency
 where it was (docs/SECURITY.md S3, tests/test_slow_clients.py). Why this
 server and not gthread, uvicorn or waitress: README "Workers" and
-docs/PERFORMANCE.md "Server"."""
+docs/PERFORMANCE.md "Server".
+
+A connection must finish its first request's headers within HEADER_TIMEOUT
+seconds of opening (`Worker`); gunicorn's own `keepalive` bounds the wait for
+every later request's (idle time and headers alike)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import tempfile
@@ -16,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.asgi.protocol import ASGIProtocol
+from gunicorn.workers import gasgi
 
 from feedsvc.config import load_config
 from feedsvc.errors import ConfigError
@@ -24,8 +31,14 @@ if TYPE_CHECKING:
     from feedsvc.edge import Edge
 
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Seconds from a connection's opening to the end of its first request's
+# headers. gunicorn's asyncio worker has no such deadline: a connection that
+# sent nothing stayed open for good (docs/SECURITY.md S3). 20 s as Apache's
+# mod_reqtimeout starts with (header=20-40): ample for a request's few hundred
+# bytes over any link a feed reader uses; nginx in front has its own (60 s).
+HEADER_TIMEOUT = 20.0
 SETTINGS: dict[str, Any] = {
-    "worker_class": "asgi",
+    "worker_class": "feedsvc.server.Worker",
     # uvloop and the C request parser (gunicorn-h1c) when installed, as they are
     # with feedsvc; asyncio and gunicorn's Python parser otherwise.
     "asgi_loop": "auto",
@@ -39,6 +52,48 @@ SETTINGS: dict[str, Any] = {
     "limit_request_fields": 100,
     "limit_request_field_size": 8190,
 }
+
+
+class HeaderDeadlineProtocol(ASGIProtocol):  # type: ignore[misc]
+    """gunicorn's HTTP/1 connection, closed when its first request's headers
+    are not complete HEADER_TIMEOUT seconds after it opened."""
+
+    _header_deadline: asyncio.TimerHandle | None = None
+
+    def _start_http1(self, buffered: bytes = b"") -> None:
+        # Armed first: the bytes already buffered may complete the headers at once.
+        self._header_deadline = self.worker.loop.call_later(HEADER_TIMEOUT, self._headers_late)
+        super()._start_http1(buffered)
+
+    def _on_headers_complete(self) -> Any:
+        self._cancel_header_deadline()
+        return super()._on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_deadline()
+        super().connection_lost(exc)
+
+    def _headers_late(self) -> None:
+        self._header_deadline = None
+        # As gunicorn ends an idle kept-alive connection: close it, and wake
+        # the connection's task so that it sees the close and ends.
+        self._keepalive_timeout()
+
+    def _cancel_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+
+class Worker(gasgi.ASGIWorker):  # type: ignore[misc]
+    """gunicorn's asyncio worker serving connections with HeaderDeadlineProtocol."""
+
+    def init_process(self) -> None:
+        # The worker's server factory names the protocol class through its
+        # module (gasgi.ASGIProtocol); this is the worker process, after the
+        # fork, so the master and other programs keep gunicorn's own.
+        gasgi.ASGIProtocol = HeaderDeadlineProtocol
+        super().init_process()
 
 
 class Server(BaseApplication):  # type: ignore[misc]
