@@ -243,6 +243,41 @@ def test_builder_is_pure() -> None:
     assert b"<lastBuildDate>Mon, 21 Mar 2022 06:00:08 +0800</lastBuildDate>" in writers.rss(feed)
 
 
+@pytest.mark.parametrize("terms", [300, 3000])
+def test_categories_are_written_in_one_feedgen_call_per_entry(
+        terms: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 15, finding 10: feedgen's FeedEntry.category() rebuilds the
+    entry's whole RSS category list on every call, so a call per term was
+    quadratic (3,000 terms: 579 ms for a one-entry feed). Counted, not timed:
+    one call per entry and format, whatever the number of terms, and every
+    term written once."""
+    from feedgen.entry import FeedEntry
+
+    calls: list[int] = []
+    original = FeedEntry.category
+
+    def counting(self: FeedEntry, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs:              # a setter call, not a read
+            calls.append(len(args[0]) if args and isinstance(args[0], list) else 1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FeedEntry, "category", counting)
+    when = dt.datetime(2022, 3, 21, 6, 0, 8, tzinfo=dt.UTC)
+    names = tuple(f"c{i}" for i in range(terms))
+    entry = Entry(id="https://e.com/a.html", title="A", link="https://e.com/a.html",
+                  published=when, updated=when, summary="s", content_html="<p>s</p>",
+                  categories=names)
+    feed = Feed(id="https://f.com/tags/c0.atom", title="F", description="d",
+                link="https://e.com/", self_url="https://f.com/tags/c0.rss", updated=when,
+                author=Person("Ed"), entries=(entry,))
+    rss, atom = writers.rss(feed), writers.atom(feed)
+    assert calls == [terms, terms]       # one call, all the terms, per format
+    written = etree.fromstring(rss).findall("channel/item/category")
+    assert [c.text for c in written] == list(names)
+    assert [c.get("term") for c in etree.fromstring(atom).findall("a:entry/a:category", NS)
+            ] == list(names)
+
+
 def site_with(tmp_path: Path, posts: dict[str, str], **config: Any) -> FeedService:
     svc = FeedService(load_config(make_site(tmp_path / "site", posts, config=config or None)),
                       clock=clock)
