@@ -25,7 +25,7 @@ from feedsvc.feeds import FeedKey, jekyll_key, max_age_of, parse_query
 from feedsvc.index import IndexUnavailable, NotReady
 from feedsvc.leader import Leader
 from feedsvc.metrics import CountRequests
-from feedsvc.pages import Pages, content_security_policy, wants_page
+from feedsvc.pages import Pages, content_security_policy, tag_list_path, wants_page
 from feedsvc.replay import EXPIRES, SNAPSHOT_KEY, ReplayCache
 from feedsvc.service import FeedService
 from feedsvc.status import status as status_of
@@ -151,6 +151,16 @@ def _routes(app: Flask) -> None:
     def index() -> Response:
         snap = snapshot()
         resp = conditional(get_pages().index(snap), snap.config.max_age)
+        resp.headers["Content-Security-Policy"] = content_security_policy()
+        return resp
+
+    @app.get("/tags.html")
+    @app.get("/tags-<int(min=2):page>.html")
+    def tag_list(page: int = 1) -> Response:
+        if request.path.rsplit("/", 1)[-1] != tag_list_path(page)[1:]:
+            raise NotFound(f"no such page: {request.path}")      # /tags-02.html: one URL a page
+        snap = snapshot()
+        resp = conditional(get_pages().tag_list(page, snap), snap.config.max_age)
         resp.headers["Content-Security-Policy"] = content_security_policy()
         return resp
 

@@ -34,7 +34,7 @@ from feedsvc.errors import NotFound
 from feedsvc.feeds import FeedKey, jekyll_keys, url_tags
 from feedsvc.model import FORMATS
 from feedsvc.opml import PATH as OPML_PATH
-from feedsvc.pages import Pages
+from feedsvc.pages import Pages, tag_list_path, tag_pages
 from feedsvc.service import FeedService
 from feedsvc.version import Snapshot
 
@@ -135,6 +135,9 @@ class Export:
                 yield key.path(), service.digest(key, snap), _render_of(service, key, snap)
         pages = Pages(service)
         yield "/index.html", "", lambda: pages.index(snap).body
+        for n in range(1, tag_pages(snap.views) + 1):
+            yield (tag_list_path(n), "",
+                   lambda n=n: pages.tag_list(n, snap).body)    # type: ignore[misc]
         yield OPML_PATH, "", lambda: pages.opml(snap).body
 
     # -- writing ----------------------------------------------------------------------

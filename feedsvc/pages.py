@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import heapq
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -20,6 +21,7 @@ import jinja2
 
 from feedsvc import dates, opml
 from feedsvc.config import Config
+from feedsvc.errors import NotFound
 from feedsvc.feeds import FeedKey, feed_model, html_page, select, url_tags
 from feedsvc.index import IndexUnavailable, NotReady, Stale, Views
 from feedsvc.model import FORMATS, Entry, Feed
@@ -31,6 +33,11 @@ from feedsvc.version import Snapshot
 HTML = "text/html; charset=utf-8"
 FORMAT_NAMES = {"rss": "RSS", "atom": "Atom", "json": "JSON Feed"}
 MEMO_MAX, MEMO_BYTES = 512, 16 * 2**20
+# Tag feeds grow with the posts (3,000 tags made `/` 1 MiB, issue 15): `/`
+# lists the INDEX_TAGS most used, the tag list (/tags.html) all of them,
+# TAG_PAGE a page, most used first. Beside index.html, not in /tags/: that
+# folder holds feeds only.
+INDEX_TAGS, TAG_PAGE = 100, 500
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("feedsvc", "templates"),
@@ -97,6 +104,13 @@ class Listing:
     links: tuple[FeedLink, ...]
 
 
+@dataclass(frozen=True)
+class TagListing:
+    title: str
+    count: int
+    links: tuple[FeedLink, ...]
+
+
 def links_for(key: FeedKey, config: Config) -> tuple[FeedLink, ...]:
     return tuple(FeedLink(fmt, FORMAT_NAMES[fmt], FeedKey(key.kind, key.name, fmt).url(
         config.feeds_url), FORMATS[fmt].split(";")[0]) for fmt in FORMATS)
@@ -144,21 +158,76 @@ def index_context(config: Config, views: Views) -> dict[str, object]:
                   for slug, cat in config.categories.items()]
     all_feed = _listing(FeedKey("all", "all", "rss"), f"{site.title} · 全部",
                         site.description or "本站全部已发布的文章", views, config)
-    counts = views.tag_counts()
-    by_size = sorted(url_tags(views), key=lambda t: (-counts[t], t))
-    tags = [_listing(FeedKey("tag", tag, "rss"), tag, "", views, config, counts[tag])
-            for tag in by_size]
+    tags, total = tag_listings(config, views, INDEX_TAGS)
     return {
         "site": site,
         "lang": site.language or "zh-CN",
         "categories": categories,
         "all_feed": all_feed,
         "tags": tags,
+        "tag_total": total,
+        "tag_list_url": tag_list_url(config, 1),
         "opml_url": config.feeds_url + opml.PATH,
         "home_url": config.feeds_url + "/",
         "example": (categories[0] if categories else all_feed).links[0].url,
         "max_limit": config.max_limit,
         "updated": local(views.newest_updated, site.timezone)[0],
+    }
+
+
+def tag_listings(config: Config, views: Views, count: int) -> tuple[list[TagListing], int]:
+    """The `count` most used tags (then by name), and how many tags have a
+    feed URL in all."""
+    counts = views.tag_counts()
+    names = url_tags(views)
+    top = heapq.nsmallest(count, names, key=lambda t: (-counts[t], t))
+    return [_tag_listing(t, counts[t], config) for t in top], len(names)
+
+
+def ordered_tags(views: Views) -> list[tuple[str, int]]:
+    """Every tag with a feed URL and its post count, most used first, then by name."""
+    counts = views.tag_counts()
+    return sorted(((t, counts[t]) for t in url_tags(views)), key=lambda tc: (-tc[1], tc[0]))
+
+
+def _tag_listing(tag: str, count: int, config: Config) -> TagListing:
+    return TagListing(tag, count, links_for(FeedKey("tag", tag, "rss"), config))
+
+
+def tag_list_url(config: Config, page: int) -> str:
+    return config.feeds_url + tag_list_path(page)
+
+
+def tag_list_path(page: int) -> str:
+    """/tags.html for page 1, /tags-N.html after it."""
+    return "/tags.html" if page == 1 else f"/tags-{page}.html"
+
+
+def tag_pages(views: Views) -> int:
+    return _pages_for(len(url_tags(views)))
+
+
+def _pages_for(tags: int) -> int:
+    return max(1, -(-tags // TAG_PAGE))
+
+
+def tag_list_context(config: Config, ordered: list[tuple[str, int]], page: int
+                     ) -> dict[str, object]:
+    pages = _pages_for(len(ordered))
+    if not 1 <= page <= pages:
+        raise NotFound(f"the tag list has {pages} page(s)")
+    first = (page - 1) * TAG_PAGE
+    return {
+        "site": config.site,
+        "lang": config.site.language or "zh-CN",
+        "tags": [_tag_listing(t, n, config) for t, n in ordered[first:first + TAG_PAGE]],
+        "tag_total": len(ordered),
+        "page": page,
+        "pages": pages,
+        "first": first + 1,
+        "prev_url": tag_list_url(config, page - 1) if page > 1 else None,
+        "next_url": tag_list_url(config, page + 1) if page < pages else None,
+        "home_url": config.feeds_url + "/",
     }
 
 
@@ -209,11 +278,25 @@ class Pages:
         self.service = service
         # (name, version) → document, bounded in count and bytes (store.py).
         self._memo = MemoryStore(MEMO_MAX, MEMO_BYTES)
+        self._tag_order: tuple[object, list[tuple[str, int]]] | None = None
 
     def index(self, snap: Snapshot | None = None) -> Document:
         return self._cached("index", snap, lambda config, views: Document.of(
             render("index.html", index_context(config, views)), HTML,
             newest_change(config, views)))
+
+    def tag_list(self, page: int, snap: Snapshot | None = None) -> Document:
+        """Page `page` of the list of every tag feed (NotFound past the end)."""
+        return self._cached(f"tags:{page}", snap, lambda config, views: Document.of(
+            render("tags.html", tag_list_context(config, self._ordered(views), page)), HTML,
+            newest_change(config, views)))
+
+    def _ordered(self, views: Views) -> list[tuple[str, int]]:
+        """ordered_tags(views), sorted once per index version for all the pages."""
+        memo = self._tag_order           # one read: threads may replace it meanwhile
+        if memo is None or memo[0] != views.version:
+            memo = self._tag_order = (views.version, ordered_tags(views))
+        return memo[1]
 
     def opml(self, snap: Snapshot | None = None) -> Document:
         return self._cached("opml", snap, lambda config, views: Document.of(
