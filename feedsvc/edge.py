@@ -24,7 +24,7 @@ from a2wsgi import WSGIMiddleware
 from a2wsgi.wsgi import build_environ
 from flask import Flask
 
-from feedsvc.replay import FOUND_KEY, PREFIXES, ReplayCache, find_replay
+from feedsvc.replay import FOUND_KEY, PREFIXES, ReplayCache, find_replay, run_to_end
 
 Scope = dict[str, Any]
 Receive = Any
@@ -53,21 +53,7 @@ class Edge:
         if hit is None:
             return False
         environ[FOUND_KEY] = hit
-        captured: list[Any] = []
-
-        def start_response(status: str, headers: list[tuple[str, str]],
-                           exc_info: Any = None) -> Any:
-            captured[:] = [status, headers]
-            return None
-
-        result = self.app.wsgi_app(environ, start_response)
-        try:
-            body = b"".join(result)
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
-        status, headers = captured
+        (status, headers), body = run_to_end(self.app.wsgi_app, environ)
         await send({"type": "http.response.start", "status": int(status[:3]),
                     "headers": [(k.lower().encode("latin-1"), v.encode("latin-1"))
                                 for k, v in headers]})

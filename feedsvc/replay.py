@@ -136,19 +136,7 @@ class ReplayCache:
 
     def _fill(self, snap: Snapshot, environ: dict[str, Any],
               start_response: StartResponse) -> Iterable[bytes]:
-        captured: list[Any] = []
-
-        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            captured[:] = [status, headers]
-            return start_response(status, headers, exc_info)
-
-        result = self.app(environ, capture)
-        try:
-            body = b"".join(result)
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
+        captured, body = run_to_end(self.app, environ, start_response)
         if captured and _replayable(*captured):
             # A Date is the time of each answer (caches compute ages from it): made
             # afresh, never replayed. (Servers usually add it, not the app.)
@@ -159,6 +147,27 @@ class ReplayCache:
                                                dated, _weight(key, headers, body),
                                                environ.get(EXPIRES)))
         return [body]
+
+
+def run_to_end(app: WsgiApp, environ: dict[str, Any], start_response: StartResponse | None = None
+               ) -> tuple[list[Any], bytes]:
+    """Call a WSGI app and read its answer to the end: [status, headers] as it
+    started its response (also passed on to `start_response`, when given), and
+    the whole body, the app's iterable closed whatever happens (PEP 3333)."""
+    captured: list[Any] = []
+
+    def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        captured[:] = [status, headers]
+        return start_response(status, headers, exc_info) if start_response else None
+
+    result = app(environ, capture)
+    try:
+        body = b"".join(result)
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    return captured, body
 
 
 class _Segment:
