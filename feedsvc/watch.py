@@ -307,16 +307,18 @@ def _is(path: Path, identity: tuple[int, int]) -> bool:
 
 def _identity(path: Path) -> tuple[int, int] | None:
     """(device, inode) of what `path` names now (symlinks followed), None if nothing."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
+    st = _stat(path)
+    return None if st is None else (st.st_dev, st.st_ino)
 
 
 def _stat_key(path: Path) -> tuple[int, int] | None:
+    """(mtime, size) of `path` now, None if nothing: what says a file changed."""
+    st = _stat(path)
+    return None if st is None else (st.st_mtime_ns, st.st_size)
+
+
+def _stat(path: Path) -> os.stat_result | None:
     try:
-        st = os.stat(path)
+        return os.stat(path)
     except OSError:
         return None
-    return (st.st_mtime_ns, st.st_size)
