@@ -186,15 +186,6 @@ def from_filename(name: str, tz: ZoneInfo) -> dt.datetime | None:
     return in_range(writable(in_range(localize(day, tz), m.group(0)[:-1])), m.group(0)[:-1])
 
 
-def rfc822(value: dt.datetime) -> str:
-    """RSS date with a numeric offset; locale-independent (unlike strftime %a/%b)."""
-    days = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-    months = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
-              "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-    return (f"{days[value.weekday()]}, {value.day:02d} {months[value.month - 1]} "
-            f"{value.year:04d} {value:%H:%M:%S} {value:%z}")
-
-
 def rfc3339(value: dt.datetime) -> str:
     return value.isoformat(timespec="seconds")
 

@@ -55,7 +55,7 @@ def _writable(value: dt.datetime) -> None:
     value.astimezone(dt.UTC)
     for zone in ZONES:
         value.astimezone(dates.zone(zone))
-    dates.rfc822(value)
+    value.strftime("%a, %d %b %Y %H:%M:%S %z")      # how feedgen writes RSS dates
     dates.rfc3339(value)
 
 

@@ -104,7 +104,7 @@ def test_feedparser_round_trip(service: FeedService, name: str, fmt: str) -> Non
     assert [e.id for e in parsed.entries] == [p.guid for p in posts]
     assert [e.title for e in parsed.entries] == [content.title_text(p.title) for p in posts]
     assert [e.link for e in parsed.entries] == [p.url for p in posts]
-    write = dates.rfc822 if fmt == "rss" else dates.rfc3339
+    write = email.utils.format_datetime if fmt == "rss" else dates.rfc3339
     for entry, p in zip(parsed.entries, posts, strict=True):
         # The raw string keeps the offset; *_parsed is UTC and must be the same instant.
         assert entry.published == write(p.date)

@@ -279,9 +279,6 @@ class Views:
     def tags(self) -> dict[str, list[Post]]:
         return {t: self.posts("tag", t, 0, 2**62) for t in self.tag_counts()}
 
-    def in_any(self, categories: frozenset[str]) -> list[Post]:
-        return [p for p in self.all if not categories.isdisjoint(p.categories)]
-
     @property
     def duplicates(self) -> dict[str, str]:
         return dict(self.index.duplicates())
