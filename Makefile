@@ -13,8 +13,10 @@ $(BIN)/feedsvc: pyproject.toml
 
 install: $(BIN)/feedsvc
 
-serve: install          ## install, then serve the shipped sample site on http://127.0.0.1:8000/
-	$(BIN)/feedsvc serve --config config.yaml --host 127.0.0.1 --port 8000
+HOST ?= 127.0.0.1
+PORT ?= 8000
+serve: install          ## install, then serve the shipped sample site on http://$(HOST):$(PORT)/ (make serve PORT=8001)
+	$(BIN)/feedsvc serve --config config.yaml --host $(HOST) --port $(PORT)
 
 lint: install
 	$(BIN)/ruff check feedsvc tests bench
