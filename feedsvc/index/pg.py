@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -73,8 +73,10 @@ class PostgresDatabase:
     # Paths and ids compare as bytes, as in SQLite: the same order everywhere.
     binary_order = ' COLLATE "C"'
 
-    def __init__(self, url: str, *, namespace: str) -> None:
+    def __init__(self, url: str, *, namespace: str,
+                 tables: Callable[..., list[str]] | None = None) -> None:
         self.url, self.schema = url, f"feedsvc_{namespace}"
+        self.tables = tables or schema   # another set than the posts' (index/durable.py)
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._writer: psycopg.Connection[Any] | None = None
@@ -101,7 +103,7 @@ class PostgresDatabase:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", [LEADER_KEY ^ 1])
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             conn.execute(f'SET LOCAL search_path TO "{self.schema}"')
-            for ddl in schema(self.blob, text='TEXT COLLATE "C"'):
+            for ddl in self.tables(self.blob, 'TEXT COLLATE "C"'):
                 conn.execute(ddl)
         self._created = True
 
