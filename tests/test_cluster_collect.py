@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -151,3 +153,27 @@ def test_two_instances_collect_once_ping_once_and_a_new_leader_repeats_nothing(
         for name in ("a", "b"):
             state = tmp_path / name / "state"
             assert not (state / "sources").exists() and not (state / "websub.json").exists()
+
+
+def test_collect_by_hand_on_another_machine_says_the_cluster_s_leader_collects(
+        tmp_path: Path) -> None:
+    with upstream() as up:
+        up.routes["/feed.xml"] = Route(rss(ITEMS[:2]))          # with validators
+        site = make_site(tmp_path / "site", config={"categories": {CATEGORY: {
+            "title": "昆明日报新闻", "sources": [up.url + "/feed.xml"]}}})
+        url = new_pg_database()
+        first = instance(tmp_path, "a", site.parent, url, up.url + "/hub")
+        other = instance(tmp_path, "b", site.parent, url, up.url + "/hub")
+        with running(first) as a:
+            wait_for(lambda: leads(a), timeout=20)
+            wait_for(lambda: len(titles(a)) == 2, timeout=30)
+            # By hand, on the other machine (its own state_dir, no lock file of a's).
+            run = subprocess.run([sys.executable, "-m", "feedsvc", "collect", "--config",
+                                  str(other)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "note: feedsvc serve (" in run.stdout and "is collecting these sources" in run.stdout
+    assert "PostgreSQL advisory lock" in run.stdout, run.stdout
+    line = next(x for x in run.stdout.splitlines() if "/feed.xml" in x)
+    # The validators the server stored in the index: a 304, and what it stored.
+    assert "not modified" in line and "the server last stored 2 post(s) at" in line, line
+    assert len(list((site.parent / "_posts").rglob("*.md"))) == 2
