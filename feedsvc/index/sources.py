@@ -78,7 +78,11 @@ class StateStore:
 
     @contextmanager
     def _read(self) -> Iterator[Tx]:
-        with self.database().read() as tx:
+        db = self.database()
+        # PostgreSQL: through the one writer connection, not one per thread (the
+        # fetch threads are new each pass, and each would open a connection);
+        # the state is read once per source and pass, so sharing costs nothing.
+        with (db.write() if db.kind == "postgres" else db.read()) as tx:
             yield tx
 
     @contextmanager

@@ -54,6 +54,7 @@ from feedsvc.upstream.fulltext import FullText, FulltextError, FulltextLimits
 from feedsvc.upstream.polite import HostGate
 
 if TYPE_CHECKING:
+    from feedsvc.index.pg import PgLeader
     from feedsvc.upstream.stories import Stories
 
 log = logging.getLogger(__name__)
@@ -397,6 +398,7 @@ class SourceState:
 # at every tick and be fetched every second.
 _UNSAVED: dict[tuple[str, str, str], SourceState] = {}
 _UNSAVED_LOCK = threading.Lock()
+_READ_FAILING: set[str] = set()     # why the state could not be read, while it cannot
 
 
 def _unsaved_key(config: Config, slug: str, url: str) -> tuple[str, str, str]:
@@ -412,8 +414,20 @@ def load_state(config: Config, slug: str, url: str) -> SourceState:
     try:
         data = store_for(config).source(slug, url)
     except IndexUnavailable as e:
-        log.warning("cannot read the state of %s: %s", redact.url(url), redact.text(str(e)))
+        # Asked every tick while it lasts: logged once when it starts (and once
+        # when it ends), as health.py does for writes.
+        with _UNSAVED_LOCK:
+            new = not _READ_FAILING
+            _READ_FAILING.add(str(e))
+        if new:
+            log.error("cannot read the upstream state: %s (retrying; logged again when it "
+                      "works)", redact.text(str(e)))
         return SourceState(slug, url)
+    with _UNSAVED_LOCK:
+        was = bool(_READ_FAILING)
+        _READ_FAILING.clear()
+    if was:
+        log.warning("the upstream state is readable again")
     if data is None:
         return SourceState(slug, url)
     try:
@@ -926,6 +940,17 @@ class _Budget:
         return None
 
 
+def _hand_leader(config: Config) -> Leader | PgLeader:
+    """The lock `feedsvc serve` polls under: the cluster's with a PostgreSQL
+    index (held by `collect` while it runs, so no server polls meanwhile), else
+    the machine's file lock."""
+    if config.index.type == "postgres" and config.index.url:
+        from feedsvc.index.pg import PgLeader
+
+        return PgLeader(config.index.url)
+    return Leader(config.state_dir / "leader.lock")
+
+
 def run_collect(config: Config, category: str | None) -> int:
     """`feedsvc collect`: one pass over every source; 0 all answered, 1 some failed."""
     if category is not None and category not in config.categories:
@@ -940,14 +965,21 @@ def run_collect(config: Config, category: str | None) -> int:
     log.setLevel(max(log.getEffectiveLevel(), logging.WARNING))
     leader_log = logging.getLogger("feedsvc.leader")
     leader_log.setLevel(max(leader_log.getEffectiveLevel(), logging.WARNING))
-    leader = Leader(config.state_dir / "leader.lock")
+    leader = _hand_leader(config)
     server = not leader.acquire()
     if server:
         # The running server polls these sources too: what it fetched since the
         # upstream last changed answers "not modified" here.
-        print(f"note: feedsvc serve (pid {leader.leader_pid() or '?'}) is collecting these "
-              "sources too "
-              f"({config.state_dir / 'leader.lock'}); what it stored is listed per source")
+        if isinstance(leader, Leader):
+            who = f"pid {leader.leader_pid() or '?'}"
+            lock = str(config.state_dir / "leader.lock")
+        else:
+            # The cluster's leader may be on another machine: its state is the
+            # index's, so what it stored is listed here all the same.
+            who = leader.holder() or "another instance of the cluster"
+            lock = "the cluster's PostgreSQL advisory lock"
+        print(f"note: feedsvc serve ({who}) is collecting these sources too ({lock}); "
+              "what it stored is listed per source")
     try:
         with tqdm(total=len(todo), unit="source", disable=not sys.stderr.isatty(),
                   file=sys.stderr, leave=False) as bar, logging_redirect_tqdm():
