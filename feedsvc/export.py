@@ -234,7 +234,8 @@ def archive_digests(current: FeedKey, snap: Snapshot, states: ArchiveStates,
             buckets[(seq - 1) // size].append((seq, stamp, visible))
     for number, bucket in enumerate(buckets, start=1):
         key = replace(current, archive=number)
-        text = f"{snap.content_digest}\n{key.cache_id()}\n{number < count}\n{sorted(bucket)}"
+        full = number * size <= next_seq - 1
+        text = f"{snap.content_digest}\n{key.cache_id()}\n{full}\n{sorted(bucket)}"
         yield key, "archive:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 

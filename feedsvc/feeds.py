@@ -302,10 +302,11 @@ class Selection:
     updated: dt.datetime          # feed-level updated (newest entry, or the site's newest)
     modified: dt.datetime         # Last-Modified: newest change, mtimes included
     rendered: tuple[content.Rendered, ...] = ()
+    full: bool = False            # an archive whose numbers are all given out (never grows)
 
     def fingerprint(self) -> str:
         # An archive's bytes depend on the count only through its next-archive link.
-        count = str(self.key.archive < self.archives) if self.key.archive else str(self.archives)
+        count = str(self.full) if self.key.archive else str(self.archives)
         parts = [self.key.cache_id(), count, self.updated.isoformat()]
         parts += [f"{p.rel}:{p.mtime_ns}:{p.size}:{p.guid}" for p in self.posts]
         return "\n".join(parts)
@@ -326,9 +327,9 @@ def archive_size(key: FeedKey, config: Config) -> int:
 
 
 def archive_complete(key: FeedKey, views: Views, config: Config) -> bool:
-    """Whether archive `key.archive` is complete: a newer one has begun, so
-    new posts never go into it (the open, newest one is still filling)."""
-    return key.archive < views.archive_count(key.kind, key.name, archive_size(key, config))
+    """Whether archive `key.archive` is full: every number of it is given
+    out, so no new post ever goes into it (the newest one may still be filling)."""
+    return key.archive * archive_size(key, config) <= views.archive_taken(key.kind, key.name)
 
 
 def select(key: FeedKey, views: Views, config: Config) -> Selection:
@@ -336,14 +337,15 @@ def select(key: FeedKey, views: Views, config: Config) -> Selection:
     from the one version `views` is (Stale if the index moved meanwhile)."""
     if not exists(key, config, views):
         raise NotFound(f"no feed at {key.path()}")
-    archives = views.archive_count(key.kind, key.name, archive_size(key, config))
+    size = archive_size(key, config)
+    taken = views.archive_taken(key.kind, key.name)
+    archives = -(-taken // size)
     limit = limit_of(key, config)
     if key.archive:
         if not 1 <= key.archive <= archives:
             raise NotFound(f"archive {key.archive} is past the end (the feed has "
                            f"{archives} archive{'s' * (archives != 1)})")
-        chosen = tuple(views.archive_posts(key.kind, key.name, key.archive,
-                                           archive_size(key, config)))
+        chosen = tuple(views.archive_posts(key.kind, key.name, key.archive, size))
     elif key.filtered():
         chosen = tuple(posts_of(key, views, config)[:limit])
     else:
@@ -356,7 +358,8 @@ def select(key: FeedKey, views: Views, config: Config) -> Selection:
         updated = modified = dates.EPOCH
     else:
         updated = modified = views.newest_updated
-    return Selection(key, chosen, archives, updated, modified, tuple(views.rendered(chosen)))
+    return Selection(key, chosen, archives, updated, modified, tuple(views.rendered(chosen)),
+                     full=bool(key.archive) and key.archive * size <= taken)
 
 
 def feed_model(sel: Selection, config: Config) -> Feed:
@@ -379,7 +382,7 @@ def feed_model(sel: Selection, config: Config) -> Feed:
         entries=entries,
         language=site.language,
         ttl_seconds=max_age_of(key, config),
-        pages=history_links(key, sel.archives, config),
+        pages=history_links(key, sel.archives, sel.full, config),
         archive=bool(key.archive),
         hub=config.websub.hub if config.websub else None,
     )
@@ -407,16 +410,18 @@ def _describe(key: FeedKey, config: Config) -> tuple[str, str, str]:
     return site.title, site.description or site.title, home_page(config)
 
 
-def history_links(key: FeedKey, archives: int, config: Config) -> dict[str, str]:
+def history_links(key: FeedKey, archives: int, full: bool, config: Config) -> dict[str, str]:
     """RFC 5005 links: the current document's prev-archive is the newest
-    archive; an archive links the current document and its neighbours."""
+    archive; an archive links the current document and its neighbours. A full
+    archive links its successor at once, even before the next post begins it
+    (a 404 until then): so the bytes of an archive, once full, never change."""
     base = config.feeds_url
     if not key.archive:
         return {"prev-archive": key.url(base, archives)} if archives else {}
     links = {"current": replace(key, archive=0, jekyll_path=None).url(base)}
     if key.archive > 1:
         links["prev-archive"] = key.url(base, key.archive - 1)
-    if key.archive < archives:
+    if key.archive < archives or full:
         links["next-archive"] = key.url(base, key.archive + 1)
     return links
 

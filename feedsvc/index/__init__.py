@@ -226,12 +226,11 @@ class Views:
         return int(row[0] if row else 0) - len(self.future())
 
     # -- archived feeds (RFC 5005 section 4, archives.py) -------------------------------
-    def archive_count(self, kind: str, name: str, size: int) -> int:
-        """How many archive documents of `size` posts a feed has (kind as in posts()):
-        the last one is the open one, filling."""
+    def archive_taken(self, kind: str, name: str) -> int:
+        """How many archive numbers a feed has given out (kind as in posts()):
+        archives of `size` posts are ceil(taken / size), the last one filling."""
         with self._read() as tx:
-            taken = archives.next_seq(tx, *_feed(kind, name)) - 1
-        return -(-taken // size)
+            return archives.next_seq(tx, *_feed(kind, name)) - 1
 
     def archive_posts(self, kind: str, name: str, number: int, size: int) -> list[Post]:
         """The visible posts of archive `number` (1 the oldest), newest first."""
