@@ -140,10 +140,13 @@ class Export:
     # -- writing ----------------------------------------------------------------------
     def _target(self, url_path: str) -> Path:
         # Files are named by the decoded URL path, as a static server maps them.
-        target = self.root / unquote(url_path).lstrip("/")
+        return self.root / unquote(url_path).lstrip("/")
+
+    def _inside(self, target: Path) -> None:
+        """Refuse to write through a path that leads out of the folder (checked
+        before each write, not for the files left as they are)."""
         if not target.resolve().is_relative_to(self.root.resolve()):
-            raise ValueError(f"refusing to write outside {self.root}: {url_path}")
-        return target
+            raise ValueError(f"refusing to write outside {self.root}: {target}")
 
     def _put(self, url_path: str, digest: str, render: Callable[[], bytes],
              new: dict[str, Entry], report: Report) -> None:
@@ -172,6 +175,7 @@ class Export:
                     log.warning("%s is not from an earlier build; left as it is", target)
                     report.kept_own.append(target)
                 return
+        self._inside(target)
         atomic.replace_bytes(target, body)
         st = target.stat()
         new[rel] = Entry(digest, sha, st.st_size, st.st_mtime_ns)

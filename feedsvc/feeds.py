@@ -332,9 +332,10 @@ def archive_complete(key: FeedKey, views: Views, config: Config) -> bool:
     return key.archive * archive_size(key, config) <= views.archive_taken(key.kind, key.name)
 
 
-def select(key: FeedKey, views: Views, config: Config) -> Selection:
+def select(key: FeedKey, views: Views, config: Config, bodies: bool = True) -> Selection:
     """The posts of the document `key` names, with their rendered bodies, all
-    from the one version `views` is (Stale if the index moved meanwhile)."""
+    from the one version `views` is (Stale if the index moved meanwhile).
+    bodies=False: without the bodies (what identifies the version only)."""
     if not exists(key, config, views):
         raise NotFound(f"no feed at {key.path()}")
     size = archive_size(key, config)
@@ -358,7 +359,8 @@ def select(key: FeedKey, views: Views, config: Config) -> Selection:
         updated = modified = dates.EPOCH
     else:
         updated = modified = views.newest_updated
-    return Selection(key, chosen, archives, updated, modified, tuple(views.rendered(chosen)),
+    return Selection(key, chosen, archives, updated, modified,
+                     tuple(views.rendered(chosen)) if bodies else (),
                      full=bool(key.archive) and key.archive * size <= taken)
 
 
