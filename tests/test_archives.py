@@ -223,7 +223,7 @@ def test_one_new_post_rewrites_only_its_current_documents_and_open_archives(
                      "feeds/all/archive/5", "tags/bench-one", "tags/bench-one/archive/1",
                      "tags/bench-two", "tags/bench-two/archive/1"}
     assert set(written) - {f"{s}.{f}" for s in stems for f in ("rss", "atom", "json")} == {
-        "index.html"}      # the two new tags are listed there
+        "index.html", "tags.html"}      # the two new tags are listed there
     # Only those were rendered (and the index page and OPML, compared by bytes).
     assert report.rendered == len(written) + 1
 
