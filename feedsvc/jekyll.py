@@ -9,6 +9,7 @@ Pure functions of strings and dates; posts.py calls them.
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import posixpath
 import re
 import unicodedata
@@ -26,9 +27,12 @@ STYLES = {
 }
 DEFAULT_MARKDOWN_EXT = ("markdown", "mkdown", "mkdn", "mkd", "md")
 MARKDOWN_EXT = frozenset(DEFAULT_MARKDOWN_EXT)
-# Document::DATE_FILENAME_MATCHER, for the file name alone: one- or two-digit
-# months and days (`2017-2-5-x.md`) are posts too.
-FILENAME_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})-(.*)$")
+# Document::DATE_FILENAME_MATCHER, for the file name alone: years of two to four
+# digits, one- or two-digit months and days (`2017-2-5-x.md`, `22-03-05-x.md`).
+FILENAME_DATE = re.compile(r"^(\d{2,4})-(\d{1,2})-(\d{1,2})-(.*)$")
+# Jekyll's DATE_FILENAME_MATCHER as a whole: a file in `_posts` whose name does
+# not match it is no post of Jekyll's (it needs an extension too).
+POST_FILENAME = re.compile(r"^\d{2,4}-\d{1,2}-\d{1,2}-[^/]*\.[^./]+$")
 PLACEHOLDER = re.compile(r":([a-z_]+)")
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
@@ -261,3 +265,69 @@ def post_id(url: str, slug: str) -> str:
     # Ruby's File.dirname ignores a trailing slash: /2022/title/ → /2022.
     folder = posixpath.dirname(url.rstrip("/") or "/")
     return folder.rstrip("/") + "/" + slug.lstrip("/")
+
+
+# -- which files Jekyll reads (Reader, EntryFilter) --------------------------------------
+# Jekyll's Configuration::DEFAULT_EXCLUDES, added to every site's `exclude:`.
+DEFAULT_EXCLUDES = (".sass-cache", ".jekyll-cache", "gemfiles", "Gemfile", "Gemfile.lock",
+                    "node_modules", "vendor/bundle/", "vendor/cache/", "vendor/gems/",
+                    "vendor/ruby/")
+_SPECIAL = tuple("._#~")
+
+
+@dataclass(frozen=True)
+class EntryFilter:
+    """Jekyll's EntryFilter over the paths of a site's posts: `exclude:` (globs
+    and path prefixes below the site source, as File.fnmatch? without flags and
+    String#start_with? match them), `include:` (which rescues an entry the
+    filter would drop, but never the files of a folder it did not enter), and
+    names starting with `.`, `_`, `#`, `~`, which Jekyll skips. `prefix` is
+    where posts_dir lies below the source (collections_dir)."""
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDES
+    include: tuple[str, ...] = (".htaccess",)
+    prefix: str = ""
+
+    def _matches(self, patterns: tuple[str, ...], path: str, is_dir: bool) -> bool:
+        # EntryFilter#glob_include?: both sides are joined to the source folder.
+        full = "/" + path.strip("/")
+        for pattern in patterns:
+            pat = "/" + pattern.lstrip("/")
+            if fnmatch.fnmatchcase(full, pat) or full.startswith(pat) \
+                    or (is_dir and pat == full + "/"):
+                return True
+        return False
+
+    def _rejects(self, entry: str, base: str, is_dir: bool) -> bool:
+        """EntryFilter#filter for one entry of the folder `base` (below the source)."""
+        if entry.endswith("."):
+            return True
+        name = entry.rsplit("/", 1)[-1]
+        included = self._matches(self.include, entry, is_dir) or \
+            self._matches(self.include, name, is_dir)
+        excludes = tuple(p for p in self.exclude if p not in self.include)
+        if not included and self._matches(excludes, posixpath.join(base, entry), is_dir):
+            return True
+        if included:
+            return False
+        return entry.startswith(_SPECIAL) or name.startswith(_SPECIAL) or entry.endswith("~")
+
+    def rejects(self, rel: str) -> bool:
+        """Whether Jekyll leaves out the post file at `rel` (below posts_dir):
+        each folder on the way to its `_posts` folder, as Reader#read_directories
+        filters them, then the file, as Reader#get_entries filters the files of
+        that `_posts` folder (its path below it, and its name)."""
+        parts = [p for p in self.prefix.strip("/").split("/") if p] + rel.split("/")
+        if "_posts" not in parts[:-1]:
+            return False
+        at = parts.index("_posts")
+        for i in range(at):
+            if self._rejects(parts[i], "/".join(parts[:i]), True):
+                return True
+        return self._rejects("/".join(parts[at + 1:]), "/".join(parts[:at + 1]), False)
+
+    def rejects_folder(self, rel: str) -> bool:
+        """Whether no post under the folder `rel` (below posts_dir) can be read:
+        a folder on the way to a `_posts` folder that Jekyll does not enter."""
+        parts = [p for p in self.prefix.strip("/").split("/") if p] + rel.split("/")
+        stop = parts.index("_posts") if "_posts" in parts else len(parts)
+        return any(self._rejects(parts[i], "/".join(parts[:i]), True) for i in range(stop))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ import requests
 import yaml
 from jekyll_support import ATOM, JEntry, atom_entries, build, copy_site, jekyll_feeds
 from lxml import etree
-from support import Server, running
+from support import Server, free_port, running, wait_for
 from test_feedcheck import FEEDCHECK
 
 ZONE = ZoneInfo("America/New_York")
@@ -86,7 +87,12 @@ def test_jekyll_feed_wrote_the_feeds_the_cases_need(site: Site) -> None:
     assert {"/feed.xml", "/feed/world.xml", "/feed/tech.xml", "/feed/local.xml",
             "/feed/by_tag/news.xml", "/feed/by_tag/qa.xml"} <= set(site.feeds)
     ids = [e.id for e in atom_entries(site.feeds["/feed.xml"].read_bytes(), html_titles=True)]
-    assert len(ids) == 24 and len(set(ids)) == 24   # the 26 posts less future, unpublished
+    # The 29 post files Jekyll reads, less the future, the unpublished and the draft
+    # (and none of the three posts its `exclude:` and `_hidden/` leave out).
+    assert len(ids) == 26 and len(set(ids)) == 26
+    assert not [i for i in ids if i.rsplit("/", 1)[1] in (
+        "in-excluded-folder", "excluded-by-glob", "special-folder", "draft-flag",
+        "prefix-of-an-excluded-name")]
 
 
 def test_every_entry_of_every_jekyll_feed_matches(site: Site) -> None:
@@ -110,6 +116,45 @@ def compare(mine: JEntry, their: JEntry, path: str) -> None:
         theirs = getattr(their, name)
         expected = allowed(theirs) if allowed else theirs
         assert getattr(mine, name) == expected, f"{where} {name}"
+
+
+def test_content_or_excerpt_only_as_jekyll_feed(site: Site) -> None:
+    """jekyll-feed leaves out <content> where a post's `feed: {excerpt_only: true}`
+    says so; feedsvc too, in every format."""
+    def has_content(body: bytes) -> dict[str, bool]:
+        root = etree.fromstring(body)
+        return {e.findtext(f"{ATOM}id") or "": e.find(f"{ATOM}content") is not None
+                for e in root.iter(f"{ATOM}entry")}
+
+    theirs = has_content(site.feeds["/feed.xml"].read_bytes())
+    assert has_content(served(site, "/feed.xml").content) == theirs
+    short = [i for i, has in theirs.items() if not has]
+    assert [i.rsplit("/", 1)[1] for i in short] == ["excerpt-only-post"]
+    rss = {i.findtext("guid"): i for i in etree.fromstring(
+        served(site, "/feeds/all.rss").content).iter("item")}
+    content = "{http://purl.org/rss/1.0/modules/content/}encoded"
+    assert rss[short[0]].find(content) is None and rss[short[0]].findtext("description")
+    items = {i["id"]: i for i in json.loads(served(site, "/feeds/all.json").content)["items"]}
+    assert "content_html" not in items[short[0]] and items[short[0]]["summary"]
+    assert all("content_html" in i for k, i in items.items() if k != short[0])
+
+
+def test_index_page_links_jekyll_feed_urls(site: Site) -> None:
+    """`/` names jekyll-feed's URLs, its /feed.xml first in <head>, as
+    jekyll-feed's `{% feed_meta %}` does."""
+    page = etree.HTML(served(site, "/").content)
+    alternates = [(link.get("type"), link.get("href"))
+                  for link in page.iter("link") if link.get("rel") == "alternate"]
+    feeds_url = "https://news.example.org" + (
+        "/blog" if "baseurl: /blog" in (site.root / "_config.yml").read_text() else "")
+    assert alternates[0] == ("application/atom+xml", feeds_url + "/feed.xml")
+    for cat in CATEGORIES:
+        assert ("application/atom+xml", f"{feeds_url}/feed/{cat}.xml") in alternates
+    listed = {a.get("href") for a in page.iter("a")}
+    assert {feeds_url + p for p in site.feeds if "/by_tag/" not in p} <= listed
+    # Each of those URLs answers with the feed it names.
+    for _, href in alternates:
+        assert served(site, href.removeprefix(feeds_url)).content
 
 
 def test_the_same_urls_below_baseurl(site: Site) -> None:
@@ -260,8 +305,11 @@ def test_check_reports_the_cases(site: Site) -> None:
            "feed (did you mean 'tech'?)" in proc.stdout
     for name in ("2022-03-23-uncategorised.md", "2022-03-28-author-key.md"):
         assert f"{posts / name}: warning: no category: only in the site-wide feed" in lines
-    assert lines[-1].endswith("ok; 26 post files, 24 in feeds, 1 future, 1 unpublished, "
+    assert lines[-1].endswith("ok; 29 post files, 26 in feeds, 1 future, 2 unpublished, "
                               "0 problem(s), 3 warning(s)"), lines[-1]
+    # What Jekyll does not read is no post file of the site's either.
+    for name in ("in-excluded-folder", "excluded-by-glob", "special-folder", "oldies"):
+        assert name not in proc.stdout
 
 
 def test_author_image_and_logo_forms(site: Site) -> None:
@@ -298,3 +346,30 @@ def test_author_image_and_logo_forms(site: Site) -> None:
     assert items["author-mapping"]["authors"] == [
         {"name": "Max Mapping", "url": "https://max.example.org/"}]
     assert items["author-string"]["image"] == "https://cdn.example.net/absolute.png"
+
+
+def test_the_readme_command_serves_a_jekyll_site(tmp_path: Path) -> None:
+    """README "Switching from jekyll-feed" step 2, as written: run in the folder
+    above the site, it serves jekyll-feed's /feed.xml with every entry."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    command = re.search(r"`(feedsvc serve --config site/ --port 8000)`", readme)
+    assert command, "README no longer shows the one command that serves a Jekyll site"
+    copy_site(tmp_path / "site")
+    port = free_port()
+    args = command.group(1).replace("8000", str(port)).split()
+    proc = subprocess.Popen([sys.executable, "-m", *args], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        def feed() -> requests.Response | None:
+            assert proc.poll() is None, "feedsvc serve exited"
+            try:
+                resp = requests.get(f"http://127.0.0.1:{port}/feed.xml", timeout=10)
+            except requests.RequestException:   # not listening yet, or busy starting
+                return None
+            return resp if resp.status_code == 200 else None
+
+        resp = wait_for(feed, timeout=90, interval=0.3)
+        assert len(atom_entries(resp.content, html_titles=False)) == 26
+    finally:
+        proc.terminate()
+        proc.wait(20)
