@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import functools
 import posixpath
 import re
 import unicodedata
@@ -287,29 +288,57 @@ class EntryFilter:
     include: tuple[str, ...] = (".htaccess",)
     prefix: str = ""
 
-    def _matches(self, patterns: tuple[str, ...], path: str, is_dir: bool) -> bool:
-        # EntryFilter#glob_include?: both sides are joined to the source folder.
+    def _matcher(self, patterns: tuple[str, ...]) -> tuple[re.Pattern[str], tuple[str, ...]]:
+        # EntryFilter#glob_include?, both sides joined to the source folder:
+        # File.fnmatch? without flags (one regex for all) or String#start_with?.
+        pats = tuple("/" + p.lstrip("/") for p in patterns)
+        glob = "|".join(f"(?:{fnmatch.translate(p)})" for p in pats) or r"(?!)"
+        return re.compile(glob, re.S), pats
+
+    @functools.cached_property
+    def _excluded(self) -> tuple[re.Pattern[str], tuple[str, ...]]:
+        return self._matcher(tuple(p for p in self.exclude if p not in self.include))
+
+    @functools.cached_property
+    def _included(self) -> tuple[re.Pattern[str], tuple[str, ...]]:
+        return self._matcher(self.include)
+
+    @staticmethod
+    def _matches(matcher: tuple[re.Pattern[str], tuple[str, ...]], path: str,
+                 is_dir: bool) -> bool:
+        glob, pats = matcher
         full = "/" + path.strip("/")
-        for pattern in patterns:
-            pat = "/" + pattern.lstrip("/")
-            if fnmatch.fnmatchcase(full, pat) or full.startswith(pat) \
-                    or (is_dir and pat == full + "/"):
-                return True
-        return False
+        return glob.match(full) is not None or full.startswith(pats) \
+            or (is_dir and full + "/" in pats)
 
     def _rejects(self, entry: str, base: str, is_dir: bool) -> bool:
         """EntryFilter#filter for one entry of the folder `base` (below the source)."""
         if entry.endswith("."):
             return True
         name = entry.rsplit("/", 1)[-1]
-        included = self._matches(self.include, entry, is_dir) or \
-            self._matches(self.include, name, is_dir)
-        excludes = tuple(p for p in self.exclude if p not in self.include)
-        if not included and self._matches(excludes, posixpath.join(base, entry), is_dir):
+        included = self._matches(self._included, entry, is_dir) or \
+            self._matches(self._included, name, is_dir)
+        if not included and self._matches(self._excluded, posixpath.join(base, entry), is_dir):
             return True
         if included:
             return False
         return entry.startswith(_SPECIAL) or name.startswith(_SPECIAL) or entry.endswith("~")
+
+    @functools.cached_property
+    def _folders(self) -> dict[str, bool]:
+        return {}   # folder below the source → whether Jekyll skips it (one answer per folder)
+
+    def _folder_rejected(self, parts: list[str]) -> bool:
+        """Whether Reader#read_directories, walking down to the folder `parts`,
+        leaves out one of them (each filtered as an entry of its parent)."""
+        key = "/".join(parts)
+        known = self._folders.get(key)
+        if known is None:
+            known = bool(parts) and (self._folder_rejected(parts[:-1])
+                                     or self._rejects(parts[-1], "/".join(parts[:-1]), True))
+            if len(self._folders) < 100_000:
+                self._folders[key] = known
+        return known
 
     def rejects(self, rel: str) -> bool:
         """Whether Jekyll leaves out the post file at `rel` (below posts_dir):
@@ -320,14 +349,12 @@ class EntryFilter:
         if "_posts" not in parts[:-1]:
             return False
         at = parts.index("_posts")
-        for i in range(at):
-            if self._rejects(parts[i], "/".join(parts[:i]), True):
-                return True
-        return self._rejects("/".join(parts[at + 1:]), "/".join(parts[:at + 1]), False)
+        return self._folder_rejected(parts[:at]) or \
+            self._rejects("/".join(parts[at + 1:]), "/".join(parts[:at + 1]), False)
 
     def rejects_folder(self, rel: str) -> bool:
         """Whether no post under the folder `rel` (below posts_dir) can be read:
         a folder on the way to a `_posts` folder that Jekyll does not enter."""
         parts = [p for p in self.prefix.strip("/").split("/") if p] + rel.split("/")
-        stop = parts.index("_posts") if "_posts" in parts else len(parts)
-        return any(self._rejects(parts[i], "/".join(parts[:i]), True) for i in range(stop))
+        return self._folder_rejected(parts[:parts.index("_posts")] if "_posts" in parts
+                                     else parts)
