@@ -39,6 +39,7 @@ from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.content import Rendered, render_body
 from feedsvc.errors import FeedsvcError
+from feedsvc.index import archives
 from feedsvc.index.db import Database, IndexUnavailable, SqliteDatabase, Tx
 from feedsvc.index.files import is_post_path, iter_post_files, iter_post_stats, stat_post_files
 from feedsvc.index.reading import Progress, Row, read_rows
@@ -224,6 +225,26 @@ class Views:
             row = tx.one("SELECT n FROM counts WHERE kind = '*' AND term = ''")
         return int(row[0] if row else 0) - len(self.future())
 
+    # -- archived feeds (RFC 5005 section 4, archives.py) -------------------------------
+    def archive_taken(self, kind: str, name: str) -> int:
+        """How many archive numbers a feed has given out (kind as in posts()):
+        archives of `size` posts are ceil(taken / size), the last one filling."""
+        with self._read() as tx:
+            return archives.next_seq(tx, *_feed(kind, name)) - 1
+
+    def archive_posts(self, kind: str, name: str, number: int, size: int) -> list[Post]:
+        """The visible posts of archive `number` (1 the oldest), newest first."""
+        first = (number - 1) * size + 1
+        with self._read() as tx:
+            rows = archives.records(tx, *_feed(kind, name), first, first + size - 1,
+                                    self._now_us)
+        return [_post(r) for r in rows]
+
+    def archive_states(self) -> dict[tuple[str, str], tuple[int, dict[int, tuple[int, int]]]]:
+        """archives.states() at this version (kind 'c', 't' or '*' as stored)."""
+        with self._read() as tx:
+            return archives.states(tx, self._now_us)
+
     # -- the site-wide feed: posts in any configured category ------------------------
     def future(self) -> list[Post]:
         """The shown posts whose date has not come (few: they are subtracted from counts)."""
@@ -287,6 +308,11 @@ class Views:
         return dict(self.index.duplicates())
 
 
+def _feed(kind: str, name: str) -> tuple[str, str]:
+    """A feed's (kind, term) in the archive tables."""
+    return archives.ALL if kind == "all" else (kind[0], name)
+
+
 def _render(post: Post, body: str, site_url: str, summary_length: int) -> Rendered:
     try:
         return render_body(body, post.kind, post.url, post.excerpt, site_url, summary_length)
@@ -331,6 +357,10 @@ class _Writer:
 
     def __init__(self, tx: Tx) -> None:
         self.tx = tx
+        row = tx.one("SELECT value FROM meta WHERE key = 'generation'")
+        # What archive slots changed in this transaction are stamped with: the
+        # generation it ends with (_bump).
+        self.stamp = int(row[0] if row else 0) + 1
 
     def apply(self, row: Row) -> None:
         self._remove(row.rel)
@@ -392,6 +422,11 @@ class _Writer:
         tx.many("INSERT INTO counts (kind, term, n) VALUES (?, ?, ?) ON CONFLICT (kind, term)"
                 " DO UPDATE SET n = counts.n + excluded.n",
                 [(k, t, delta) for k, t in [*terms, ("s", SEP.join(post.categories)), ("*", "")]])
+        feeds = [*terms, archives.ALL]
+        if delta > 0:
+            archives.show(tx, feeds, post.guid, post.rel, date, self.stamp)
+        else:
+            archives.hide(tx, feeds, post.guid, self.stamp)
 
 
 class Index:
@@ -445,11 +480,27 @@ class Index:
 
     def _scan(self) -> set[str]:
         with self._writing:
+            if not self.views().ready:
+                archives.adopt(self.db)
             with _Scratch() as scratch:
                 total = self._diff(scratch)
                 changed = self._read_and_apply(scratch.todo(), total, "indexing posts")
+            self._finish_archives()
             self._set_meta("ready", "1")
             return changed
+
+    def _finish_archives(self) -> None:
+        """Number the posts a first indexing found (oldest first), after repairing
+        numbers that cannot be ours; what was repaired is kept for /status."""
+        with self.db.write() as tx:
+            repaired = archives.check(tx)
+            if archives.number(tx) or repaired:
+                _bump(tx)
+            if repaired:
+                when = dt.datetime.fromtimestamp(self.clock().timestamp(), dt.UTC)
+                tx.run("INSERT INTO meta (key, value) VALUES ('archives_repaired', ?)"
+                       " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                       [f"{when.isoformat()}: " + "; ".join(repaired)])
 
     def update(self, rels: Iterable[str], inside: Collection[str] = ()) -> set[str]:
         """Re-read the given paths (relative to posts_dir) if they changed."""
@@ -557,6 +608,11 @@ class Index:
                 writer.apply(row)
                 if row.problem:
                     log.warning("skipped post %s: %s", row.rel, row.problem)
+            # New posts take the next archive numbers, in arrival order; a first
+            # indexing numbers all it found at its end, by date (_finish_archives).
+            ready = tx.one("SELECT value FROM meta WHERE key = 'ready'")
+            if ready is not None and ready[0] == "1":
+                archives.number(tx)
             _bump(tx)
         return {row.rel for row in rows}
 
@@ -619,8 +675,11 @@ class Index:
             info.update(ready=views.ready, generation=views.generation)
             with self.db.read() as tx:
                 row = tx.one("SELECT value FROM meta WHERE key = 'progress'")
+                repaired = tx.one("SELECT value FROM meta WHERE key = 'archives_repaired'")
             if not views.ready and row:
                 info["progress"] = row[0]
+            if repaired:
+                info["archives_repaired"] = repaired[0]
         except IndexUnavailable as e:
             info.update(ready=False, error=str(e))
         return info
