@@ -49,7 +49,7 @@ __all__ = ["INDEX_FORMAT", "Index", "IndexUnavailable", "NotReady", "Stale", "Vi
            "index_identity", "is_post_path", "iter_post_files", "stat_post_files"]
 
 log = logging.getLogger(__name__)
-INDEX_FORMAT = 6   # bump when post reading rules or the tables change: the old index is rebuilt
+INDEX_FORMAT = 7   # bump when post reading rules or the tables change: the old index is rebuilt
 _POST_FIELDS = tuple(f.name for f in fields(Post))
 _POST_VALUES = attrgetter(*_POST_FIELDS)
 SEP = "\x1f"       # between the categories of a post in `posts.cats` (never in a category)
@@ -74,7 +74,7 @@ def index_identity(config: Config) -> tuple[Any, ...]:
     zones = sorted((s, c.timezone) for s, c in config.categories.items() if c.timezone)
     return (INDEX_FORMAT, _POST_FIELDS, config.site.url, config.site.timezone, config.permalink,
             zones, config.baseurl, sorted(config.markdown_ext), sorted(config.skip_dirs),
-            config.jekyll_feed is not None)
+            config.jekyll_feed is not None, config.jekyll_reading)
 
 
 def identity_digest(config: Config) -> str:
@@ -547,7 +547,7 @@ class Index:
         """Fill scratch.todo with the paths whose stats changed, appeared or went;
         return how many. Both sides are read in path order and merged."""
         scratch.fill_seen(iter_post_stats(self.config.posts_dir, self.config.markdown_ext,
-                                          self.config.skip_dirs))
+                                          self.config.skip_dirs, self.config.jekyll_reading))
         with self.db.read() as tx:
             stored = tx.iterate("SELECT rel, mtime_ns, size FROM files ORDER BY rel"
                                 + self.db.binary_order)
