@@ -48,7 +48,7 @@ __all__ = ["INDEX_FORMAT", "Index", "IndexUnavailable", "NotReady", "Stale", "Vi
            "index_identity", "is_post_path", "iter_post_files", "stat_post_files"]
 
 log = logging.getLogger(__name__)
-INDEX_FORMAT = 6   # bump when post reading rules or the tables change: the old index is rebuilt
+INDEX_FORMAT = 7   # bump when post reading rules or the tables change: the old index is rebuilt
 _POST_FIELDS = tuple(f.name for f in fields(Post))
 _POST_VALUES = attrgetter(*_POST_FIELDS)
 SEP = "\x1f"       # between the categories of a post in `posts.cats` (never in a category)
@@ -331,6 +331,16 @@ class _Writer:
 
     def __init__(self, tx: Tx) -> None:
         self.tx = tx
+        # Count changes of the batch, summed per (kind, term) and written once at
+        # the end (flush): a batch of 500 posts touches a few dozen counts, not
+        # thousands of upserts.
+        self._counts: dict[tuple[str, str], int] = {}
+
+    def flush(self) -> None:
+        deltas = [(k, t, n) for (k, t), n in self._counts.items() if n]
+        self._counts.clear()
+        self.tx.many("INSERT INTO counts (kind, term, n) VALUES (?, ?, ?) ON CONFLICT (kind, term)"
+                     " DO UPDATE SET n = counts.n + excluded.n", deltas)
 
     def apply(self, row: Row) -> None:
         self._remove(row.rel)
@@ -389,9 +399,9 @@ class _Writer:
         else:
             tx.many("DELETE FROM terms WHERE kind = ? AND term = ? AND date_us = ? AND guid = ?",
                     [(k, t, date, post.guid) for k, t in terms])
-        tx.many("INSERT INTO counts (kind, term, n) VALUES (?, ?, ?) ON CONFLICT (kind, term)"
-                " DO UPDATE SET n = counts.n + excluded.n",
-                [(k, t, delta) for k, t in [*terms, ("s", SEP.join(post.categories)), ("*", "")]])
+        counts = self._counts
+        for term in [*terms, ("s", SEP.join(post.categories)), ("*", "")]:
+            counts[term] = counts.get(term, 0) + delta
 
 
 class Index:
@@ -557,6 +567,7 @@ class Index:
                 writer.apply(row)
                 if row.problem:
                     log.warning("skipped post %s: %s", row.rel, row.problem)
+            writer.flush()
             _bump(tx)
         return {row.rel for row in rows}
 
