@@ -20,7 +20,10 @@ after a full rescan (issue 15).
 A new post is read only once it has settled: its size and mtime unchanged
 since the watcher last looked, and its mtime SETTLE seconds old, so that a post
 written in two halves is not served half-written. (A post already in the
-index is read at once and again when settled: see `_settled`.)
+index is read at once and again when settled: see `_settled`.) A post whose
+writer closed it (or renamed it into place) and that has not changed since is
+complete at once, whatever the time (closes.py): that is how a new post is
+served in a tenth of a second rather than half a second and more.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pathlib import Path
 
 import watchfiles
 
+from feedsvc.closes import Closes
 from feedsvc.config import load_config
 from feedsvc.errors import ConfigError
 from feedsvc.index import IndexUnavailable
@@ -71,6 +75,7 @@ class Watcher:
         self._handling = threading.Lock()
         # rel → (size and mtime when last seen, monotonic time of that sighting)
         self._settling: dict[str, tuple[tuple[int, int] | None, float]] = {}
+        self._closes: Closes | None = None   # while posts_dir is watched (leader only)
         self.threads = [
             threading.Thread(target=self._watch_posts, name="feedsvc-watch-posts", daemon=True),
             threading.Thread(target=self._watch_config, name="feedsvc-watch-config", daemon=True),
@@ -129,9 +134,16 @@ class Watcher:
                 log.warning("posts_dir %s is back", root)
                 missing_logged = False
             try:
-                self._watch(root, recursive=True, stop=_Either(self.stop_event, self._posts_moved),
-                            catch_up=lambda: self.handle([]),
-                            still=partial(_is, root, identity))
+                self._closes = _closes(root)
+                try:
+                    self._watch(root, recursive=True,
+                                stop=_Either(self.stop_event, self._posts_moved),
+                                catch_up=lambda: self.handle([]),
+                                still=partial(_is, root, identity))
+                finally:
+                    closes, self._closes = self._closes, None
+                    if closes is not None:
+                        closes.close()
             except Exception as e:  # noqa: BLE001 - the watcher must survive anything
                 log.error("cannot watch %s (%s); rescanning, then watching again in %.0f s",
                           root, e, RETRY)
@@ -236,6 +248,7 @@ class Watcher:
         now = time.monotonic()
         known = self._known(changed)
         ready = set()
+        closes = self._closes
         for rel in changed:
             self._settling[rel] = (_stat_key(root / rel), now)
             if rel in known:
@@ -244,7 +257,10 @@ class Watcher:
                 ready.add(rel)
         for rel, (key, since) in list(self._settling.items()):
             current = _stat_key(root / rel)
-            if current != key:
+            if closes is not None and closes.done(root / rel, current):
+                ready.add(rel)                          # its writer is done with it
+                del self._settling[rel]
+            elif current != key:
                 self._settling[rel] = (current, now)    # still being written: wait again
             elif (current is None or now - since >= 2 * SETTLE
                     or (rel not in changed and time.time_ns() - current[0] >= SETTLE * 1e9)):
@@ -299,6 +315,15 @@ class Watcher:
         service.reload_config(config)
         if config.posts_dir != old_posts_dir:
             self._posts_moved.set()
+
+
+def _closes(root: Path) -> Closes | None:
+    try:
+        return Closes(root)
+    except OSError as e:    # no inotify instance left (fs.inotify.max_user_instances)
+        log.warning("cannot watch %s for closed files (%s): new posts are read once settled",
+                    root, e)
+        return None
 
 
 def _is(path: Path, identity: tuple[int, int]) -> bool:

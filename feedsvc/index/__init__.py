@@ -414,6 +414,9 @@ class Index:
         # but this process.
         self.private = bool(getattr(self.db, "private", False))
         self.last_error: str | None = None
+        # Write transactions committed by this process: a version remembered for a
+        # moment (replay.py) is not reused across one of this process's own writes.
+        self.writes = 0
 
     # -- versions -------------------------------------------------------------
     def views(self) -> Views:
@@ -569,6 +572,7 @@ class Index:
                     log.warning("skipped post %s: %s", row.rel, row.problem)
             writer.flush()
             _bump(tx)
+        self.writes += 1
         return {row.rel for row in rows}
 
     def _set_meta(self, key: str, value: str) -> None:
@@ -580,6 +584,7 @@ class Index:
                    " DO UPDATE SET value = excluded.value", [key, value])
             if key == "ready":
                 _bump(tx)
+        self.writes += 1
 
     # -- what the rest of feedsvc asks -----------------------------------------------
     @property
