@@ -272,9 +272,7 @@ class Watcher:
         if not rels:
             return set()
         try:
-            index = self.service.writing_index()
-            posts, problems = index.posts, index.problems
-            return {rel for rel in rels if rel in posts or rel in problems}
+            return self.service.writing_index().known(rels)
         except IndexUnavailable:
             return set(rels)       # cannot tell: read now, as before
 

@@ -72,6 +72,8 @@ def schema(blob: str, text: str = "TEXT") -> list[str]:
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         "CREATE TABLE IF NOT EXISTS files (rel TEXT PRIMARY KEY, mtime_ns BIGINT NOT NULL,"
         " size BIGINT NOT NULL, problem TEXT)",
+        # The few files with a problem, without a scan of every file (/status, the watcher).
+        "CREATE INDEX IF NOT EXISTS files_problems ON files (rel) WHERE problem IS NOT NULL",
         f"CREATE TABLE IF NOT EXISTS posts (rel TEXT PRIMARY KEY, guid TEXT NOT NULL,"
         f" date_us BIGINT NOT NULL, updated_us BIGINT NOT NULL, modified_us BIGINT NOT NULL,"
         f" published INTEGER NOT NULL, shown INTEGER NOT NULL, cats TEXT NOT NULL,"
