@@ -76,6 +76,8 @@ class Watcher:
         # rel → (size and mtime when last seen, monotonic time of that sighting)
         self._settling: dict[str, tuple[tuple[int, int] | None, float]] = {}
         self._closes: Closes | None = None   # while posts_dir is watched (leader only)
+        # _settling is the watch thread's, but for the catch-up thread's additions.
+        self._settling_lock = threading.Lock()
         self.threads = [
             threading.Thread(target=self._watch_posts, name="feedsvc-watch-posts", daemon=True),
             threading.Thread(target=self._watch_config, name="feedsvc-watch-config", daemon=True),
@@ -138,7 +140,7 @@ class Watcher:
                 try:
                     self._watch(root, recursive=True,
                                 stop=_Either(self.stop_event, self._posts_moved),
-                                catch_up=lambda: self.handle([]),
+                                catch_up=self._catch_up_posts,
                                 still=partial(_is, root, identity))
                 finally:
                     closes, self._closes = self._closes, None
@@ -149,6 +151,23 @@ class Watcher:
                           root, e, RETRY)
                 self.handle([])
                 self.stop_event.wait(RETRY)
+
+    def _catch_up_posts(self) -> None:
+        """Rescan the stats once the watch is in place (changes made before it),
+        in a thread of its own: at a million posts that takes tens of seconds,
+        and the changes reported meanwhile are read at once (Index.scan only
+        compares while they are)."""
+        with self._handling:
+            if not self.is_leader():
+                return
+            # This rescan is the full one a new leader owes: the next change is
+            # read on its own, not with another full rescan.
+            self._was_leading = True
+
+        def run() -> None:
+            self._update(set(), True)
+
+        threading.Thread(target=run, name="feedsvc-catch-up", daemon=True).start()
 
     def _watch_config(self) -> None:
         while not self.stop_event.is_set():
@@ -239,7 +258,8 @@ class Watcher:
             for rel in changed:
                 key = _stat_key(root / rel)
                 if key is not None and time.time_ns() - key[0] < SETTLE * 1e9:
-                    self._settling[rel] = (key, now)
+                    with self._settling_lock:
+                        self._settling[rel] = (key, now)
 
     def _settled(self, changed: set[str], root: Path) -> set[str]:
         """Of the files just changed and those still settling, the ones to read now:
@@ -248,24 +268,25 @@ class Watcher:
         now = time.monotonic()
         known = self._known(changed)
         ready = set()
-        closes = self._closes
-        for rel in changed:
-            self._settling[rel] = (_stat_key(root / rel), now)
-            if rel in known:
-                # A post already served is read at once, and again once it has
-                # settled: the old metadata beside a new body is worse than either.
-                ready.add(rel)
-        for rel, (key, since) in list(self._settling.items()):
-            current = _stat_key(root / rel)
-            if closes is not None and closes.done(root / rel, current):
-                ready.add(rel)                          # its writer is done with it
-                del self._settling[rel]
-            elif current != key:
-                self._settling[rel] = (current, now)    # still being written: wait again
-            elif (current is None or now - since >= 2 * SETTLE
-                    or (rel not in changed and time.time_ns() - current[0] >= SETTLE * 1e9)):
-                ready.add(rel)
-                del self._settling[rel]
+        with self._settling_lock:
+            closes = self._closes
+            for rel in changed:
+                self._settling[rel] = (_stat_key(root / rel), now)
+                if rel in known:
+                    # A post already served is read at once, and again once it has
+                    # settled: the old metadata beside a new body is worse than either.
+                    ready.add(rel)
+            for rel, (key, since) in list(self._settling.items()):
+                current = _stat_key(root / rel)
+                if closes is not None and closes.done(root / rel, current):
+                    ready.add(rel)                          # its writer is done with it
+                    del self._settling[rel]
+                elif current != key:
+                    self._settling[rel] = (current, now)    # still being written: wait again
+                elif (current is None or now - since >= 2 * SETTLE
+                        or (rel not in changed and time.time_ns() - current[0] >= SETTLE * 1e9)):
+                    ready.add(rel)
+                    del self._settling[rel]
         return ready
 
     def _known(self, rels: set[str]) -> set[str]:

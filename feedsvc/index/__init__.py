@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import os
 import pickle
 import sqlite3
 import tempfile
@@ -414,6 +415,7 @@ class Index:
         self.config, self.clock = config, clock
         self.db = db or open_database(config)
         self._writing = threading.RLock()
+        self._scanning = threading.Lock()     # one whole scan at a time
         self.progress: tuple[int, int] | None = None   # (read, to read) while indexing
         # An index of this process's own (state_dir unusable): no leader writes it
         # but this process.
@@ -462,11 +464,16 @@ class Index:
             return self._scan()
 
     def _scan(self) -> set[str]:
-        with self._writing:
-            with _Scratch() as scratch:
-                total = self._diff(scratch)
+        # The comparison of stats (tens of seconds at a million posts) only reads:
+        # an update() of the paths a change named goes on meanwhile, so that a change
+        # made during the catch-up after a start is not held up by it. Reading a path
+        # twice is harmless (it reads what is on disk), and a path the comparison
+        # calls gone is looked at again before it is removed (it may be new since).
+        with self._scanning, _Scratch() as scratch:
+            total = self._diff(scratch)
+            with self._writing:
                 changed = self._read_and_apply(scratch.todo(), total, "indexing posts")
-            self._set_meta("ready", "1")
+                self._set_meta("ready", "1")
             return changed
 
     def update(self, rels: Iterable[str], inside: Collection[str] = ()) -> set[str]:
@@ -539,7 +546,9 @@ class Index:
 
         def reading() -> Iterator[tuple[str, bool]]:
             for rel, inside in todo:
-                if inside is None:
+                if inside is None and os.path.lexists(self.config.posts_dir / rel):
+                    yield rel, False          # there after all: written since the comparison
+                elif inside is None:
                     gone.append(Row(rel, None))
                     if len(gone) >= BATCH:
                         self._report(changed, self._apply(gone))
