@@ -3,7 +3,8 @@
 to its baseline from the same run:
 
 - the fetch deadline against peers that drip a byte every 0.2 s (body,
-  headers, TLS handshake), seconds until the fetch gives up;
+  headers, TLS handshake) and a name server that never answers, seconds
+  until the fetch gives up;
 - one entry with 3,000 categories through feedgen, one `category()` call per
   term (what writers.py did) against one call for all (what it does now);
 - the per-source state file after six items with 1 MB guids, uncapped
@@ -24,6 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
+from dns_peer import dns_peer, resolver  # noqa: E402
 from feedgen.feed import FeedGenerator  # noqa: E402
 from slow_peer import self_signed, slow_peer  # noqa: E402
 
@@ -51,7 +53,21 @@ def deadline(seconds: float) -> list[tuple[str, float, str]]:
                     outcome = str(e)
                 rows.append((mode, time.monotonic() - start, outcome))
                 fetcher.close()
+    with dns_peer(answer=None) as dns:
+        rows.append(("silent DNS", *_timed(Fetcher(limits, resolver=resolver(dns.port)),
+                                           "http://feeds.hanging-dns.test/rss.xml")))
     return rows
+
+
+def _timed(fetcher: Fetcher, url: str) -> tuple[float, str]:
+    start = time.monotonic()
+    try:
+        fetcher.get(url)
+        outcome = "answered"
+    except FetchError as e:
+        outcome = str(e)
+    fetcher.close()
+    return time.monotonic() - start, outcome
 
 
 def categories(n: int = 3000) -> tuple[float, float]:

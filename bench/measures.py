@@ -449,7 +449,7 @@ def incremental_build(config: Path, logs: Path, s: Settings) -> list[Figure]:
             written.append(counts["written"])
             files.append(counts["files"])
             _run(cmd, config.parent)          # back to the corpus as it was
-    note = f"of {median(files):.0f} files; paged feeds shift by one post"
+    note = f"of {median(files):.0f} files; current documents and open archives only"
     return [Figure("build after one new post", "s", again, "full build", full),
                 Figure("files written after one new post", "files", [float(w) for w in written],
                        "files in the build", [float(f) for f in files], note=note)]

@@ -21,7 +21,7 @@ from feedsvc.admin import Access, access
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import NotFound, QueryError
-from feedsvc.feeds import FeedKey, jekyll_key, max_age_of, parse_query
+from feedsvc.feeds import FeedKey, archive_complete, jekyll_key, max_age_of, parse_query
 from feedsvc.index import IndexUnavailable, NotReady
 from feedsvc.leader import Leader
 from feedsvc.metrics import CountRequests
@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 _LEADERS: dict[Path, tuple[int, Leader]] = {}
 _LEADERS_LOCK = threading.Lock()
 RETRY_AFTER = 5   # seconds, on 503 before a first indexing is done
-FEED_PATH = re.compile(r"^(?P<name>[^/]+?)(?:/(?P<page>[1-9][0-9]{0,5}))?\.(?P<fmt>[a-z]+)$")
+FEED_PATH = re.compile(r"^(?P<name>[^/]+?)(?:/(?P<page>[0-9]{1,6})"
+                       r"|/archive/(?P<archive>[1-9][0-9]{0,8}))?\.(?P<fmt>[a-z]+)$")
 
 
 def create_app(config: Config, *, clock: Clock = utcnow, watch: bool = True,
@@ -163,12 +164,12 @@ def _routes(app: Flask) -> None:
     def category_feed(rest: str) -> Response:
         m = _match(rest)
         kind = "all" if m["name"] == "all" else "category"
-        return feed_response(FeedKey(kind, m["name"], m["fmt"], int(m["page"] or 1)))
+        return feed_response(FeedKey(kind, m["name"], m["fmt"], int(m["archive"] or 0)))
 
     @app.get("/tags/<path:rest>")
     def tag_feed(rest: str) -> Response:
         m = _match(rest)
-        return feed_response(FeedKey("tag", m["name"], m["fmt"], int(m["page"] or 1)))
+        return feed_response(FeedKey("tag", m["name"], m["fmt"], int(m["archive"] or 0)))
 
     @app.get("/<path:rest>")
     def jekyll_feed(rest: str) -> Response:
@@ -303,9 +304,11 @@ def _match(rest: str) -> dict[str, str]:
     m = FEED_PATH.match(rest)
     if not m:
         raise NotFound(f"no feed at {request.path} (try /feeds/<category>.rss, .atom or .json)")
-    if m["page"] == "1":
-        # Page 1 has one URL, the feed's own (as the static export has it).
-        raise NotFound(f"page 1 is {request.path.rsplit('/', 1)[0]}.{m['fmt']}")
+    if m["page"] is not None:
+        # The paged feeds (RFC 5005 §3) shifted with every new post; archives do not.
+        raise NotFound(f"no pages at {request.path}: the feed "
+                       f"{request.path.rsplit('/', 1)[0]}.{m['fmt']} links its archives"
+                       " (rel=\"prev-archive\")")
     return m.groupdict()
 
 
@@ -323,6 +326,8 @@ def feed_response(key: FeedKey) -> Response:
     config = snap.config
     key = canonical_key(key, request.environ.get("QUERY_STRING", ""), config)
     max_age = max_age_of(key, config)
+    if key.archive and archive_complete(key, snap.views, config):
+        max_age = config.archive_max_age
     expires = key.expires(max_age)
     if expires is not None:
         # filter_time's edge moves on with the clock, not with the posts.
@@ -353,7 +358,10 @@ def canonical_key(key: FeedKey, query: str, config: Config) -> FeedKey:
     # made for the same request while the feed's version stands.
     if not query:
         return key
-    return parse_query(key, request.args.items(multi=True), config, get_service().clock())
+    parsed = parse_query(key, request.args.items(multi=True), config, get_service().clock())
+    if key.archive and parsed != key:
+        raise QueryError("archives take no query options (they are the same for every reader)")
+    return parsed
 
 
 def conditional(doc: Document, max_age: int) -> Response:

@@ -147,6 +147,10 @@ class Config:
     limit: int = 20
     max_limit: int = 100
     max_age: int = 300
+    # Archived feeds (RFC 5005 section 4): Cache-Control max-age of a completed
+    # archive document, and posts per archive (None: the feed's limit).
+    archive_max_age: int = 86_400
+    archive_size: int | None = None
     summary_length: int = 200
     state_dir: Path = Path(".feedsvc")
     categories: Mapping[str, Category] = field(default_factory=dict)
@@ -370,7 +374,8 @@ def load_config(path: str | Path) -> Config:
     return parse_config(data, path, lines)
 
 
-SETTINGS = ("feeds_url", "limit", "max_limit", "max_age", "summary_length", "state_dir",
+SETTINGS = ("feeds_url", "limit", "max_limit", "max_age", "archive_max_age", "archive_size",
+            "summary_length", "state_dir",
             "categories", "websub", "cache", "allow_private_sources", "entry_link",
             "near_duplicates", "jekyll_feed",
             "excerpt_only", "trusted_proxies", "admin_token", "subscriber_log", "index")
@@ -416,6 +421,8 @@ def settings(top: _Section, site: Site, root: Path,
         limit=limit,
         max_limit=max_limit,
         max_age=top.duration("max_age", 300, 0, 86_400),
+        archive_max_age=top.duration("archive_max_age", 86_400, 0, 366 * 86_400),
+        archive_size=top.integer("archive_size", None, 1, 10_000),
         summary_length=top.integer("summary_length", 200, 10, 10_000),
         state_dir=root / top.string("state_dir", ".feedsvc"),
         categories=_categories(top, max_limit),

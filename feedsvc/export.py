@@ -22,7 +22,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -31,7 +31,7 @@ from feedsvc import atomic
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import NotFound
-from feedsvc.feeds import FeedKey, jekyll_keys, url_tags
+from feedsvc.feeds import FeedKey, archive_size, jekyll_keys, url_tags
 from feedsvc.model import FORMATS
 from feedsvc.opml import PATH as OPML_PATH
 from feedsvc.pages import Pages
@@ -39,6 +39,7 @@ from feedsvc.service import FeedService
 from feedsvc.version import Snapshot
 
 log = logging.getLogger(__name__)
+ArchiveStates = dict[tuple[str, str], tuple[int, dict[int, tuple[int, int]]]]
 MAX_NAME_BYTES = 255 - len(".atom")
 MANIFEST_VERSION = 1
 
@@ -52,7 +53,7 @@ def file_name_ok(name: str) -> bool:
 
 
 def feed_keys(snap: Snapshot) -> list[FeedKey]:
-    """Page 1 of every category, site-wide and tag feed, in every format."""
+    """The current document of every category, site-wide and tag feed, in every format."""
     names = [("category", s) for s in snap.config.categories]
     names += [("all", "all")] + [("tag", t) for t in url_tags(snap.views)]
     return [FeedKey(kind, name, fmt) for kind, name in names for fmt in FORMATS]
@@ -115,20 +116,19 @@ class Export:
     # -- what is produced ------------------------------------------------------------
     def _documents(self, snap: Snapshot) -> Iterator[tuple[str, str, Callable[[], bytes]]]:
         service = self.service
-        for first in feed_keys(snap):
-            if not file_name_ok(first.name):
+        states = snap.views.archive_states()
+        for current in feed_keys(snap):
+            if not file_name_ok(current.name):
                 log.warning("no file for the %s feed %r: not a usable file name",
-                            first.kind, first.name)
+                            current.kind, current.name)
                 continue
-            page = 1
-            while True:
-                key = FeedKey(first.kind, first.name, first.fmt, page)
-                try:
-                    digest = service.digest(key, snap)
-                except NotFound:
-                    break
+            try:
+                digest = service.digest(current, snap)
+            except NotFound:
+                continue
+            yield current.path(), digest, _render_of(service, current, snap)
+            for key, digest in archive_digests(current, snap, states):
                 yield key.path(), digest, _render_of(service, key, snap)
-                page += 1
         # jekyll-feed's files (feed.xml …), where a site switching from it has them.
         for key in jekyll_keys(snap.config, snap.views):
             if file_name_ok(key.name):
@@ -140,10 +140,13 @@ class Export:
     # -- writing ----------------------------------------------------------------------
     def _target(self, url_path: str) -> Path:
         # Files are named by the decoded URL path, as a static server maps them.
-        target = self.root / unquote(url_path).lstrip("/")
+        return self.root / unquote(url_path).lstrip("/")
+
+    def _inside(self, target: Path) -> None:
+        """Refuse to write through a path that leads out of the folder (checked
+        before each write, not for the files left as they are)."""
         if not target.resolve().is_relative_to(self.root.resolve()):
-            raise ValueError(f"refusing to write outside {self.root}: {url_path}")
-        return target
+            raise ValueError(f"refusing to write outside {self.root}: {target}")
 
     def _put(self, url_path: str, digest: str, render: Callable[[], bytes],
              new: dict[str, Entry], report: Report) -> None:
@@ -172,6 +175,7 @@ class Export:
                     log.warning("%s is not from an earlier build; left as it is", target)
                     report.kept_own.append(target)
                 return
+        self._inside(target)
         atomic.replace_bytes(target, body)
         st = target.stat()
         new[rel] = Entry(digest, sha, st.st_size, st.st_mtime_ns)
@@ -216,6 +220,27 @@ class Export:
         except OSError as e:
             # The files are written; only the next build will write them all again.
             log.error("cannot save the build manifest %s: %s", self.manifest_path, e)
+
+
+def archive_digests(current: FeedKey, snap: Snapshot, states: ArchiveStates,
+                    ) -> Iterator[tuple[FeedKey, str]]:
+    """Every archive of the feed of `current` with a key that changes when its
+    bytes may — from the archive numbers alone (index/archives.py: which posts
+    each holds, the generation each last changed at, whether its date has
+    come), so that an unchanged archive costs no query and no rendering."""
+    size = archive_size(current, snap.config)
+    term = ("*", "") if current.kind == "all" else (current.kind[0], current.name)
+    next_seq, slots = states.get(term, (1, {}))
+    count = -(-(next_seq - 1) // size)
+    buckets: list[list[tuple[int, int, int]]] = [[] for _ in range(count)]
+    for seq, (stamp, visible) in slots.items():
+        if 1 <= seq < next_seq:
+            buckets[(seq - 1) // size].append((seq, stamp, visible))
+    for number, bucket in enumerate(buckets, start=1):
+        key = replace(current, archive=number)
+        full = number * size <= next_seq - 1
+        text = f"{snap.content_digest}\n{key.cache_id()}\n{full}\n{sorted(bucket)}"
+        yield key, "archive:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def manifest_path(config: Config, out: Path) -> Path:

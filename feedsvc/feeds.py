@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from urllib.parse import quote, urlencode, urlsplit
 
-from feedsvc import content, filters
+from feedsvc import content, dates, filters
 from feedsvc.config import Config
 from feedsvc.errors import NotFound, QueryError
 from feedsvc.index import Views
@@ -37,7 +37,7 @@ class FeedKey:
     kind: str                   # "category", "all" or "tag"
     name: str                   # slug, "all" or tag
     fmt: str
-    page: int = 1
+    archive: int = 0            # 0: the current document; N: archive N, 1 the oldest (RFC 5005 §4)
     limit: int | None = None    # None: the configured limit
     filter: filters.Pattern | None = None
     filterout: filters.Pattern | None = None
@@ -48,7 +48,7 @@ class FeedKey:
     since: dt.datetime | None = None    # its edge, rounded to max_age: in the cache key only
     brief: int | None = None
     opencc: str | None = None
-    jekyll_path: str | None = None   # a jekyll-feed URL (below feeds_url): its page 1 lives there
+    jekyll_path: str | None = None   # a jekyll-feed URL (below feeds_url): its current document
 
     def filtered(self) -> bool:
         return bool(self.filter or self.filterout or self.fields or self.fields_out
@@ -75,16 +75,18 @@ class FeedKey:
             pairs.append(("opencc", self.opencc))
         return urlencode(sorted(pairs), quote_via=quote, safe=",")
 
-    def path(self, page: int | None = None) -> str:
-        page = self.page if page is None else page
-        if self.jekyll_path and page == 1:
-            return self.jekyll_path
+    def path(self, archive: int | None = None) -> str:
+        """The URL path of this document, or of archive `archive` of its feed."""
+        archive = self.archive if archive is None else archive
         base = "/tags/" + quote(self.name, safe="") if self.kind == "tag" else "/feeds/" + self.name
-        return f"{base}/{page}.{self.fmt}" if page > 1 else f"{base}.{self.fmt}"
+        if archive:
+            return f"{base}/archive/{archive}.{self.fmt}"
+        return self.jekyll_path or f"{base}.{self.fmt}"
 
-    def url(self, base: str, page: int | None = None) -> str:
-        q = self.query()
-        return base + self.path(page) + (f"?{q}" if q else "")
+    def url(self, base: str, archive: int | None = None) -> str:
+        """The absolute URL; an archive's never has a query (archives take no options)."""
+        q = "" if (self.archive if archive is None else archive) else self.query()
+        return base + self.path(archive) + (f"?{q}" if q else "")
 
     def cache_id(self) -> str:
         since = f"#since={self.since.isoformat()}" if self.since else ""
@@ -296,13 +298,16 @@ class Selection:
     what identifies its version."""
     key: FeedKey
     posts: tuple[Post, ...]
-    pages: int
+    archives: int                 # how many archive documents the feed has
     updated: dt.datetime          # feed-level updated (newest entry, or the site's newest)
     modified: dt.datetime         # Last-Modified: newest change, mtimes included
     rendered: tuple[content.Rendered, ...] = ()
+    full: bool = False            # an archive whose numbers are all given out (never grows)
 
     def fingerprint(self) -> str:
-        parts = [self.key.cache_id(), str(self.pages), self.updated.isoformat()]
+        # An archive's bytes depend on the count only through its next-archive link.
+        count = str(self.full) if self.key.archive else str(self.archives)
+        parts = [self.key.cache_id(), count, self.updated.isoformat()]
         parts += [f"{p.rel}:{p.mtime_ns}:{p.size}:{p.guid}" for p in self.posts]
         return "\n".join(parts)
 
@@ -313,28 +318,50 @@ def limit_of(key: FeedKey, config: Config) -> int:
     return config.category_limit(key.name) if key.kind == "category" else config.limit
 
 
-def select(key: FeedKey, views: Views, config: Config) -> Selection:
+def archive_size(key: FeedKey, config: Config) -> int:
+    """Posts per archive of a feed: `archive_size`, else the feed's configured
+    limit (never a ?limit= of a request)."""
+    if config.archive_size:
+        return config.archive_size
+    return config.category_limit(key.name) if key.kind == "category" else config.limit
+
+
+def archive_complete(key: FeedKey, views: Views, config: Config) -> bool:
+    """Whether archive `key.archive` is full: every number of it is given
+    out, so no new post ever goes into it (the newest one may still be filling)."""
+    return key.archive * archive_size(key, config) <= views.archive_taken(key.kind, key.name)
+
+
+def select(key: FeedKey, views: Views, config: Config, bodies: bool = True) -> Selection:
     """The posts of the document `key` names, with their rendered bodies, all
-    from the one version `views` is (Stale if the index moved meanwhile)."""
+    from the one version `views` is (Stale if the index moved meanwhile).
+    bodies=False: without the bodies (what identifies the version only)."""
     if not exists(key, config, views):
         raise NotFound(f"no feed at {key.path()}")
+    size = archive_size(key, config)
+    taken = views.archive_taken(key.kind, key.name)
+    archives = -(-taken // size)
     limit = limit_of(key, config)
-    start = (key.page - 1) * limit
-    if key.filtered():
-        matching = posts_of(key, views, config)
-        total, chosen = len(matching), tuple(matching[start:start + limit])
+    if key.archive:
+        if not 1 <= key.archive <= archives:
+            raise NotFound(f"archive {key.archive} is past the end (the feed has "
+                           f"{archives} archive{'s' * (archives != 1)})")
+        chosen = tuple(views.archive_posts(key.kind, key.name, key.archive, size))
+    elif key.filtered():
+        chosen = tuple(posts_of(key, views, config)[:limit])
     else:
-        total = views.count(key.kind, key.name)
-        chosen = tuple(views.posts(key.kind, key.name, start, limit)) if start < total else ()
-    pages = max(1, math.ceil(total / limit))
-    if not 1 <= key.page <= pages:
-        raise NotFound(f"page {key.page} is past the end (the feed has {pages})")
+        chosen = tuple(views.posts(key.kind, key.name, 0, limit))
     if chosen:
         updated = max(p.updated for p in chosen)
         modified = max(p.modified for p in chosen)
+    elif key.archive:
+        # An archive whose posts were all deleted: nothing on the site may move its bytes.
+        updated = modified = dates.EPOCH
     else:
         updated = modified = views.newest_updated
-    return Selection(key, chosen, pages, updated, modified, tuple(views.rendered(chosen)))
+    return Selection(key, chosen, archives, updated, modified,
+                     tuple(views.rendered(chosen)) if bodies else (),
+                     full=bool(key.archive) and key.archive * size <= taken)
 
 
 def feed_model(sel: Selection, config: Config) -> Feed:
@@ -347,7 +374,7 @@ def feed_model(sel: Selection, config: Config) -> Feed:
     return Feed(
         icon=site.icon,
         logo=site.logo,
-        id=replace(key, page=1).url(config.feeds_url),
+        id=replace(key, archive=0).url(config.feeds_url),
         title=_text(title, key),
         description=_text(description, key),
         link=link,
@@ -357,7 +384,8 @@ def feed_model(sel: Selection, config: Config) -> Feed:
         entries=entries,
         language=site.language,
         ttl_seconds=max_age_of(key, config),
-        pages=_page_links(key, sel.pages, config),
+        pages=history_links(key, sel.archives, sel.full, config),
+        archive=bool(key.archive),
         hub=config.websub.hub if config.websub else None,
     )
 
@@ -384,14 +412,19 @@ def _describe(key: FeedKey, config: Config) -> tuple[str, str, str]:
     return site.title, site.description or site.title, home_page(config)
 
 
-def _page_links(key: FeedKey, pages: int, config: Config) -> dict[str, str]:
-    if pages == 1:
-        return {}
-    links = {"first": key.url(config.feeds_url, 1), "last": key.url(config.feeds_url, pages)}
-    if key.page > 1:
-        links["previous"] = key.url(config.feeds_url, key.page - 1)
-    if key.page < pages:
-        links["next"] = key.url(config.feeds_url, key.page + 1)
+def history_links(key: FeedKey, archives: int, full: bool, config: Config) -> dict[str, str]:
+    """RFC 5005 links: the current document's prev-archive is the newest
+    archive; an archive links the current document and its neighbours. A full
+    archive links its successor at once, even before the next post begins it
+    (a 404 until then): so the bytes of an archive, once full, never change."""
+    base = config.feeds_url
+    if not key.archive:
+        return {"prev-archive": key.url(base, archives)} if archives else {}
+    links = {"current": replace(key, archive=0, jekyll_path=None).url(base)}
+    if key.archive > 1:
+        links["prev-archive"] = key.url(base, key.archive - 1)
+    if key.archive < archives or full:
+        links["next-archive"] = key.url(base, key.archive + 1)
     return links
 
 

@@ -56,6 +56,7 @@ class Feed:
     language: str | None = None
     ttl_seconds: int = 300
     pages: dict[str, str] = field(default_factory=dict)   # RFC 5005 rel → URL
+    archive: bool = False       # an archive document (RFC 5005 §4: <fh:archive/>)
     hub: str | None = None
     icon: str | None = None
     logo: str | None = None

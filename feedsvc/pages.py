@@ -175,7 +175,7 @@ def feed_context(feed: Feed, key: FeedKey, pages: int, config: Config) -> dict[s
         "others": [FeedLink(fmt, FORMAT_NAMES[fmt], _with_format(key, fmt).url(config.feeds_url),
                             FORMATS[fmt].split(";")[0]) for fmt in FORMATS],
         "zone": zone,
-        "page": key.page,
+        "archive": key.archive,
         "pages": pages,
         "home_url": config.feeds_url + "/",
         "opencc": key.opencc,
@@ -223,7 +223,7 @@ class Pages:
         """The HTML rendering of the feed document `key` names (NotFound as it)."""
         def make(config: Config, views: Views) -> Document:
             sel = select(key, views, config)
-            context = feed_context(feed_model(sel, config), key, sel.pages, config)
+            context = feed_context(feed_model(sel, config), key, sel.archives, config)
             return Document.of(render("feed.html", context), HTML, sel.modified)
         # Not memoised with query options: they make views without number (SECURITY.md S11).
         return self._cached(None if key.query() else "view:" + key.cache_id(), snap, make)

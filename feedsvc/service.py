@@ -170,13 +170,14 @@ class FeedService:
         return doc
 
     def digest(self, key: FeedKey, snap: Snapshot) -> str:
-        """The store key of a document at `snap`, without rendering it: the same
-        key means the same bytes (the incremental export skips those)."""
-        return self._selection(key, snap)[1]
+        """The store key of a document at `snap`, without rendering it (nor the
+        bodies of its posts): the same key means the same bytes (the
+        incremental export skips those)."""
+        return self._selection(key, snap, bodies=False)[1]
 
     @staticmethod
-    def _selection(key: FeedKey, snap: Snapshot) -> tuple[Selection, str]:
-        sel = select(key, snap.views, snap.config)
+    def _selection(key: FeedKey, snap: Snapshot, bodies: bool = True) -> tuple[Selection, str]:
+        sel = select(key, snap.views, snap.config, bodies)
         return sel, _digest(snap.content_digest + "\n" + sel.fingerprint())
 
     def _render(self, digest: str, sel: Selection, config: Config, store: Store) -> Document:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
 from feedsvc.config import Config
@@ -75,7 +76,7 @@ def take(state: Served) -> Snapshot:
 def config_digest(config: Config) -> str:
     """Every field of the config: two configs that differ in anything (posts_dir
     included) are two versions."""
-    return _digest(repr(config))
+    return _digest(stable_repr(config))
 
 
 def content_digest(config: Config) -> str:
@@ -83,7 +84,26 @@ def content_digest(config: Config) -> str:
     files are, so that instances with the same site mounted at other paths share
     documents in a shared store (the posts themselves are in the store key too)."""
     here = Path(".")
-    return _digest(repr(replace(config, path=here, posts_dir=here, state_dir=here)))
+    return _digest(stable_repr(replace(config, path=here, posts_dir=here, state_dir=here)))
+
+
+def stable_repr(value: object) -> str:
+    """repr() with sets in sorted order: a set's repr follows string hashing,
+    which differs in every process (PYTHONHASHSEED), and these digests must be
+    the same across processes — the incremental export compares them with the
+    previous build's, instances sharing a Redis store compare each other's."""
+    if is_dataclass(value) and not isinstance(value, type):
+        inner = ", ".join(f"{f.name}={stable_repr(getattr(value, f.name))}"
+                          for f in fields(value) if f.repr)
+        return f"{type(value).__name__}({inner})"
+    if isinstance(value, (set, frozenset)):
+        return "{" + ", ".join(sorted(stable_repr(v) for v in value)) + "}"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{stable_repr(k)}: {stable_repr(v)}"
+                               for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(stable_repr(v) for v in value) + ")"
+    return repr(value)
 
 
 def _digest(text: str) -> str:

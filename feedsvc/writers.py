@@ -23,6 +23,9 @@ from feedsvc import dates
 from feedsvc.model import Entry, Feed, Person, SourceFeed
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
+FH_NS = "http://purl.org/syndication/history/1.0"   # RFC 5005
+# The JSON Feed extension for RFC 5005's links (JSON Feed 1.1: keys starting with "_").
+JSON_HISTORY = "_rfc5005"
 _feedgen_lock = threading.Lock()
 
 
@@ -42,6 +45,25 @@ class _RssAtomLinks(BaseExtension):  # type: ignore[misc]
         for i, (rel, href) in enumerate(self.links):
             el = etree.Element(f"{{{ATOM_NS}}}link", href=href, rel=rel)
             channel.insert(at + i, el)
+        return rss_feed
+
+
+class _Archive(BaseExtension):  # type: ignore[misc]
+    """<fh:archive/> (RFC 5005 §4): this document is an archive, not the feed
+    to subscribe to. First in the Atom feed / RSS channel, before any entry."""
+
+    def extend_ns(self) -> dict[str, str]:
+        return {"fh": FH_NS}
+
+    def _mark(self, parent: Any) -> None:
+        parent.insert(0, etree.Element(f"{{{FH_NS}}}archive"))
+
+    def extend_atom(self, atom_feed: Any) -> Any:
+        self._mark(atom_feed)
+        return atom_feed
+
+    def extend_rss(self, rss_feed: Any) -> Any:
+        self._mark(rss_feed[0])
         return rss_feed
 
 
@@ -102,6 +124,8 @@ def _generator(feed: Feed, fmt: str) -> FeedGenerator:
     fg.generator("feedsvc")
     fg.ttl(max(1, math.ceil(feed.ttl_seconds / 60)))
     _images(fg, feed, fmt)
+    if feed.archive:
+        fg.register_extension("feedsvc_archive", _Archive, None, atom=True, rss=True)
     # Extensions first: feedgen gives them only to entries added afterwards.
     if any(e.image for e in feed.entries):
         fg.load_extension("media", atom=True, rss=True)
@@ -207,8 +231,6 @@ def json_feed(feed: Feed) -> bytes:
     }
     if feed.language:
         doc["language"] = feed.language
-    if "next" in feed.pages:
-        doc["next_url"] = feed.pages["next"]
     doc["authors"] = [_json_author(feed.author)]
     # JSON Feed: `icon` is the large (512×512) image, `favicon` the small one.
     if feed.logo or feed.icon:
@@ -217,6 +239,13 @@ def json_feed(feed: Feed) -> bytes:
         doc["favicon"] = feed.icon
     if feed.hub:
         doc["hubs"] = [{"type": "WebSub", "url": feed.hub}]
+    if feed.pages or feed.archive:
+        # RFC 5005's links by their rel names ("prev-archive" → "prev_archive").
+        history: dict[str, Any] = {"about": "https://www.rfc-editor.org/rfc/rfc5005"}
+        if feed.archive:
+            history["archive"] = True
+        history.update({rel.replace("-", "_"): url for rel, url in sorted(feed.pages.items())})
+        doc[JSON_HISTORY] = history
     doc["items"] = [_json_item(e) for e in feed.entries]
     return json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8") + b"\n"
 

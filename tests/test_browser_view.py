@@ -83,17 +83,27 @@ def test_titles_and_tags_are_escaped(server: Server) -> None:
     assert page.find(".//h1").text_content() == 'Q&A <script>alert("x")</script>'
 
 
-def test_query_options_and_pages_apply_to_the_page(server: Server) -> None:
+def test_query_options_and_archives_apply_to_the_page(server: Server) -> None:
     page = lxml.html.fromstring(server.get("/feeds/kunmingribao.rss?opencc=s2t&utm_source=x",
                                            headers=BROWSER).content)
     titles = [a.text_content() for a in page.xpath("//article/h3/a")]
     assert titles[0] == "簡體中文測試：漢字與發展"
     assert page.get_element_by_id("feed-url").get("value") == \
         f"{FEEDS_URL}/feeds/kunmingribao.rss?opencc=s2t"
-    second = lxml.html.fromstring(server.get("/feeds/caijing/2.json", headers=BROWSER).content)
-    assert [a.text_content() for a in second.xpath("//article/h3/a")] == ["Apple 发布 MacBook 新品"]
-    assert second.find(".//a[@rel='prev']").get("href") == f"{FEEDS_URL}/feeds/caijing.json"
-    assert server.get("/feeds/caijing/3.json", headers=BROWSER).status_code == 404
+    oldest = lxml.html.fromstring(server.get("/feeds/caijing/archive/1.json",
+                                             headers=BROWSER).content)
+    assert [a.text_content() for a in oldest.xpath("//article/h3/a")] == [
+        "BANANA 价格上涨", "Apple 发布 MacBook 新品"]
+    assert oldest.find(".//a[@rel='next-archive']").get("href") == (
+        f"{FEEDS_URL}/feeds/caijing/archive/2.json")
+    newest = lxml.html.fromstring(server.get("/feeds/caijing/archive/2.json",
+                                             headers=BROWSER).content)
+    assert newest.find(".//a[@rel='prev-archive']").get("href") == (
+        f"{FEEDS_URL}/feeds/caijing/archive/1.json")
+    current = lxml.html.fromstring(server.get("/feeds/caijing.json", headers=BROWSER).content)
+    assert current.find(".//a[@rel='prev-archive']").get("href") == (
+        f"{FEEDS_URL}/feeds/caijing/archive/2.json")
+    assert server.get("/feeds/caijing/archive/3.json", headers=BROWSER).status_code == 404
     assert server.get("/feeds/kunmingribao.rss?limit=0", headers=BROWSER).status_code == 400
 
 

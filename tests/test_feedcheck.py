@@ -95,6 +95,15 @@ def test_fixture_site_passes_feedcheck(feedcheck: Path, tmp_path: Path) -> None:
     config = make_site(tmp_path / "site", fixture="site")
     report = run_feedcheck(feedcheck, config, FIXTURES / "site-expect.json", tmp_path)
     assert "RESULT: FAIL" not in report
+    # The archives (RFC 5005 §4) of categories, tags and the site-wide feed went
+    # through it too, in every format.
+    archives = sorted((tmp_path / "out").glob("**/archive/*.*"))
+    kinds = {(p.relative_to(tmp_path / "out").parts[0], p.parent.parent.name, p.suffix)
+             for p in archives}
+    assert {("feeds", "all", ".atom"), ("feeds", "kunmingribao", ".rss"),
+            ("feeds", "kunmingribao", ".json"), ("tags", "昆明", ".atom")} <= kinds
+    for path in archives:
+        assert str(path) in report, f"{path} was not checked"
 
 
 @pytest.mark.timeout(900)

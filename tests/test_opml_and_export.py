@@ -54,8 +54,9 @@ def test_opml_bytes_and_etag_are_stable(server: Server, served_site: Path) -> No
 
 
 @pytest.mark.parametrize("path", [
-    "/index.html", "/opml.xml", "/feeds/caijing.rss", "/feeds/caijing/2.rss",
-    "/feeds/caijing/2.atom", "/feeds/caijing/2.json", "/feeds/all.atom",
+    "/index.html", "/opml.xml", "/feeds/caijing.rss", "/feeds/caijing/archive/2.rss",
+    "/feeds/caijing/archive/2.atom", "/feeds/caijing/archive/1.json", "/feeds/all.atom",
+    "/feeds/all/archive/1.rss", "/tags/昆明/archive/1.atom",
     "/tags/昆明.json", "/tags/New York.rss", "/tags/<tag>.atom",
 ])
 def test_build_writes_what_serve_answers(server: Server, built: Path, path: str) -> None:
@@ -65,7 +66,8 @@ def test_build_writes_what_serve_answers(server: Server, built: Path, path: str)
     assert (built / path.lstrip("/")).read_bytes() == resp.content
 
 
-def test_build_writes_every_page_and_nothing_past_the_end(built: Path) -> None:
-    assert (built / "feeds/caijing/2.rss").exists()
-    assert not (built / "feeds/caijing/3.rss").exists()
-    assert not (built / "feeds/caijing/1.rss").exists()
+def test_build_writes_every_archive_and_nothing_past_the_end(built: Path) -> None:
+    assert (built / "feeds/caijing/archive/1.rss").exists()
+    assert (built / "feeds/caijing/archive/2.rss").exists()
+    assert not (built / "feeds/caijing/archive/3.rss").exists()
+    assert not (built / "feeds/caijing/2.rss").exists()    # no paged feeds (RFC 5005 §3)

@@ -239,8 +239,9 @@ def test_filters_look_at_the_newest_ten_times_max_limit_entries(tmp_path: Path) 
     with running(config) as server:
         assert titles(server, "filter=旧闻") == []
         assert titles(server, "filter=^新闻 6$") == ["新闻 6"]
-        # Without a filter every page is there as before.
-        assert server.get("/feeds/kunmingribao/13.atom").status_code == 200
+        # Without a filter the whole history is there, in the archives (2 posts each).
+        assert server.get("/feeds/kunmingribao/archive/13.atom").status_code == 200
+        assert "旧闻 1" in server.get("/feeds/kunmingribao/archive/1.atom").text
 
 
 def test_filter_time_edge_moves_with_the_clock_not_only_with_the_posts(tmp_path: Path) -> None:

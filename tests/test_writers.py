@@ -12,6 +12,7 @@ import datetime as dt
 import email.utils
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +59,8 @@ def service(config: Config) -> FeedService:
     return svc
 
 
-def doc(service: FeedService, name: str, fmt: str, page: int = 1) -> bytes:
-    return service.document(FeedKey("category", name, fmt, page)).body
+def doc(service: FeedService, name: str, fmt: str, archive: int = 0) -> bytes:
+    return service.document(FeedKey("category", name, fmt, archive)).body
 
 
 # -- golden files ---------------------------------------------------------------
@@ -82,7 +83,10 @@ def test_golden_tree_covers_every_category_and_format(built: dict[str, bytes]) -
     for slug in ("kunmingribao", "world", "empty", "all"):
         for fmt in FORMATS:
             assert f"feeds/{slug}.{fmt}" in built
-    assert "feeds/kunmingribao/2.rss" in built          # limit 3: a second page
+    assert "feeds/kunmingribao/archive/2.rss" in built  # limit 3: a second archive
+    # No paged feeds (RFC 5005 §3) any more: archives do not shift.
+    assert not any(re.search(r"/[0-9]+\.[a-z]+$", rel) and "/archive/" not in rel
+                   for rel in built)
 
 
 # -- round trip through feedparser, structure through lxml -----------------------
@@ -143,7 +147,8 @@ def test_atom_structure(service: FeedService) -> None:
     assert links["alternate"] == "https://news.example.com/category/kunmingribao.html"
     first_link = root.find("a:link", NS)
     assert first_link is not None and first_link.get("rel") == "alternate"
-    assert links["next"] == "https://feeds.example.com/feeds/kunmingribao/2.atom"
+    # The newest archive (RFC 5005 §4; 5 posts, 3 per archive).
+    assert links["prev-archive"] == "https://feeds.example.com/feeds/kunmingribao/archive/2.atom"
     assert root.findtext("a:updated", namespaces=NS) == "2022-03-24T00:00:00+08:00"
     assert root.findtext("a:author/a:name", namespaces=NS) == "测试编辑部"
     entries = root.findall("a:entry", NS)
@@ -187,7 +192,9 @@ def test_json_feed_1_1(service: FeedService) -> None:
     assert data["title"] == "昆明日报新闻"
     assert data["home_page_url"] == "https://news.example.com/category/kunmingribao.html"
     assert data["feed_url"] == "https://feeds.example.com/feeds/kunmingribao.json"
-    assert data["next_url"] == "https://feeds.example.com/feeds/kunmingribao/2.json"
+    assert data["_rfc5005"]["prev_archive"] == (
+        "https://feeds.example.com/feeds/kunmingribao/archive/2.json")
+    assert "next_url" not in data   # JSON Feed's next_url is paging, which archives replace
     assert data["language"] == "zh-CN"
     assert data["authors"] == [{"name": "测试编辑部"}]
     posts = expected_entries(service, "kunmingribao")
@@ -201,10 +208,13 @@ def test_json_feed_1_1(service: FeedService) -> None:
 
 
 def test_the_sample_post_reads_with_its_offset_and_absolute_links(service: FeedService) -> None:
-    rss = etree.fromstring(doc(service, "kunmingribao", "rss", 2))
+    # The sample is in whichever archive its arrival gave it (archive numbers, not dates).
+    number = next(n for n in (1, 2) if SAMPLE_URL.encode() in doc(service, "kunmingribao",
+                                                                   "rss", n))
+    rss = etree.fromstring(doc(service, "kunmingribao", "rss", number))
     item = next(i for i in rss.iter("item") if i.findtext("link") == SAMPLE_URL)
     assert item.findtext("pubDate") == "Mon, 21 Mar 2022 06:00:08 +0800"
-    atom = etree.fromstring(doc(service, "kunmingribao", "atom", 2))
+    atom = etree.fromstring(doc(service, "kunmingribao", "atom", number))
     entry = next(e for e in atom.findall("a:entry", NS) if e.findtext("a:id", namespaces=NS)
                  == SAMPLE_URL)
     assert entry.findtext("a:published", namespaces=NS) == "2022-03-21T06:00:08+08:00"
@@ -216,8 +226,9 @@ def test_the_sample_post_reads_with_its_offset_and_absolute_links(service: FeedS
             "https://finews.withounder.com/category/kunmingribao.html",
             "https://finews.withounder.com/",
         ]
-    data = json.loads(doc(service, "kunmingribao", "json", 2))
-    assert data["items"][0]["date_published"] == "2022-03-21T06:00:08+08:00"
+    data = json.loads(doc(service, "kunmingribao", "json", number))
+    item = next(i for i in data["items"] if i["url"] == SAMPLE_URL)
+    assert item["date_published"] == "2022-03-21T06:00:08+08:00"
 
 
 # -- determinism, order, limit, feed-level updated -------------------------------
@@ -272,7 +283,10 @@ def test_limit_per_site_and_per_category(tmp_path: Path) -> None:
     assert len(json.loads(doc(svc, "kunmingribao", "json"))["items"]) == 2
     caijing = json.loads(doc(svc, "caijing", "json"))["items"]
     assert [i["title"] for i in caijing] == ["P7", "P6", "P5", "P4", "P3"]
-    assert [i["title"] for i in json.loads(doc(svc, "caijing", "json", 2))["items"]] == ["P2", "P1"]
+    # Archives hold limit posts each, the oldest first: P1…P5, then P6 and P7.
+    assert [i["title"] for i in json.loads(doc(svc, "caijing", "json", 1))["items"]] == [
+        "P5", "P4", "P3", "P2", "P1"]
+    assert [i["title"] for i in json.loads(doc(svc, "caijing", "json", 2))["items"]] == ["P7", "P6"]
 
 
 def test_feed_updated_is_the_newest_entry_updated(tmp_path: Path) -> None:

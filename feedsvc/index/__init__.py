@@ -40,6 +40,7 @@ from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.content import Rendered, render_body
 from feedsvc.errors import FeedsvcError
+from feedsvc.index import archives
 from feedsvc.index.db import Database, IndexUnavailable, SqliteDatabase, Tx
 from feedsvc.index.files import is_post_path, iter_post_files, iter_post_stats, stat_post_files
 from feedsvc.index.reading import Progress, Row, read_rows
@@ -228,6 +229,26 @@ class Views:
             row = tx.one("SELECT n FROM counts WHERE kind = '*' AND term = ''")
         return int(row[0] if row else 0) - len(self.future())
 
+    # -- archived feeds (RFC 5005 section 4, archives.py) -------------------------------
+    def archive_taken(self, kind: str, name: str) -> int:
+        """How many archive numbers a feed has given out (kind as in posts()):
+        archives of `size` posts are ceil(taken / size), the last one filling."""
+        with self._read() as tx:
+            return archives.next_seq(tx, *_feed(kind, name)) - 1
+
+    def archive_posts(self, kind: str, name: str, number: int, size: int) -> list[Post]:
+        """The visible posts of archive `number` (1 the oldest), newest first."""
+        first = (number - 1) * size + 1
+        with self._read() as tx:
+            rows = archives.records(tx, *_feed(kind, name), first, first + size - 1,
+                                    self._now_us)
+        return [_post(r) for r in rows]
+
+    def archive_states(self) -> dict[tuple[str, str], tuple[int, dict[int, tuple[int, int]]]]:
+        """archives.states() at this version (kind 'c', 't' or '*' as stored)."""
+        with self._read() as tx:
+            return archives.states(tx, self._now_us)
+
     # -- the site-wide feed: posts in any configured category ------------------------
     def future(self) -> list[Post]:
         """The shown posts whose date has not come (few: they are subtracted from counts)."""
@@ -291,6 +312,11 @@ class Views:
         return dict(self.index.duplicates())
 
 
+def _feed(kind: str, name: str) -> tuple[str, str]:
+    """A feed's (kind, term) in the archive tables."""
+    return archives.ALL if kind == "all" else (kind[0], name)
+
+
 def _render(post: Post, body: str, site_url: str, summary_length: int) -> Rendered:
     try:
         return render_body(body, post.kind, post.url, post.excerpt, site_url, summary_length)
@@ -339,6 +365,10 @@ class _Writer:
         # the end (flush): a batch of 500 posts touches a few dozen counts, not
         # thousands of upserts.
         self._counts: dict[tuple[str, str], int] = {}
+        row = tx.one("SELECT value FROM meta WHERE key = 'generation'")
+        # What archive slots changed in this transaction are stamped with: the
+        # generation it ends with (_bump).
+        self.stamp = int(row[0] if row else 0) + 1
 
     def flush(self) -> None:
         deltas = [(k, t, n) for (k, t), n in self._counts.items() if n]
@@ -408,6 +438,11 @@ class _Writer:
         counts = self._counts
         for term in [*terms, ("s", SEP.join(post.categories)), ("*", "")]:
             counts[term] = counts.get(term, 0) + delta
+        feeds = [*terms, archives.ALL]
+        if delta > 0:
+            archives.show(tx, feeds, post.guid, post.rel, date, self.stamp)
+        else:
+            archives.hide(tx, feeds, post.guid, self.stamp)
 
 
 class Index:
@@ -470,11 +505,28 @@ class Index:
         # twice is harmless (it reads what is on disk), and a path the comparison
         # calls gone is looked at again before it is removed (it may be new since).
         with self._scanning, _Scratch() as scratch:
+            with self._writing:
+                if not self.views().ready:
+                    archives.adopt(self.db)
             total = self._diff(scratch)
             with self._writing:
                 changed = self._read_and_apply(scratch.todo(), total, "indexing posts")
+                self._finish_archives()
                 self._set_meta("ready", "1")
             return changed
+
+    def _finish_archives(self) -> None:
+        """Number the posts a first indexing found (oldest first), after repairing
+        numbers that cannot be ours; what was repaired is kept for /status."""
+        with self.db.write() as tx:
+            repaired = archives.check(tx)
+            if archives.number(tx) or repaired:
+                _bump(tx)
+            if repaired:
+                when = dt.datetime.fromtimestamp(self.clock().timestamp(), dt.UTC)
+                tx.run("INSERT INTO meta (key, value) VALUES ('archives_repaired', ?)"
+                       " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                       [f"{when.isoformat()}: " + "; ".join(repaired)])
 
     def update(self, rels: Iterable[str], inside: Collection[str] = ()) -> set[str]:
         """Re-read the given paths (relative to posts_dir) if they changed."""
@@ -589,6 +641,11 @@ class Index:
                 if row.problem:
                     log.warning("skipped post %s: %s", row.rel, row.problem)
             writer.flush()
+            # New posts take the next archive numbers, in arrival order; a first
+            # indexing numbers all it found at its end, by date (_finish_archives).
+            ready = tx.one("SELECT value FROM meta WHERE key = 'ready'")
+            if ready is not None and ready[0] == "1":
+                archives.number(tx)
             _bump(tx)
         self.writes += 1
         return {row.rel for row in rows}
@@ -653,8 +710,11 @@ class Index:
             info.update(ready=views.ready, generation=views.generation)
             with self.db.read() as tx:
                 row = tx.one("SELECT value FROM meta WHERE key = 'progress'")
+                repaired = tx.one("SELECT value FROM meta WHERE key = 'archives_repaired'")
             if not views.ready and row:
                 info["progress"] = row[0]
+            if repaired:
+                info["archives_repaired"] = repaired[0]
         except IndexUnavailable as e:
             info.update(ready=False, error=str(e))
         return info

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from feedsvc.errors import FeedsvcError
+from feedsvc.index import archives
 
 log = logging.getLogger(__name__)
 Params = Sequence[Any]
@@ -96,6 +97,7 @@ def schema(blob: str, text: str = "TEXT") -> list[str]:
         " n BIGINT NOT NULL, PRIMARY KEY (kind, term))",
         "CREATE TABLE IF NOT EXISTS kv (scope TEXT NOT NULL, key TEXT NOT NULL,"
         " value TEXT NOT NULL, updated_us BIGINT NOT NULL, PRIMARY KEY (scope, key))",
+        *archives.DDL,
     ]]
 
 

@@ -13,6 +13,14 @@ headers or its body a byte a second never trips them. So every socket a
 request opens or reuses is registered with a watchdog (`_Deadline`), which
 shuts it down when the deadline passes; the blocked read returns at once, in
 whatever phase it was, and the request fails with "took longer than N s".
+
+Name resolution happens before there is a socket to shut down, and
+getaddrinfo(3) cannot be interrupted: a resolver that never answers would
+hold the request for as long as the system resolver's own retries last. So
+every lookup (the private-address check's and the connection's) runs in a
+thread of its own that the request waits for only until the deadline
+(`_Deadline.resolve`); the connection then goes to the addresses found, while
+the Host header and TLS name stay the URL's.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -32,7 +40,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ReadTimeoutError
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from feedsvc import __version__
@@ -42,6 +50,14 @@ ACCEPT = ("application/feed+json, application/atom+xml, application/rss+xml, "
           "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5")
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 CHUNK = 64 * 1024
+
+# (host, port) → getaddrinfo-style tuples; socket.getaddrinfo unless a test
+# points lookups at a DNS server of its own.
+Resolver = Callable[[str, int], list[tuple[Any, ...]]]
+
+
+def system_resolver(host: str, port: int) -> list[tuple[Any, ...]]:
+    return socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
 
 
 # -- the wall-clock deadline ------------------------------------------------------
@@ -54,8 +70,10 @@ class _Deadline:
     descriptor that someone else may have closed and reused.
     """
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, resolver: Resolver = system_resolver) -> None:
         self.seconds = seconds
+        self.resolver = resolver
+        self._ends = time.monotonic() + seconds
         self.expired = False
         self._lock = threading.Lock()
         self._socks: list[socket.socket] = []
@@ -73,6 +91,31 @@ class _Deadline:
             expired = self.expired
         if expired:
             _shutdown(dup)
+
+    def resolve(self, host: str, port: int) -> list[tuple[Any, ...]]:
+        """The resolver's answer for host, or OSError once the deadline passes.
+
+        The lookup runs in a daemon thread: when the deadline comes first it is
+        left to end by itself (the system resolver gives up after its own
+        timeouts), holding nothing of the request's."""
+        answer: list[list[tuple[Any, ...]]] = []
+        failure: list[OSError] = []
+
+        def lookup() -> None:
+            try:
+                answer.append(self.resolver(host, port))
+            except OSError as e:
+                failure.append(e)
+
+        worker = threading.Thread(target=lookup, name=f"resolve {host}", daemon=True)
+        worker.start()
+        worker.join(max(0.0, self._ends - time.monotonic()))
+        if failure:
+            raise failure[0]
+        if not answer:
+            self._expire()               # now, not a moment later when the timer fires
+            raise socket.gaierror(f"no answer for {host} within the deadline")
+        return answer[0]
 
     def _expire(self) -> None:
         with self._lock:
@@ -103,18 +146,56 @@ def _watch(sock: socket.socket | None) -> None:
         deadline.watch(sock)
 
 
+def _resolved_conn(conn: HTTPConnection, connect: Callable[[], socket.socket]) -> socket.socket:
+    """connect() to the addresses the deadline's resolver finds for conn's host,
+    one after the other as create_connection does, then watch the socket."""
+    name: str = conn._dns_host
+    deadline: _Deadline | None = getattr(_active, "deadline", None)
+    if deadline is None or _is_address(name):
+        sock = connect()
+    else:
+        try:
+            infos = deadline.resolve(name, conn.port or 80)
+        except OSError as e:
+            raise NameResolutionError(conn.host, conn, socket.gaierror(str(e))) from e
+        sock = _connect_any(conn, connect, name, list(dict.fromkeys(
+            str(info[4][0]) for info in infos)))
+    _watch(sock)
+    return sock
+
+
+def _connect_any(conn: HTTPConnection, connect: Callable[[], socket.socket], name: str,
+                 addresses: list[str]) -> socket.socket:
+    error: Exception = NameResolutionError(conn.host, conn, socket.gaierror(f"no address for {name}"))
+    for address in addresses:
+        # urllib3 connects to _dns_host; host (the Host header, SNI) reads it
+        # too, so it is set back before connect() goes on to TLS.
+        conn._dns_host = address
+        try:
+            return connect()
+        except (NewConnectionError, ConnectTimeoutError) as e:
+            error = e
+        finally:
+            conn._dns_host = name
+    raise error
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
 class _WatchedHTTPConnection(HTTPConnection):
     def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        _watch(sock)
-        return sock
+        return _resolved_conn(self, super()._new_conn)
 
 
 class _WatchedHTTPSConnection(HTTPSConnection):
     def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        _watch(sock)
-        return sock
+        return _resolved_conn(self, super()._new_conn)
 
 
 class _WatchedHTTPPool(HTTPConnectionPool):
@@ -180,8 +261,9 @@ class Limits:
 
 class Fetcher:
     def __init__(self, limits: Limits | None = None, *, site_url: str = "",
-                 allow_private: bool = True) -> None:
+                 allow_private: bool = True, resolver: Resolver = system_resolver) -> None:
         self.limits = limits or Limits()
+        self.resolver = resolver
         self.allow_private = allow_private
         self.session = requests.Session()
         self.session.headers["User-Agent"] = user_agent(site_url)
@@ -207,7 +289,7 @@ class Fetcher:
         if getattr(_active, "deadline", None) is not None:
             yield _active.deadline       # nested: the outer deadline holds
             return
-        watchdog = _active.deadline = _Deadline(self.limits.deadline)
+        watchdog = _active.deadline = _Deadline(self.limits.deadline, self.resolver)
         try:
             yield watchdog
         except (FetchError, requests.RequestException, OSError) as e:
@@ -305,9 +387,23 @@ class Fetcher:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise FetchError(f"refused to follow {url!r}: only http and https URLs")
-        if not (self.allow_private or private_ok) and _is_private(parts.hostname, parts.port):
+        if not (self.allow_private or private_ok) and self._is_private(parts.hostname, parts.port):
             raise FetchError(f"refused {parts.hostname}: a private, loopback or link-local "
                              "address (allow_private_sources is false)")
+
+    def _is_private(self, host: str, port: int | None) -> bool:
+        """True when any address the name resolves to is not public.
+
+        The check runs before each hop, within the request's deadline; a name
+        that resolves differently a moment later (DNS rebinding) is not caught here.
+        """
+        deadline: _Deadline | None = getattr(_active, "deadline", None)
+        try:
+            infos = (deadline.resolve(host, port or 80) if deadline is not None
+                     else self.resolver(host, port or 80))
+        except OSError as e:
+            raise FetchError(f"cannot resolve {host}: {e}") from e
+        return any(_not_public(str(info[4][0])) for info in infos)
 
 
 def user_agent(site_url: str) -> str:
@@ -315,24 +411,12 @@ def user_agent(site_url: str) -> str:
     return f"feedsvc/{__version__} (+{site_url})" if site_url else f"feedsvc/{__version__}"
 
 
-def _is_private(host: str, port: int | None) -> bool:
-    """True when any address the name resolves to is not public.
-
-    The check runs before each hop; a name that resolves differently a moment
-    later (DNS rebinding) is not caught here.
-    """
-    try:
-        infos = socket.getaddrinfo(host, port or 80, proto=socket.IPPROTO_TCP)
-    except OSError as e:
-        raise FetchError(f"cannot resolve {host}: {e}") from e
-    for info in infos:
-        addr = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        # not is_global also covers 100.64.0.0/10 (carrier-grade NAT), which is not
-        # "private" to ipaddress; Alibaba Cloud's metadata service is 100.100.100.200.
-        if (not addr.is_global or addr.is_private or addr.is_loopback or addr.is_link_local
-                or addr.is_reserved or addr.is_multicast or addr.is_unspecified):
-            return True
-    return False
+def _not_public(address: str) -> bool:
+    addr = ipaddress.ip_address(address.split("%")[0])
+    # not is_global also covers 100.64.0.0/10 (carrier-grade NAT), which is not
+    # "private" to ipaddress; Alibaba Cloud's metadata service is 100.100.100.200.
+    return bool(not addr.is_global or addr.is_private or addr.is_loopback or addr.is_link_local
+                or addr.is_reserved or addr.is_multicast or addr.is_unspecified)
 
 
 def _reason(e: requests.RequestException) -> str:

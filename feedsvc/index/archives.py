@@ -1,0 +1,245 @@
+"""Archive numbers (RFC 5005 section 4): which archive document of a feed
+each post is in, fixed when the post is first indexed and kept in the index.
+
+Every feed (a category 'c', a tag 't', the site-wide feed '*') numbers its
+posts 1, 2, 3 … in the order they arrived (`archive_slots.seq`); archive N
+of a feed holds the slots (N−1)·size+1 … N·size. A new post takes the next
+number, so it lands in the newest ("open") archive whatever its date: a
+back-dated post never renumbers history. A post keeps its number by id
+(guid) for good: edited, it stays where it is; deleted, it leaves a hole
+(`present = 0`) that is never refilled, and it gets its old number back if
+it returns. A first indexing numbers the posts it found oldest first (by
+date, ties by id), so archive 1 holds the oldest.
+
+These tables are not derived from posts_dir alone (arrival order is
+history): they survive a rebuild of the posts tables. When a new index is
+made (a changed INDEX_FORMAT or post rule means a new SQLite file or
+PostgreSQL schema), `adopt()` copies the numbers of the previous one first.
+`check()` finds numbers that cannot be ours (tampered with, or cut short),
+numbers those feeds again and says so.
+
+`stamp` is the index generation at which a slot last changed: with the
+slot's date it tells the incremental export which archive documents may
+have changed without reading a single post.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+ALL = ("*", "")     # the site-wide feed's (kind, term)
+COPY_BATCH = 5000
+
+DDL = [
+    "CREATE TABLE IF NOT EXISTS archive_slots (kind TEXT NOT NULL, term TEXT NOT NULL,"
+    " guid TEXT NOT NULL, seq BIGINT, present INTEGER NOT NULL, date_us BIGINT NOT NULL,"
+    " stamp BIGINT NOT NULL, rel TEXT NOT NULL, PRIMARY KEY (kind, term, guid))",
+    "CREATE UNIQUE INDEX IF NOT EXISTS archive_slots_seq ON archive_slots (kind, term, seq)",
+    # The posts not numbered yet (a first indexing numbers them at its end, by date).
+    "CREATE INDEX IF NOT EXISTS archive_slots_pending ON archive_slots (kind, term, date_us, guid)"
+    " WHERE seq IS NULL",
+    "CREATE TABLE IF NOT EXISTS archive_feeds (kind TEXT NOT NULL, term TEXT NOT NULL,"
+    " next_seq BIGINT NOT NULL, PRIMARY KEY (kind, term))",
+]
+
+
+class _Tx(Protocol):   # db.Tx (not imported: db.py imports this module for DDL)
+    def rows(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]: ...
+    def one(self, sql: str, params: Any = ()) -> tuple[Any, ...] | None: ...
+    def run(self, sql: str, params: Any = ()) -> None: ...
+    def many(self, sql: str, seq: Iterable[Any]) -> None: ...
+    def iterate(self, sql: str, params: Any = ()) -> Iterator[tuple[Any, ...]]: ...
+
+
+# -- writing (inside the index writer's transaction) ------------------------------------
+def show(tx: _Tx, feeds: Iterable[tuple[str, str]], guid: str, rel: str, date_us: int,
+         stamp: int) -> None:
+    """The post `guid` (file `rel`) is now shown in `feeds`: it keeps the number
+    it has there, or waits for one (number())."""
+    tx.many("INSERT INTO archive_slots (kind, term, guid, seq, present, date_us, stamp, rel)"
+            " VALUES (?, ?, ?, NULL, 1, ?, ?, ?) ON CONFLICT (kind, term, guid) DO UPDATE SET"
+            " present = 1, date_us = excluded.date_us, stamp = excluded.stamp, rel = excluded.rel",
+            [(k, t, guid, date_us, stamp, rel) for k, t in feeds])
+
+
+def hide(tx: _Tx, feeds: Iterable[tuple[str, str]], guid: str, stamp: int) -> None:
+    """The post `guid` left `feeds`: its number stays taken (a hole)."""
+    tx.many("UPDATE archive_slots SET present = 0, stamp = ? WHERE kind = ? AND term = ?"
+            " AND guid = ?", [(stamp, k, t, guid) for k, t in feeds])
+
+
+def number(tx: _Tx) -> int:
+    """Give every shown post that has no number yet the next ones of its feed,
+    oldest first (ties by id); return how many were numbered."""
+    pending = tx.rows("SELECT kind, term, guid FROM archive_slots WHERE seq IS NULL"
+                      " AND present = 1 ORDER BY kind, term, date_us, guid")
+    if not pending:
+        return 0
+    nexts = {(k, t): int(n) for k, t, n in tx.rows("SELECT kind, term, next_seq FROM archive_feeds")}
+    updates: list[tuple[int, str, str, str]] = []
+    for kind, term, guid in pending:
+        seq = nexts.get((kind, term), 1)
+        nexts[(kind, term)] = seq + 1
+        updates.append((seq, kind, term, guid))
+    tx.many("UPDATE archive_slots SET seq = ? WHERE kind = ? AND term = ? AND guid = ?", updates)
+    touched = {(k, t) for _, k, t, _ in updates}
+    tx.many("INSERT INTO archive_feeds (kind, term, next_seq) VALUES (?, ?, ?)"
+            " ON CONFLICT (kind, term) DO UPDATE SET next_seq = excluded.next_seq",
+            [(k, t, nexts[(k, t)]) for k, t in sorted(touched)])
+    return len(updates)
+
+
+def check(tx: _Tx) -> list[str]:
+    """Feeds whose numbers cannot be ours — a number below 1 or not below the
+    feed's next one, a number twice, a feed without its counter — are numbered
+    again from scratch (their archives change: nothing else can be trusted);
+    return a line per feed repaired."""
+    rows = tx.rows(
+        "SELECT s.kind, s.term, count(*), count(DISTINCT s.seq), min(s.seq), max(s.seq),"
+        " f.next_seq FROM archive_slots s LEFT JOIN archive_feeds f"
+        " ON f.kind = s.kind AND f.term = s.term WHERE s.seq IS NOT NULL"
+        " GROUP BY s.kind, s.term, f.next_seq")
+    bad: list[tuple[str, str, str]] = []
+    for kind, term, n, distinct, low, high, next_seq in rows:
+        if next_seq is None:
+            why = "no counter"
+        elif not all(isinstance(v, int) for v in (low, high, next_seq)):
+            why = "numbers that are not whole numbers"
+        elif n != distinct:
+            why = "a number used twice"
+        elif low < 1 or high >= next_seq:
+            why = f"numbers {low}…{high} outside 1…{next_seq - 1}"
+        else:
+            continue
+        bad.append((kind, term, why))
+    lines = []
+    for kind, term, why in bad:
+        tx.run("UPDATE archive_slots SET seq = NULL WHERE kind = ? AND term = ?", [kind, term])
+        tx.run("DELETE FROM archive_feeds WHERE kind = ? AND term = ?", [kind, term])
+        lines.append(f"archive numbers of {feed_name(kind, term)} were damaged ({why}):"
+                     " numbered again by date")
+    for line in lines:
+        log.error("%s", line)
+    return lines
+
+
+def feed_name(kind: str, term: str) -> str:
+    return {"c": f"category {term}", "t": f"tag {term}"}.get(kind, "the site-wide feed")
+
+
+# -- a new index takes the numbers of the previous one --------------------------------------
+def adopt(db: Any) -> str | None:
+    """Copy the archive numbers of the newest other index beside this one (an
+    earlier INDEX_FORMAT or post rule) into this new, empty one; return where
+    they came from (None: nothing to adopt). The posts themselves are read again."""
+    with db.read() as tx:
+        if tx.one("SELECT 1 FROM archive_feeds LIMIT 1") is not None:
+            return None
+    if db.kind == "sqlite":
+        return _adopt_sqlite(db)
+    if db.kind == "postgres":
+        return _adopt_postgres(db)
+    return None
+
+
+def _adopt_sqlite(db: Any) -> str | None:
+    here = Path(db.path)
+    others = [p for p in here.parent.glob("index-*.sqlite3") if p != here and p.is_file()]
+    for old in sorted(others, key=lambda p: p.stat().st_mtime_ns, reverse=True):
+        try:
+            src = sqlite3.connect(f"file:{old}?mode=ro", uri=True)
+            try:
+                feeds = src.execute("SELECT kind, term, next_seq FROM archive_feeds").fetchall()
+                if not feeds:
+                    continue
+                slots = src.execute("SELECT kind, term, guid, seq FROM archive_slots"
+                                    " WHERE seq IS NOT NULL")
+                _copy(db, feeds, slots)
+            finally:
+                src.close()
+        except sqlite3.Error as e:
+            log.warning("cannot take archive numbers from %s: %s", old.name, e)
+            continue
+        log.info("archive numbers taken from the previous index %s", old.name)
+        return old.name
+    return None
+
+
+def _adopt_postgres(db: Any) -> str | None:
+    with db.read() as tx:
+        schemas = [r[0] for r in tx.rows(
+            "SELECT table_schema FROM information_schema.tables WHERE table_name = 'archive_feeds'"
+            " AND table_schema LIKE ? AND table_schema <> current_schema()", ["feedsvc\\_%"])]
+        # The one with the most history numbered (schemas carry no date of their own).
+        best: tuple[int, str] | None = None
+        for name in schemas:
+            row = tx.one(f'SELECT coalesce(sum(next_seq), 0) FROM "{name}".archive_feeds')  # noqa: S608
+            total = int(row[0]) if row else 0
+            if total and (best is None or total > best[0]):
+                best = (total, name)
+    if best is None:
+        return None
+    name = best[1]
+    with db.read() as tx:
+        feeds = tx.rows(f'SELECT kind, term, next_seq FROM "{name}".archive_feeds')  # noqa: S608
+        slots = tx.rows(f'SELECT kind, term, guid, seq FROM "{name}".archive_slots'  # noqa: S608
+                        " WHERE seq IS NOT NULL")
+    _copy(db, feeds, iter(slots))
+    log.info("archive numbers taken from the previous index schema %s", name)
+    return name
+
+
+def _copy(db: Any, feeds: list[tuple[Any, ...]], slots: Iterator[tuple[Any, ...]]) -> None:
+    with db.write() as tx:
+        if tx.one("SELECT 1 FROM archive_feeds LIMIT 1") is not None:
+            return
+        tx.many("INSERT INTO archive_feeds (kind, term, next_seq) VALUES (?, ?, ?)", feeds)
+        batch: list[tuple[Any, ...]] = []
+        for kind, term, guid, seq in slots:
+            # Not shown until this index reads the post again (present = 0).
+            batch.append((kind, term, guid, seq))
+            if len(batch) >= COPY_BATCH:
+                _insert_adopted(tx, batch)
+        _insert_adopted(tx, batch)
+
+
+def _insert_adopted(tx: _Tx, batch: list[tuple[Any, ...]]) -> None:
+    tx.many("INSERT INTO archive_slots (kind, term, guid, seq, present, date_us, stamp, rel)"
+            " VALUES (?, ?, ?, ?, 0, 0, 0, '') ON CONFLICT (kind, term, guid) DO NOTHING", batch)
+    batch.clear()
+
+
+# -- reading ------------------------------------------------------------------------------
+def next_seq(tx: _Tx, kind: str, term: str) -> int:
+    row = tx.one("SELECT next_seq FROM archive_feeds WHERE kind = ? AND term = ?", [kind, term])
+    return int(row[0]) if row else 1
+
+
+def records(tx: _Tx, kind: str, term: str, first: int, last: int, now_us: int) -> list[Any]:
+    """The records of the visible posts numbered first…last, newest first (ties by id)."""
+    return [r[0] for r in tx.rows(
+        "SELECT p.record FROM archive_slots a JOIN posts p ON p.rel = a.rel"
+        " WHERE a.kind = ? AND a.term = ? AND a.seq >= ? AND a.seq <= ? AND a.present = 1"
+        " AND a.date_us <= ? ORDER BY a.date_us DESC, a.guid",
+        [kind, term, first, last, now_us])]
+
+
+def states(tx: _Tx, now_us: int) -> dict[tuple[str, str], tuple[int, dict[int, tuple[int, int]]]]:
+    """For every feed: its next number, and per number taken (stamp, visible),
+    visible = shown and its date has come. The export cuts these into pages to
+    see which archive documents may have changed, without reading a post."""
+    out: dict[tuple[str, str], tuple[int, dict[int, tuple[int, int]]]] = {}
+    for kind, term, n in tx.rows("SELECT kind, term, next_seq FROM archive_feeds"):
+        out[(kind, term)] = (int(n), {})
+    for kind, term, seq, present, date_us, stamp in tx.iterate(
+            "SELECT kind, term, seq, present, date_us, stamp FROM archive_slots"
+            " WHERE seq IS NOT NULL"):
+        feed = out.get((kind, term))
+        if feed is not None:
+            feed[1][int(seq)] = (int(stamp), int(bool(present) and date_us <= now_us))
+    return out
