@@ -37,8 +37,9 @@ def load(files: list[Path]) -> tuple[dict[tuple[str, int], float], list[str]]:
         env = data["environment"]
         sizes = sorted({int(r["posts"]) for r in data["rows"]})
         load_avg = "–".join(f"{env[k][0]:.1f}" for k in ("loadavg_at_start", "loadavg_at_end"))
+        runs = data.get("settings", {}).get("runs", "?")
         notes.append(f"{', '.join(f'{s:,}' for s in sizes)} posts: {env['date']}, "
-                     f"commit {env['commit']}, load {load_avg}")
+                     f"commit {env['commit']}, load {load_avg}, runs={runs}")
         for r in data["rows"]:
             values[(str(r["metric"]), int(r["posts"]))] = float(r["value"])
     return values, notes
@@ -62,8 +63,9 @@ def panel(x0: float, title: str, unit: str, series: dict[str, tuple[str, str]],
            f'<line x1="{x0 + LEFT}" y1="{TOP + plot_h}" x2="{x0 + PANEL_W - 10}" '
            f'y2="{TOP + plot_h}" class="axis"/>',
            f'<line x1="{x0 + LEFT}" y1="{TOP}" x2="{x0 + LEFT}" y2="{TOP + plot_h}" class="axis"/>']
-    for i in range(5):
-        v = top * i / 4
+    steps = 4 if float(f"{top / 4:.1g}") == top / 4 else 5
+    for i in range(steps + 1):
+        v = top * i / steps
         out.append(f'<text x="{x0 + LEFT - 6}" y="{y(v) + 4:.1f}" class="tick" '
                    f'text-anchor="end">{_label(v)}</text>')
         out.append(f'<line x1="{x0 + LEFT}" y1="{y(v):.1f}" x2="{x0 + PANEL_W - 10}" '
@@ -121,7 +123,7 @@ def svg(values: dict[tuple[str, int], float], notes: list[str]) -> str:
         ".tick{fill:#333}.value{font-size:11px}.target{stroke:#000;stroke-dasharray:4 3;"
         "stroke-width:1.5}</style>",
         f'<rect width="{W}" height="{H + 16 * len(notes)}" fill="white"/>',
-        *panel(0, "change → served (p50, bench/run.py)", "seconds", LATENCY, LATENCY_TARGETS,
+        *panel(0, "change → served (median of the runs)", "seconds", LATENCY, LATENCY_TARGETS,
                values, sizes),
         *panel(W / 2, "peak RSS (VmHWM)", "MB", MEMORY, MEMORY_TARGETS, values, sizes),
     ]
