@@ -205,7 +205,11 @@ class Watcher:
         if not self.is_leader():
             # The leader writes the index; this worker only reloads its config. One
             # that lost the lead (its database session broke) catches up in full
-            # when it leads again, and keeps asking while a change waits.
+            # when it leads again, and keeps asking while a change waits (one
+            # seen just as the lead was lost waits too: nothing else would
+            # bring it back, the next event may never come).
+            if self._was_leading and (rels or full_scan):
+                self._behind = True
             self._was_leading = False
             if self._behind:
                 self._retry_later()
