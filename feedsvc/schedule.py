@@ -18,6 +18,7 @@ from collections.abc import Callable
 from feedsvc import metrics
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
+from feedsvc.index.sources import store_for
 from feedsvc.leader import Leader
 from feedsvc.service import FeedService
 from feedsvc.upstream.collector import Collector, load_state
@@ -129,7 +130,7 @@ class Scheduler:
             if config.websub is None:
                 return self.tick
             if self.publisher is None or self.publisher.fetcher is not self.fetcher():
-                self.publisher = Publisher(config.state_dir, self.fetcher(), clock=self.clock)
+                self.publisher = Publisher(store_for(config), self.fetcher(), clock=self.clock)
                 self._published = None
             # Feed bytes change only with the snapshot's version (version.py: the
             # config, the index, its generation): otherwise there is nothing to check.

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from feedsvc import dates, health, redact
 from feedsvc.config import Config
 from feedsvc.feeds import FeedKey
-from feedsvc.index import IndexUnavailable, NotReady, Stale
+from feedsvc.index import IndexUnavailable, NotReady, Stale, sources
 from feedsvc.leader import Leader
 from feedsvc.model import FORMATS
 from feedsvc.service import FeedService
@@ -92,6 +92,9 @@ def write_failures(config: Config, shown: Callable[[str], str]) -> dict[str, Any
     """Files of this site that this process currently fails to write (health.py)."""
     failures = {**health.STATE.failures(config.state_dir),
                 **health.STATE.failures(config.posts_dir)}
+    # Upstream and WebSub state in a PostgreSQL index (index/sources.py).
+    failures.update({k: v for k, v in health.STATE.failures().items()
+                     if k == str(sources.place(config))})
     return {"ok": not failures,
             "failing": [{"file": shown(path), "error": error}
                         for path, error in sorted(failures.items())]}

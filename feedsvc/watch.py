@@ -198,6 +198,8 @@ class Watcher:
             rel = path.relative_to(config.posts_dir).as_posix()
             if any(part.startswith(".") or part in config.skip_dirs for part in rel.split("/")):
                 continue
+            if config.jekyll_reading is not None and config.jekyll_reading.rejects_folder(rel):
+                continue
             if post_kind(path.name, config.markdown_ext) is not None:
                 rels.add(rel)
             elif path.is_dir() or self._was_folder(rel):

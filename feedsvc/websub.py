@@ -1,9 +1,10 @@
 """WebSub publish pings: when a feed's bytes change, tell the hub once.
 
 The feeds already name the hub (feeds.py sets Feed.hub; app.py adds `Link`
-headers). Here the ETag last announced for each feed URL is kept in
-state_dir/websub.json, so a ping goes out once per change — also across
-restarts — and a feed whose bytes did not change is never announced. A ping
+headers). Here the ETag last announced for each feed URL is kept in the
+index (index/sources.py, shared by a cluster), so a ping goes out once per
+change — also across restarts and when another instance takes over as
+leader — and a feed whose bytes did not change is never announced. A ping
 that fails is retried with backoff until the hub takes it; a feed that changes
 again meanwhile still costs one ping (the hub fetches the newest version).
 """
@@ -11,17 +12,17 @@ again meanwhile still costs one ping (the hub fetches the newest version).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
-from feedsvc import atomic, health, redact
+from feedsvc import health, redact
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import FetchError, NotFound
 from feedsvc.feeds import FeedKey
+from feedsvc.index import IndexUnavailable
+from feedsvc.index.sources import StateStore
 from feedsvc.model import FORMATS
 from feedsvc.service import FeedService
 from feedsvc.upstream.fetch import Fetcher
@@ -58,12 +59,15 @@ class _Pending:
 
 
 class Publisher:
-    def __init__(self, state_dir: Path, fetcher: Fetcher, *, clock: Clock = utcnow,
+    def __init__(self, store: StateStore, fetcher: Fetcher, *, clock: Clock = utcnow,
                  retry_base: float = 2.0) -> None:
-        self.path = state_dir / "websub.json"
+        self.store = store
         self.fetcher, self.clock, self.retry_base = fetcher, clock, retry_base
         self.announced: dict[str, str] | None = None     # feed URL → ETag the hub knows
         self.pending: dict[str, _Pending] = {}
+        self.stored: dict[str, str] = {}                 # the index's, as last read
+        self.unsaved: dict[str, str] = {}                # announced here, not yet stored
+        self.baseline: dict[str, str] = {}               # first seen here, not yet stored
         self.lock = threading.Lock()
 
     def check(self, hub: str, current: dict[str, str]) -> int:
@@ -72,13 +76,21 @@ class Publisher:
             return self._check(hub, current)
 
     def _check(self, hub: str, current: dict[str, str]) -> int:
-        if self.announced is None:
-            self.announced = self._load()
-        fresh = [url for url in current if url not in self.announced]
-        for url in fresh:
-            # First sight (new category, first start): nothing a subscriber
-            # could have missed, so record it without a ping.
-            self.announced[url] = current[url]
+        # Read every time: another instance may have announced since (it led
+        # the cluster before this one), and what it announced is not sent again.
+        try:
+            self.stored = self.store.announced()
+        except IndexUnavailable as e:
+            # The last read stands in (nothing read yet: nothing announced).
+            log.debug("WebSub state unreadable: %s", e)
+        # What this process could not store yet: its baselines count only where
+        # the index has nothing, what it announced is newer than anything there.
+        self.announced = {**self.baseline, **self.stored, **self.unsaved}
+        for url in current:
+            if url not in self.announced:
+                # First sight (new category, first start): nothing a subscriber
+                # could have missed, so record it without a ping.
+                self.announced[url] = self.baseline[url] = current[url]
         sent = 0
         now = self.clock()
         for url, etag in sorted(current.items()):
@@ -90,13 +102,13 @@ class Publisher:
                 continue
             sent += 1
             if self._ping(hub, url):
-                self.announced[url] = etag
+                self.announced[url] = self.unsaved[url] = etag
                 self.pending.pop(url, None)
             else:
                 pending.failures += 1
                 delay = min(self.retry_base * 2 ** (pending.failures - 1), MAX_RETRY_DELAY)
                 pending.next_try = now + dt.timedelta(seconds=delay)
-        if fresh or sent:
+        if self.baseline or self.unsaved:
             self._save()
         return sent
 
@@ -112,23 +124,15 @@ class Publisher:
         log.warning("WebSub hub %s answered %d for %s; will retry", redact.url(hub), status, url)
         return False
 
-    def _load(self) -> dict[str, str]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as e:
-            log.warning("ignoring unreadable %s: %s", self.path, e)
-            return {}
-        feeds = data.get("announced", {}) if isinstance(data, dict) else {}
-        return {str(k): str(v) for k, v in feeds.items()} if isinstance(feeds, dict) else {}
-
     def _save(self) -> None:
         try:
-            atomic.replace_text(self.path, json.dumps({"announced": self.announced}, indent=1))
-        except OSError as e:
+            self.store.save_announced(self.unsaved, first_seen=self.baseline)
+        except IndexUnavailable as e:
             # Reported in /status; the pings themselves went out, and the next
-            # check saves again.
-            health.STATE.failed(self.path, health.reason(e), what="save the WebSub state")
+            # check saves again (what this process announced is kept in memory).
+            health.STATE.failed(self.store.place, str(e), what="save the WebSub state in")
         else:
-            health.STATE.ok(self.path)
+            self.stored.update({**self.baseline, **self.unsaved})
+            self.baseline.clear()
+            self.unsaved.clear()
+            health.STATE.ok(self.store.place)

@@ -14,6 +14,7 @@ from test_upstream import FAST, NOW, site_with, stored
 from upstream_support import Route, Upstream, upstream
 
 from feedsvc.config import Config
+from feedsvc.index.sources import store_for
 from feedsvc.upstream.collector import Collector
 from feedsvc.upstream.fetch import Fetcher
 
@@ -73,7 +74,9 @@ def test_reprints_join_the_first_copy_s_story(tmp_path: Path, up: Upstream) -> N
     assert posts["kmrb-1"].story is None
     assert posts["xinhua-1"].story == "kmrb-1"
     assert posts["kmrb-2"].story is None            # same topic, another story
-    assert (config.state_dir / "stories.json").exists()
+    # The signatures are in the index, for the next pass (and another instance).
+    remembered = {e["guid"]: e["story"] for e in store_for(config).story_entries(10)}
+    assert remembered["kmrb-1"] == "kmrb-1" and remembered["xinhua-1"] == "kmrb-1"
 
 
 def test_switched_off_every_copy_is_shown(tmp_path: Path, up: Upstream) -> None:

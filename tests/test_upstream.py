@@ -25,6 +25,7 @@ from upstream_support import Route, Upstream, upstream
 from feedsvc.app import create_app
 from feedsvc.config import Config, load_config
 from feedsvc.index import Index
+from feedsvc.index.sources import store_for
 from feedsvc.posts import Post, read_body
 from feedsvc.upstream.collector import Collector, SourceResult, load_state, retry_delay
 from feedsvc.upstream.fetch import Fetcher, Limits
@@ -179,9 +180,10 @@ def test_the_same_items_again_without_validators_are_not_stored_twice(
     again = collect(config)["plain.xml"]
     assert (again.new, again.unchanged, again.not_modified) == (0, 3, False)
     assert post_files(config) == before
-    # Not even when the state file is lost: the guids are in the posts themselves.
-    for f in (config.state_dir / "sources").iterdir():
-        f.unlink()
+    # Not even when the source's state is lost: the guids are in the posts themselves.
+    store = store_for(config)
+    with store.database().write() as tx:
+        tx.run("DELETE FROM upstream_sources")
     assert collect(config)["plain.xml"].new == 0
     assert post_files(config) == before
 
@@ -337,11 +339,12 @@ def test_collect_command_rejects_a_bad_source_config(tmp_path: Path) -> None:
     assert "categories.kunmingribao.sources.0" in run.stderr
 
 
-def test_state_files_are_json_under_state_dir(tmp_path: Path, up: Upstream) -> None:
+def test_source_state_is_in_the_index_not_in_files(tmp_path: Path, up: Upstream) -> None:
     config = site_with(tmp_path, {"kunmingribao": [up.url + "/rss.xml"]})
     collect(config)
-    [path] = (config.state_dir / "sources").iterdir()
-    data = json.loads(path.read_text())
+    assert not (config.state_dir / "sources").exists()
+    data = store_for(config).source("kunmingribao", up.url + "/rss.xml")
+    assert data is not None
     assert data["url"] == up.url + "/rss.xml" and data["etag"]
     assert data["last_modified"] == "Mon, 21 Mar 2022 00:00:00 GMT"
     assert len(data["seen"]) == 3 and data["last_error"] is None

@@ -5,7 +5,6 @@ without a byte bound — each against a real upstream server on loopback."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from feedsvc.app import create_app
 from feedsvc.config import Config, load_config
 from feedsvc.errors import PostError
 from feedsvc.index import Index
+from feedsvc.index.sources import store_for
 from feedsvc.posts import MAX_TERMS, Post, parse_post
 from feedsvc.upstream import collector as collector_module
 from feedsvc.upstream.collector import (
@@ -27,7 +27,6 @@ from feedsvc.upstream.collector import (
     Collector,
     SourceResult,
     load_state,
-    state_path,
 )
 from feedsvc.upstream.fetch import Fetcher, Limits
 
@@ -186,13 +185,13 @@ def test_the_seen_list_is_bounded_in_bytes(tmp_path: Path, up: Upstream) -> None
     config = site(tmp_path, up.url + "/feed.xml")
     [result] = collect(config)
     assert result.new == 6
-    path = state_path(config, "kunmingribao", up.url + "/feed.xml")
-    assert path.stat().st_size < 4096                   # was 5.7 MiB, rewritten every poll
+    store, url = store_for(config), up.url + "/feed.xml"
+    assert store.source_bytes("kunmingribao", url) < 4096   # was 5.7 MiB, rewritten every poll
     for n in range(3):
         up.routes["/feed.xml"] = Route(rss([item(f"poll{n}-{i}-" + "x" * 900) for i in range(500)]))
         collect(config)
-    assert path.stat().st_size <= SEEN_MAX_BYTES + 4096
-    seen = json.loads(path.read_text())["seen"]
+    assert store.source_bytes("kunmingribao", url) <= SEEN_MAX_BYTES + 4096
+    seen = (store.source("kunmingribao", url) or {})["seen"]
     assert seen[-1].startswith("poll2-499-")            # the newest are the ones kept
 
 

@@ -15,6 +15,7 @@ from upstream_support import Route, Upstream, upstream
 
 from feedsvc.app import create_app
 from feedsvc.config import Config, load_config
+from feedsvc.index.sources import store_for
 from feedsvc.service import FeedService
 from feedsvc.upstream.fetch import Fetcher, Limits
 from feedsvc.websub import Publisher, feed_etags
@@ -61,7 +62,7 @@ def test_one_ping_per_feed_change_and_none_without_change(tmp_path: Path, hub: U
     config = one_category_site(tmp_path, hub.url + "/hub")
     service = FeedService(config)
     service.start()
-    publisher = Publisher(config.state_dir, Fetcher(FAST), clock=lambda: NOW)
+    publisher = Publisher(store_for(config), Fetcher(FAST), clock=lambda: NOW)
     hub_url = hub.url + "/hub"
     assert publisher.check(hub_url, feed_etags(service)) == 0      # first sight: baseline
     assert publisher.check(hub_url, feed_etags(service)) == 0
@@ -71,7 +72,7 @@ def test_one_ping_per_feed_change_and_none_without_change(tmp_path: Path, hub: U
     assert publisher.check(hub_url, feed_etags(service)) == 0
     assert pinged(hub) == Counter(dict.fromkeys(TOPICS, 1))
     # A restart remembers what the hub was told.
-    again = Publisher(config.state_dir, Fetcher(FAST), clock=lambda: NOW)
+    again = Publisher(store_for(config), Fetcher(FAST), clock=lambda: NOW)
     assert again.check(hub_url, feed_etags(service)) == 0
     add_post(config, "2022-03-22-third.md", "第三条")
     service.index.scan()
@@ -84,7 +85,7 @@ def test_a_hub_error_is_retried(tmp_path: Path, hub: Upstream) -> None:
     service = FeedService(config)
     service.start()
     clock = [NOW]
-    publisher = Publisher(config.state_dir, Fetcher(FAST), clock=lambda: clock[0], retry_base=2)
+    publisher = Publisher(store_for(config), Fetcher(FAST), clock=lambda: clock[0], retry_base=2)
     hub_url = hub.url + "/hub"
     publisher.check(hub_url, feed_etags(service))
     hub.routes["/hub"] = Route(status=204, fail_first=1)       # the hub answers 500 once

@@ -45,6 +45,7 @@ class Seen:
     headers: dict[str, str]
     status: int
     body: bytes = b""
+    at: float = field(default_factory=time.monotonic)   # when the request arrived
 
 
 @dataclass

@@ -75,7 +75,7 @@ def index_identity(config: Config) -> tuple[Any, ...]:
     zones = sorted((s, c.timezone) for s, c in config.categories.items() if c.timezone)
     return (INDEX_FORMAT, _POST_FIELDS, config.site.url, config.site.timezone, config.permalink,
             zones, config.baseurl, sorted(config.markdown_ext), sorted(config.skip_dirs),
-            config.jekyll_feed is not None)
+            config.jekyll_feed is not None, config.jekyll_reading)
 
 
 def identity_digest(config: Config) -> str:
@@ -580,7 +580,7 @@ class Index:
         """Fill scratch.todo with the paths whose stats changed, appeared or went;
         return how many. Both sides are read in path order and merged."""
         scratch.fill_seen(iter_post_stats(self.config.posts_dir, self.config.markdown_ext,
-                                          self.config.skip_dirs))
+                                          self.config.skip_dirs, self.config.jekyll_reading))
         with self.db.read() as tx:
             stored = tx.iterate("SELECT rel, mtime_ns, size FROM files ORDER BY rel"
                                 + self.db.binary_order)

@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -134,8 +134,12 @@ class SqliteDatabase:
     blob = "BLOB"
     binary_order = ""           # SQLite compares text as bytes already
 
-    def __init__(self, path: Path, *, busy: float = 5.0, read_busy: float = 1.0) -> None:
+    def __init__(self, path: Path, *, busy: float = 5.0, read_busy: float = 1.0,
+                 tables: Callable[..., list[str]] | None = None) -> None:
         self.path, self.busy, self.read_busy = Path(path), busy, read_busy
+        # Another set of tables than the posts' (index/durable.py: state that
+        # outlives a rebuild of the posts lives in a database of its own).
+        self.tables = tables or schema
         self.private = False
         self._local = threading.local()
         self._write_lock = threading.Lock()
@@ -159,7 +163,7 @@ class SqliteDatabase:
                 if row and row[0] != "ok":
                     raise sqlite3.DatabaseError(str(row[0]))
             with self._tx(conn, "BEGIN IMMEDIATE") as tx:
-                for ddl in schema(self.blob):
+                for ddl in self.tables(self.blob):
                     tx.run(ddl)
             conn.close()
         except sqlite3.DatabaseError as e:

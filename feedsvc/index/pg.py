@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -73,8 +74,10 @@ class PostgresDatabase:
     # Paths and ids compare as bytes, as in SQLite: the same order everywhere.
     binary_order = ' COLLATE "C"'
 
-    def __init__(self, url: str, *, namespace: str) -> None:
+    def __init__(self, url: str, *, namespace: str,
+                 tables: Callable[..., list[str]] | None = None) -> None:
         self.url, self.schema = url, f"feedsvc_{namespace}"
+        self.tables = tables or schema   # another set than the posts' (index/durable.py)
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._writer: psycopg.Connection[Any] | None = None
@@ -101,7 +104,7 @@ class PostgresDatabase:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", [LEADER_KEY ^ 1])
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             conn.execute(f'SET LOCAL search_path TO "{self.schema}"')
-            for ddl in schema(self.blob, text='TEXT COLLATE "C"'):
+            for ddl in self.tables(self.blob, 'TEXT COLLATE "C"'):
                 conn.execute(ddl)
         self._created = True
 
@@ -172,6 +175,11 @@ class PostgresDatabase:
                 self._writer = None
 
 
+def _leader_name() -> str:
+    # PostgreSQL keeps 63 bytes of an application_name.
+    return f"feedsvc leader host {socket.gethostname()} pid {os.getpid()}"[:63]
+
+
 class PgLeader:
     """The cluster's leader: whichever instance holds a session-level advisory
     lock on the shared database. PostgreSQL drops it when that session ends
@@ -195,7 +203,9 @@ class PgLeader:
             if self.is_leader:
                 return self._still_held()
             try:
-                conn = psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT, autocommit=True)
+                # Named, so that `feedsvc collect` elsewhere can say who leads (holder()).
+                conn = psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT, autocommit=True,
+                                       application_name=_leader_name())
                 row = conn.execute("SELECT pg_try_advisory_lock(%s)", [LEADER_KEY]).fetchone()
             except psycopg.Error as e:
                 self.last_error = str(e)
@@ -235,6 +245,25 @@ class PgLeader:
 
     def stop(self) -> None:
         """Nothing runs in threads of its own."""
+
+    def holder(self) -> str | None:
+        """Who holds the lock now ("host <name> pid <n>", from its session's
+        application_name), or None when nobody does or it cannot be asked."""
+        key = LEADER_KEY & 0xFFFF_FFFF_FFFF_FFFF
+        try:
+            with psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT,
+                                 autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a"
+                    " ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted"
+                    " AND l.classid = %s AND l.objid = %s AND l.objsubid = 1",
+                    [key >> 32, key & 0xFFFF_FFFF]).fetchone()
+        except psycopg.Error:
+            return None
+        if row is None:
+            return None
+        name = str(row[0] or "")
+        return name.removeprefix("feedsvc leader ") or "an instance of the cluster"
 
     def describe(self) -> dict[str, object]:
         return {"pid": os.getpid(), "is_leader": self.is_leader, "election": "postgres",

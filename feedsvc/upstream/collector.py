@@ -43,7 +43,9 @@ from feedsvc import atomic, content, dates, health, redact
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Category, Config, Source
 from feedsvc.errors import FetchError, PostError
-from feedsvc.index import Index
+from feedsvc.index import Index, IndexUnavailable, durable
+from feedsvc.index.sources import place as sources_place
+from feedsvc.index.sources import store_for
 from feedsvc.leader import Leader
 from feedsvc.posts import MAX_POST_BYTES, parse_post, post_zone
 from feedsvc.upstream import corrections
@@ -52,6 +54,7 @@ from feedsvc.upstream.fulltext import FullText, FulltextError, FulltextLimits
 from feedsvc.upstream.polite import HostGate
 
 if TYPE_CHECKING:
+    from feedsvc.index.pg import PgLeader
     from feedsvc.upstream.stories import Stories
 
 log = logging.getLogger(__name__)
@@ -71,7 +74,6 @@ PARALLEL = 8                   # sources fetched at once
 PER_HOST = 2                   # requests to one host at once (feeds and article pages)
 HOST_DELAY = 1.0               # seconds between the starts of two requests to one host
 MAX_BACKOFF = 6 * 3600         # a failing source is still tried at least this often
-STATE_FORMAT = 1
 
 
 # -- parsing --------------------------------------------------------------------
@@ -390,48 +392,76 @@ class SourceState:
         return data
 
 
-def state_path(config: Config, slug: str, url: str) -> Path:
-    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
-    return config.state_dir / "sources" / f"{slug}-{digest}.json"
-
-
-# States this process could not save (a full or read-only state_dir): newer
-# than what is on disk, so they are what counts here until a save works —
-# otherwise a source would look due at every tick and be fetched every second.
-_UNSAVED: dict[Path, SourceState] = {}
+# States this process could not save (the index unwritable: a full or
+# read-only state_dir, PostgreSQL away): newer than what is stored, so they
+# are what counts here until a save works — otherwise a source would look due
+# at every tick and be fetched every second.
+_UNSAVED: dict[tuple[str, str, str], SourceState] = {}
 _UNSAVED_LOCK = threading.Lock()
+_READ_FAILING: set[str] = set()     # why the state could not be read, while it cannot
+
+
+def _unsaved_key(config: Config, slug: str, url: str) -> tuple[str, str, str]:
+    return (durable.location(config), slug, url)
 
 
 def load_state(config: Config, slug: str, url: str) -> SourceState:
-    path = state_path(config, slug, url)
+    """A source's state, from the index (index/sources.py)."""
     with _UNSAVED_LOCK:
-        unsaved = _UNSAVED.get(path)
+        unsaved = _UNSAVED.get(_unsaved_key(config, slug, url))
     if unsaved is not None:
         return dataclasses.replace(unsaved, seen=list(unsaved.seen), written=dict(unsaved.written))
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        state = SourceState(**{k: v for k, v in data.items() if k != "format"})
-    except FileNotFoundError:
+        data = store_for(config).source(slug, url)
+    except IndexUnavailable as e:
+        # Asked every tick while it lasts: logged once when it starts (and once
+        # when it ends), as health.py does for writes.
+        with _UNSAVED_LOCK:
+            new = not _READ_FAILING
+            _READ_FAILING.add(str(e))
+        if new:
+            log.error("cannot read the upstream state: %s (retrying; logged again when it "
+                      "works)", redact.text(str(e)))
         return SourceState(slug, url)
-    except (OSError, ValueError, TypeError) as e:
-        log.warning("ignoring unreadable source state %s: %s", path, e)
+    with _UNSAVED_LOCK:
+        was = bool(_READ_FAILING)
+        _READ_FAILING.clear()
+    if was:
+        log.warning("the upstream state is readable again")
+    if data is None:
         return SourceState(slug, url)
-    return state
+    try:
+        names = {f.name for f in dataclasses.fields(SourceState)}
+        return SourceState(**{k: v for k, v in data.items() if k in names})
+    except TypeError as e:
+        log.warning("ignoring unreadable source state of %s: %s", redact.url(url), e)
+        return SourceState(slug, url)
 
 
 def save_state(config: Config, state: SourceState) -> None:
-    """Write the state (OSError if that fails; `load_state` then still returns it)."""
-    path = state_path(config, state.category, state.url)
+    """Store the state in the index (IndexUnavailable if that fails; `load_state`
+    then still returns it in this process)."""
+    key = _unsaved_key(config, state.category, state.url)
     try:
-        atomic.replace_text(path, json.dumps({"format": STATE_FORMAT, **asdict(state)},
-                                             ensure_ascii=False, indent=1))
-    except OSError:
+        store_for(config).save_source(state.category, state.url, asdict(state))
+    except IndexUnavailable:
         with _UNSAVED_LOCK:
-            _UNSAVED[path] = dataclasses.replace(state, seen=list(state.seen),
-                                                 written=dict(state.written))
+            _UNSAVED[key] = dataclasses.replace(state, seen=list(state.seen),
+                                                written=dict(state.written))
         raise
     with _UNSAVED_LOCK:
-        _UNSAVED.pop(path, None)
+        _UNSAVED.pop(key, None)
+
+
+def _reason(e: IndexUnavailable) -> str:
+    """The cause without the database's name: `No space left on device` for
+    SQLite's `database or disk is full`, as a file write says it."""
+    text = str(e)
+    if "disk is full" in text or "No space left" in text:
+        return "No space left on device"
+    if "readonly" in text or "read-only" in text.lower():
+        return "Read-only file system"
+    return text
 
 
 def source_status(config: Config) -> list[dict[str, Any]]:
@@ -492,6 +522,8 @@ class Collector:
         self._fulltext: FullText | None = None
         self._stories: Stories | None = None
         self._lock = threading.Lock()       # the pass's shared parts, between fetch threads
+        self._turns: dict[tuple[str, str], threading.Event] = {}
+        self._order: list[tuple[str, str]] = []
 
     def sources(self, category: str | None = None) -> list[tuple[Category, Source]]:
         return [(cat, src) for slug, cat in self.config.categories.items()
@@ -510,8 +542,17 @@ class Collector:
         for cat, _src in todo:
             known.setdefault(cat.slug, set())
 
+        # Sources store in config order when reprints are grouped (fetching stays
+        # parallel): the first copy of a story is then the one of the first
+        # source, whatever answered first (the stories' ties: config order).
+        self._turns = {(c.slug, s.url): threading.Event() for c, s in todo}
+        self._order = [(c.slug, s.url) for c, s in todo]
+
         def one(job: tuple[Category, Source]) -> SourceResult:
-            result = self.collect(job[0], job[1], known[job[0].slug])
+            try:
+                result = self.collect(job[0], job[1], known[job[0].slug])
+            finally:
+                self._turns[job[0].slug, job[1].url].set()
             if progress:
                 progress(result)
             return result
@@ -528,6 +569,14 @@ class Collector:
             self._save_stories()
         return results
 
+    def _wait_turn(self, cat: Category, src: Source) -> None:
+        """Wait until every source before this one in the pass has stored (each
+        ends within its fetch deadlines: the wait is bounded by theirs)."""
+        for key in self._order:
+            if key == (cat.slug, src.url):
+                return
+            self._turns[key].wait()
+
     def stories(self) -> Stories | None:
         """The near-duplicate memory, loaded once per pass (None when switched off)."""
         settings = self.config.near_duplicates
@@ -541,8 +590,7 @@ class Collector:
         if self._stories is None:
             from feedsvc.upstream.stories import Stories  # datasketch: collecting only
 
-            self._stories = Stories.load(self.config.state_dir / "stories.json",
-                                         settings.threshold)
+            self._stories = Stories.load(store_for(self.config), settings.threshold)
         return self._stories
 
     def _story(self, guid: str, item: Item, src: Source) -> str | None:
@@ -561,8 +609,9 @@ class Collector:
             return
         try:
             self._stories.save()
-        except OSError as e:
-            log.error("cannot save %s: %s", self._stories.path, e)
+        except IndexUnavailable as e:
+            # Lost, it costs only the grouping of the next reprints of these posts.
+            log.error("cannot save the near-duplicate signatures: %s", e)
         self._stories = None
 
     def full_text(self) -> FullText:
@@ -620,13 +669,14 @@ class Collector:
 
     def _save(self, state: SourceState) -> str | None:
         """Save a source's state; the reason if that failed (recorded in health.STATE)."""
-        path = state_path(self.config, state.category, state.url)
+        where = sources_place(self.config)
         try:
             save_state(self.config, state)
-        except OSError as e:
-            health.STATE.failed(path, health.reason(e), what="save the source state")
-            return f"cannot save the source state: {health.reason(e)}"
-        health.STATE.ok(path)
+        except IndexUnavailable as e:
+            reason = _reason(e)
+            health.STATE.failed(where, reason, what="save the source state in")
+            return f"cannot save the source state: {reason}"
+        health.STATE.ok(where)
         return None
 
     def _fetch_and_store(self, cat: Category, src: Source, state: SourceState,
@@ -652,6 +702,8 @@ class Collector:
             seen.add(item.guid)
             todo.append(item)
         later, todo = todo[MAX_NEW_PER_POLL:], todo[:MAX_NEW_PER_POLL]
+        if todo and self.config.near_duplicates.enabled:
+            self._wait_turn(cat, src)
         stored, on_disk, refused = self._store_all(todo, cat, src, parsed.title, state, budget)
         # The records of what was written count in the state's bytes too.
         trim_seen(state.seen, state.written)
@@ -888,6 +940,17 @@ class _Budget:
         return None
 
 
+def _hand_leader(config: Config) -> Leader | PgLeader:
+    """The lock `feedsvc serve` polls under: the cluster's with a PostgreSQL
+    index (held by `collect` while it runs, so no server polls meanwhile), else
+    the machine's file lock."""
+    if config.index.type == "postgres" and config.index.url:
+        from feedsvc.index.pg import PgLeader
+
+        return PgLeader(config.index.url)
+    return Leader(config.state_dir / "leader.lock")
+
+
 def run_collect(config: Config, category: str | None) -> int:
     """`feedsvc collect`: one pass over every source; 0 all answered, 1 some failed."""
     if category is not None and category not in config.categories:
@@ -902,14 +965,21 @@ def run_collect(config: Config, category: str | None) -> int:
     log.setLevel(max(log.getEffectiveLevel(), logging.WARNING))
     leader_log = logging.getLogger("feedsvc.leader")
     leader_log.setLevel(max(leader_log.getEffectiveLevel(), logging.WARNING))
-    leader = Leader(config.state_dir / "leader.lock")
+    leader = _hand_leader(config)
     server = not leader.acquire()
     if server:
         # The running server polls these sources too: what it fetched since the
         # upstream last changed answers "not modified" here.
-        print(f"note: feedsvc serve (pid {leader.leader_pid() or '?'}) is collecting these "
-              "sources too "
-              f"({config.state_dir / 'leader.lock'}); what it stored is listed per source")
+        if isinstance(leader, Leader):
+            who = f"pid {leader.leader_pid() or '?'}"
+            lock = str(config.state_dir / "leader.lock")
+        else:
+            # The cluster's leader may be on another machine: its state is the
+            # index's, so what it stored is listed here all the same.
+            who = leader.holder() or "another instance of the cluster"
+            lock = "the cluster's PostgreSQL advisory lock"
+        print(f"note: feedsvc serve ({who}) is collecting these sources too ({lock}); "
+              "what it stored is listed per source")
     try:
         with tqdm(total=len(todo), unit="source", disable=not sys.stderr.isatty(),
                   file=sys.stderr, leave=False) as bar, logging_redirect_tqdm():

@@ -14,24 +14,24 @@ When a new item is a near-duplicate of a stored post from another source,
 it joins that post's story: its front matter gets `story: <the first copy's
 guid>` (and the first copy is never rewritten: each copy names the story by
 its first-seen member). feeds.py then shows each story once in the site-wide
-and tag feeds. What is remembered lives in state_dir/stories.json: the
-signatures of recent posts, bounded in number.
+and tag feeds. What is remembered lives in the index (index/sources.py,
+table story_signatures): the signatures of recent posts, bounded in number,
+shared by a cluster's instances.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import unicodedata
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
 
-from feedsvc import atomic, content
+from feedsvc import content
+from feedsvc.index.db import IndexUnavailable
+from feedsvc.index.sources import StateStore
 
 log = logging.getLogger(__name__)
 NUM_PERM = 128
@@ -39,7 +39,6 @@ SHINGLE = 5
 SCHEME = "affine32"            # datasketch's hash scheme: stored values are only comparable within one
 MAX_REMEMBERED = 5_000         # recent posts compared with (about 3.5 MB of state)
 MIN_CHARACTERS = 40            # shorter texts say too little to call two of them the same
-STATE_FORMAT = 1               # with SCHEME: a file of another format is started afresh
 
 
 def normalised(title: str, html_text: str) -> str:
@@ -76,28 +75,26 @@ class Remembered:
 class Stories:
     """The recent posts' signatures and stories, for one collection pass."""
 
-    def __init__(self, path: Path, threshold: float) -> None:
-        self.path, self.threshold = path, threshold
+    def __init__(self, store: StateStore | None, threshold: float) -> None:
+        self.store, self.threshold = store, threshold
         self.entries: list[Remembered] = []
+        self.new: list[Remembered] = []       # remembered in this pass, not yet stored
         # Candidates only (each is then checked against `threshold`): above 0.9
         # datasketch cannot band 128 permutations.
         self.lsh = MinHashLSH(threshold=min(threshold, 0.9), num_perm=NUM_PERM)
         self._by_key: dict[str, Remembered] = {}
-        self.changed = False
 
     @classmethod
-    def load(cls, path: Path, threshold: float) -> Stories:
-        stories = cls(path, threshold)
+    def load(cls, store: StateStore, threshold: float) -> Stories:
+        """The remembered signatures from the index; none if it cannot be read
+        (a reprint is then stored as its own story, and said so in the log)."""
+        stories = cls(store, threshold)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            fresh = data.get("format") == STATE_FORMAT and data.get("scheme") == SCHEME
-            entries = [Remembered(**e) for e in data.get("entries", [])] if fresh else []
-        except FileNotFoundError:
+            entries = [Remembered(**e) for e in store.story_entries(MAX_REMEMBERED)]
+        except IndexUnavailable as e:
+            log.warning("near-duplicate signatures unreadable (%s): starting afresh", e)
             entries = []
-        except (OSError, ValueError, TypeError) as e:
-            log.warning("ignoring unreadable %s: %s", path, e)
-            entries = []
-        for entry in entries[-MAX_REMEMBERED:]:
+        for entry in entries:
             stories._index(entry)
         return stories
 
@@ -124,19 +121,17 @@ class Stories:
                 best = (score, other)
         story = best[1].story if best else guid
         packed = base64.b64encode(m.hashvalues.astype(np.uint32).tobytes()).decode("ascii")
-        self._index(Remembered(guid, story, source, packed))
-        self.changed = True
+        entry = Remembered(guid, story, source, packed)
+        self._index(entry)
+        self.new.append(entry)
         return story if best else None
 
     def save(self) -> None:
-        """Write what changed (atomic.py; an error is the caller's to report)."""
-        if not self.changed:
+        """Store what this pass remembered (IndexUnavailable is the caller's to report)."""
+        if not self.new or self.store is None:
             return
-        entries = self.entries[-MAX_REMEMBERED:]
-        data: dict[str, Any] = {"format": STATE_FORMAT, "scheme": SCHEME,
-                                "entries": [e.__dict__ for e in entries]}
-        atomic.replace_text(self.path, json.dumps(data, separators=(",", ":")))
-        self.changed = False
+        self.store.add_story_entries([asdict(e) for e in self.new], keep=MAX_REMEMBERED)
+        self.new = []
 
 
 def _minhash(packed: str) -> MinHash:
