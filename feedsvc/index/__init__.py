@@ -50,7 +50,7 @@ __all__ = ["INDEX_FORMAT", "Index", "IndexUnavailable", "NotReady", "Stale", "Vi
            "index_identity", "is_post_path", "iter_post_files", "stat_post_files"]
 
 log = logging.getLogger(__name__)
-INDEX_FORMAT = 7   # bump when post reading rules or the tables change: the old index is rebuilt
+INDEX_FORMAT = 8   # bump when post reading rules or the tables change: the old index is rebuilt
 _POST_FIELDS = tuple(f.name for f in fields(Post))
 _POST_VALUES = attrgetter(*_POST_FIELDS)
 SEP = "\x1f"       # between the categories of a post in `posts.cats` (never in a category)
