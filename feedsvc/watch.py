@@ -73,6 +73,8 @@ class Watcher:
         self.stop_event = threading.Event()
         self._posts_moved = threading.Event()
         self._handling = threading.Lock()
+        self._retry_lock = threading.Lock()
+        self._retry_pending = False
         # rel → (size and mtime when last seen, monotonic time of that sighting)
         self._settling: dict[str, tuple[tuple[int, int] | None, float]] = {}
         self._closes: Closes | None = None   # while posts_dir is watched (leader only)
@@ -207,10 +209,10 @@ class Watcher:
         if not self.is_leader():
             # The leader writes the index; this worker only reloads its config. One
             # that lost the lead (its database session broke) catches up in full
-            # when it leads again, and keeps asking while a change waits (one
-            # seen just as the lead was lost waits too: nothing else would
-            # bring it back, the next event may never come).
-            if self._was_leading and (rels or full_scan):
+            # when it leads again, and keeps asking until it does: changes made
+            # meanwhile send no second event, and the lead may come back from
+            # another thread (the scheduler's) without this one hearing of it.
+            if self._was_leading:
                 self._behind = True
             self._was_leading = False
             if self._behind:
@@ -304,9 +306,19 @@ class Watcher:
             return set(rels)       # cannot tell: read now, as before
 
     def _retry_later(self) -> None:
-        """A failed update (database locked, disk full) is redone by a rescan."""
+        """A failed update (database locked, disk full) or a lost lead is redone
+        by a rescan. One retry waits at a time: every event of a burst would
+        otherwise start a chain of its own."""
+        with self._retry_lock:
+            if self._retry_pending:
+                return
+            self._retry_pending = True
+
         def again() -> None:
-            if not self.stop_event.wait(RETRY):
+            stopped = self.stop_event.wait(RETRY)
+            with self._retry_lock:
+                self._retry_pending = False
+            if not stopped:
                 self.handle([])
         threading.Thread(target=again, name="feedsvc-index-retry", daemon=True).start()
 
