@@ -165,6 +165,10 @@ class Config:
     authors: Mapping[str, Author] = field(default_factory=dict)   # _data/authors.yml
     excerpt_only: bool = False
     skip_dirs: frozenset[str] = frozenset()    # folder names never scanned for posts
+    # A site served from its _config.yml reads posts as Jekyll does: its
+    # `exclude:`/`include:` and special names (EntryFilter), dated file names only,
+    # `draft: true` out of the feeds. None for config.yaml.
+    jekyll_reading: jekyll.EntryFilter | None = None
     # Other files the config was read from (_data/authors.yml): a change reloads it.
     # Left out of repr and comparisons: where a site is mounted is not what it serves.
     also_read: tuple[Path, ...] = field(default=(), compare=False, repr=False)
@@ -800,9 +804,27 @@ def parse_jekyll_config(data: Any, path: Path,
         authors=_data_authors(data_dir, top),
         also_read=tuple(data_dir / n for n in AUTHORS_FILES),
         skip_dirs=SKIP_DIRS | {Path(top.string("destination", "_site") or "_site").name},
+        jekyll_reading=_entry_filter(top),
         index=_index(own.section("index")),
         **values,
     )
+
+
+def _entry_filter(top: _Section) -> jekyll.EntryFilter:
+    """Jekyll's `exclude:` (with its DEFAULT_EXCLUDES added) and `include:`."""
+    lists = {}
+    for key, default in (("exclude", ()), ("include", (".htaccess",))):
+        value = top.get(key)
+        if value is None:
+            lists[key] = tuple(default)
+        elif isinstance(value, list):
+            lists[key] = tuple(str(v) for v in value if v is not None)
+        else:
+            # As Jekyll, which refuses to build such a site.
+            top.fail((key,), f"must be a list, not {_kind(value)}")
+    exclude = tuple(dict.fromkeys((*lists["exclude"], *jekyll.DEFAULT_EXCLUDES)))
+    return jekyll.EntryFilter(exclude, lists["include"],
+                              (top.string("collections_dir", "") or "").strip("/"))
 
 
 def _jekyll_site(top: _Section) -> Site:

@@ -23,7 +23,8 @@ from dateutil import parser as dateutil_parser
 UTC_NAMES = frozenset({"UTC", "GMT", "UT", "Z"})
 # "GMT+3" means UTC-3 to dateutil (POSIX); a news editor means the opposite.
 AMBIGUOUS_OFFSET = re.compile(r"\b(?:GMT|UTC|UT)\s*[+-]\d", re.IGNORECASE)
-FILENAME_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})-")   # Jekyll takes 2017-2-5- too
+# Jekyll takes 2017-2-5- and 22-03-05- too (Document::DATE_FILENAME_MATCHER).
+FILENAME_DATE = re.compile(r"^(\d{2,4})-(\d{1,2})-(\d{1,2})-")
 _PROBE_A = dt.datetime(1901, 1, 1)
 _PROBE_B = dt.datetime(1902, 2, 2)
 # Jekyll's own shape, `2022-03-21 06:00:08 +0800`: read without dateutil, which
@@ -174,13 +175,23 @@ def jekyll(value: dt.datetime) -> str:
             f"{value:%H:%M:%S} {value:%z}")
 
 
+def filename_year(digits: str) -> int:
+    """The year of a file-name date as Ruby's Time.parse reads it: two digits
+    are 1969-2068 (`69-1-2` → 1969, `22-3-5` → 2022), three or four as written."""
+    year = int(digits)
+    if len(digits) == 2:
+        year += 1900 if year >= 69 else 2000
+    return year
+
+
 def from_filename(name: str, tz: ZoneInfo) -> dt.datetime | None:
-    """Local midnight of the YYYY-MM-DD- prefix of a post's file name, if any."""
+    """Local midnight of the YYYY-MM-DD- prefix of a post's file name, if any
+    (a two-digit year as Ruby reads it: 69-99 → 19xx, 00-68 → 20xx)."""
     m = FILENAME_DATE.match(name)
     if not m:
         return None
     try:
-        day = dt.datetime(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        day = dt.datetime(filename_year(m.group(1)), int(m.group(2)), int(m.group(3)))
     except ValueError as e:
         raise DateError(f"file name has an invalid date {m.group(0)[:-1]!r}") from e
     return in_range(writable(in_range(localize(day, tz), m.group(0)[:-1])), m.group(0)[:-1])

@@ -432,7 +432,7 @@ def _entry(post: Post, body: content.Rendered, key: FeedKey, config: Config) -> 
     # The body is the one indexed with this record: never read from disk here,
     # where the file may have changed since the posts were selected.
     summary, html = body.summary, content.convert_html(body.html, key.opencc)
-    content_html: str | None = None if config.excerpt_only else html
+    content_html: str | None = None if config.excerpt_only or post.excerpt_only else html
     if key.brief is not None:
         # RSSHub's brief: the text of the whole body, cut, in place of the content.
         summary, content_html = content.cut(content.text_of(body.html)[1], key.brief), None

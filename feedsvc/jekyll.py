@@ -9,6 +9,8 @@ Pure functions of strings and dates; posts.py calls them.
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
+import functools
 import posixpath
 import re
 import unicodedata
@@ -26,9 +28,12 @@ STYLES = {
 }
 DEFAULT_MARKDOWN_EXT = ("markdown", "mkdown", "mkdn", "mkd", "md")
 MARKDOWN_EXT = frozenset(DEFAULT_MARKDOWN_EXT)
-# Document::DATE_FILENAME_MATCHER, for the file name alone: one- or two-digit
-# months and days (`2017-2-5-x.md`) are posts too.
-FILENAME_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})-(.*)$")
+# Document::DATE_FILENAME_MATCHER, for the file name alone: years of two to four
+# digits, one- or two-digit months and days (`2017-2-5-x.md`, `22-03-05-x.md`).
+FILENAME_DATE = re.compile(r"^(\d{2,4})-(\d{1,2})-(\d{1,2})-(.*)$")
+# Jekyll's DATE_FILENAME_MATCHER as a whole: a file in `_posts` whose name does
+# not match it is no post of Jekyll's (it needs an extension too).
+POST_FILENAME = re.compile(r"^\d{2,4}-\d{1,2}-\d{1,2}-[^/]*\.[^./]+$")
 PLACEHOLDER = re.compile(r":([a-z_]+)")
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
@@ -261,3 +266,95 @@ def post_id(url: str, slug: str) -> str:
     # Ruby's File.dirname ignores a trailing slash: /2022/title/ → /2022.
     folder = posixpath.dirname(url.rstrip("/") or "/")
     return folder.rstrip("/") + "/" + slug.lstrip("/")
+
+
+# -- which files Jekyll reads (Reader, EntryFilter) --------------------------------------
+# Jekyll's Configuration::DEFAULT_EXCLUDES, added to every site's `exclude:`.
+DEFAULT_EXCLUDES = (".sass-cache", ".jekyll-cache", "gemfiles", "Gemfile", "Gemfile.lock",
+                    "node_modules", "vendor/bundle/", "vendor/cache/", "vendor/gems/",
+                    "vendor/ruby/")
+_SPECIAL = tuple("._#~")
+
+
+@dataclass(frozen=True)
+class EntryFilter:
+    """Jekyll's EntryFilter over the paths of a site's posts: `exclude:` (globs
+    and path prefixes below the site source, as File.fnmatch? without flags and
+    String#start_with? match them), `include:` (which rescues an entry the
+    filter would drop, but never the files of a folder it did not enter), and
+    names starting with `.`, `_`, `#`, `~`, which Jekyll skips. `prefix` is
+    where posts_dir lies below the source (collections_dir)."""
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDES
+    include: tuple[str, ...] = (".htaccess",)
+    prefix: str = ""
+
+    def _matcher(self, patterns: tuple[str, ...]) -> tuple[re.Pattern[str], tuple[str, ...]]:
+        # EntryFilter#glob_include?, both sides joined to the source folder:
+        # File.fnmatch? without flags (one regex for all) or String#start_with?.
+        pats = tuple("/" + p.lstrip("/") for p in patterns)
+        glob = "|".join(f"(?:{fnmatch.translate(p)})" for p in pats) or r"(?!)"
+        return re.compile(glob, re.S), pats
+
+    @functools.cached_property
+    def _excluded(self) -> tuple[re.Pattern[str], tuple[str, ...]]:
+        return self._matcher(tuple(p for p in self.exclude if p not in self.include))
+
+    @functools.cached_property
+    def _included(self) -> tuple[re.Pattern[str], tuple[str, ...]]:
+        return self._matcher(self.include)
+
+    @staticmethod
+    def _matches(matcher: tuple[re.Pattern[str], tuple[str, ...]], path: str,
+                 is_dir: bool) -> bool:
+        glob, pats = matcher
+        full = "/" + path.strip("/")
+        return glob.match(full) is not None or full.startswith(pats) \
+            or (is_dir and full + "/" in pats)
+
+    def _rejects(self, entry: str, base: str, is_dir: bool) -> bool:
+        """EntryFilter#filter for one entry of the folder `base` (below the source)."""
+        if entry.endswith("."):
+            return True
+        name = entry.rsplit("/", 1)[-1]
+        included = self._matches(self._included, entry, is_dir) or \
+            self._matches(self._included, name, is_dir)
+        if not included and self._matches(self._excluded, posixpath.join(base, entry), is_dir):
+            return True
+        if included:
+            return False
+        return entry.startswith(_SPECIAL) or name.startswith(_SPECIAL) or entry.endswith("~")
+
+    @functools.cached_property
+    def _folders(self) -> dict[str, bool]:
+        return {}   # folder below the source → whether Jekyll skips it (one answer per folder)
+
+    def _folder_rejected(self, parts: list[str]) -> bool:
+        """Whether Reader#read_directories, walking down to the folder `parts`,
+        leaves out one of them (each filtered as an entry of its parent)."""
+        key = "/".join(parts)
+        known = self._folders.get(key)
+        if known is None:
+            known = bool(parts) and (self._folder_rejected(parts[:-1])
+                                     or self._rejects(parts[-1], "/".join(parts[:-1]), True))
+            if len(self._folders) < 100_000:
+                self._folders[key] = known
+        return known
+
+    def rejects(self, rel: str) -> bool:
+        """Whether Jekyll leaves out the post file at `rel` (below posts_dir):
+        each folder on the way to its `_posts` folder, as Reader#read_directories
+        filters them, then the file, as Reader#get_entries filters the files of
+        that `_posts` folder (its path below it, and its name)."""
+        parts = [p for p in self.prefix.strip("/").split("/") if p] + rel.split("/")
+        if "_posts" not in parts[:-1]:
+            return False
+        at = parts.index("_posts")
+        return self._folder_rejected(parts[:at]) or \
+            self._rejects("/".join(parts[at + 1:]), "/".join(parts[:at + 1]), False)
+
+    def rejects_folder(self, rel: str) -> bool:
+        """Whether no post under the folder `rel` (below posts_dir) can be read:
+        a folder on the way to a `_posts` folder that Jekyll does not enter."""
+        parts = [p for p in self.prefix.strip("/").split("/") if p] + rel.split("/")
+        return self._folder_rejected(parts[:parts.index("_posts")] if "_posts" in parts
+                                     else parts)

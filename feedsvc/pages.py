@@ -20,7 +20,7 @@ import jinja2
 
 from feedsvc import dates, opml
 from feedsvc.config import Config
-from feedsvc.feeds import FeedKey, feed_model, html_page, select, url_tags
+from feedsvc.feeds import FeedKey, feed_model, html_page, jekyll_keys, select, url_tags
 from feedsvc.index import IndexUnavailable, NotReady, Stale, Views
 from feedsvc.model import FORMATS, Entry, Feed
 from feedsvc.posts import Post
@@ -150,6 +150,7 @@ def index_context(config: Config, views: Views) -> dict[str, object]:
             for tag in by_size]
     return {
         "site": site,
+        "jekyll_feeds": jekyll_listings(config, views),
         "lang": site.language or "zh-CN",
         "categories": categories,
         "all_feed": all_feed,
@@ -160,6 +161,16 @@ def index_context(config: Config, views: Views) -> dict[str, object]:
         "max_limit": config.max_limit,
         "updated": local(views.newest_updated, site.timezone)[0],
     }
+
+
+def jekyll_listings(config: Config, views: Views) -> list[tuple[str, str]]:
+    """(title, URL) of jekyll-feed's site-wide and category feeds, for a site
+    with jekyll-feed compatibility: the site-wide one first, as `{% feed_meta %}`
+    puts it in every page's head. (Its tag feeds are on the page with the tags.)"""
+    site = config.site.title
+    return [(site if key.kind == "all" else config.categories[key.name].title,
+             key.url(config.feeds_url))
+            for key in jekyll_keys(config, views) if key.kind != "tag"]
 
 
 def feed_context(feed: Feed, key: FeedKey, pages: int, config: Config) -> dict[str, object]:

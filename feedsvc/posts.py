@@ -25,7 +25,7 @@ HTML_EXTENSIONS = frozenset({"html", "htm"})
 # Jekyll allows trailing blanks on both lines.
 FRONT_MATTER_START = re.compile(r"---[ \t]*\n")
 FRONT_MATTER_END = re.compile(r"^(?:---|\.\.\.)[ \t]*$", re.MULTILINE)
-FILENAME_PREFIX = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}-")   # Jekyll takes 2017-2-5- too
+FILENAME_PREFIX = re.compile(r"^\d{2,4}-\d{1,2}-\d{1,2}-")   # Jekyll takes 2017-2-5-, 22-3-5- too
 MAX_FRONT_MATTER = 64 * 1024
 MAX_POST_BYTES = 8 * 1024 * 1024
 # Categories (and tags) per post: each is a feed of its own and a line of every
@@ -59,6 +59,7 @@ class Post:
     author: tuple[str, str | None, str | None] | None = None   # name (or authors.yml key), email, uri
     image: str | None = None      # front-matter image, absolute
     category: str | None = None   # a singular `category:` (jekyll-feed shows only it)
+    excerpt_only: bool = False    # front-matter `feed: {excerpt_only: …}` (jekyll-feed's)
 
     @property
     def modified(self) -> dt.datetime:
@@ -157,6 +158,23 @@ def _keep(value: Any) -> Any:
     return value
 
 
+def _liquid_set(value: Any) -> bool:
+    # Liquid's `default` filter passes a value on unless it is nil, false or empty.
+    return value is not None and value is not False and value not in ("", [], {})
+
+
+def _feed_excerpt_only(value: Any) -> bool:
+    """jekyll-feed's per-post `feed: {excerpt_only: …}`. Its template reads
+    `post.feed.excerpt_only | default: site.feed.excerpt_only`, so a post can
+    turn it on but not off."""
+    return isinstance(value, dict) and _liquid_set(value.get("excerpt_only"))
+
+
+def _draft(value: Any) -> bool:
+    # jekyll-feed leaves out `post.draft == true`: YAML's true only.
+    return value is True
+
+
 # front-matter key → (field it fills, parser). Later keys never override earlier ones.
 FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "title": ("title", _str),
@@ -183,6 +201,8 @@ FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "author": ("author", _author),
     "authors": ("author", _author),
     "image": ("image", _image),
+    "feed": ("excerpt_only", _feed_excerpt_only),
+    "draft": ("draft", _draft),
 }
 
 
@@ -241,6 +261,11 @@ def _parse(rel: str, raw: bytes, stat: os.stat_result, config: Config) -> tuple[
     kind = post_kind(name, config.markdown_ext)
     if kind is None:
         raise PostError(rel, "not a post file")
+    jekyll_reading = config.jekyll_reading is not None
+    if jekyll_reading and not jekyll.POST_FILENAME.match(name):
+        # Jekyll's PostReader reads only dated file names: it publishes nothing else.
+        raise PostError(rel, "Jekyll does not publish it: a post's file name must start "
+                             "with its date (YYYY-MM-DD-title.md)")
     front, body = split_front_matter(decode(raw))
     try:
         meta = yamlsafe.load(front, max_bytes=MAX_FRONT_MATTER) if front.strip() else {}
@@ -283,12 +308,15 @@ def _parse(rel: str, raw: bytes, stat: os.stat_result, config: Config) -> tuple[
         kind=kind, title=f.get("title") or title_from_slug(file_slug),
         date=date, updated=max(updated, date), categories=categories,
         tags=_merge((), f.get("tags", ())), slug=slug, url=url, guid=guid,
-        published=f.get("published", True), excerpt=f.get("excerpt"),
+        # jekyll-feed leaves out a post whose front matter says `draft: true`.
+        published=f.get("published", True) and not (jekyll_reading and f.get("draft", False)),
+        excerpt=f.get("excerpt"),
         source_guid=f.get("source_guid"), source_url=f.get("source_url"),
         source_feed=f.get("source_feed"), source_title=f.get("source_title"),
         source_page=f.get("source_page"), story=f.get("story"),
         author=f.get("author"), image=image_url(config, image) if image else None,
         category=f["category"][0] if len(f.get("category", ())) == 1 else None,
+        excerpt_only=f.get("excerpt_only", False),
     ), body
 
 

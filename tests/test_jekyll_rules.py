@@ -204,3 +204,100 @@ def test_build_writes_jekyll_feeds_files_as_served(tmp_path: Path) -> None:
     with create_app(load_config(root), watch=False).test_client() as client:
         for path in ("/feed.xml", "/feed/news.xml", "/feed/by_tag/t1.xml", "/feeds/all.atom"):
             assert (out / path.lstrip("/")).read_bytes() == client.get(path).data, path
+
+
+# Ruby's Time.parse on this machine (`ruby -rtime -e 'p Time.parse("69-1-2").year'`),
+# which Jekyll applies to the date of a post's file name.
+@pytest.mark.parametrize(("name", "year"), [
+    ("69-1-2-x.md", 1969), ("99-12-31-x.md", 1999), ("00-1-1-x.md", 2000),
+    ("22-3-5-x.md", 2022), ("68-1-1-x.md", 2068), ("022-3-5-x.md", 22), ("122-3-5-x.md", 122),
+    ("2022-3-5-x.md", 2022),
+])
+def test_file_name_years_as_ruby_reads_them(name: str, year: int) -> None:
+    from feedsvc import dates
+
+    day = dates.from_filename(name, dates.zone("UTC"))
+    assert day is not None and (day.year, day.hour) == (year, 0)
+
+
+def test_one_digit_years_are_no_post_date() -> None:
+    from feedsvc import dates
+
+    assert dates.from_filename("9-3-5-x.md", dates.zone("UTC")) is None
+    assert not jekyll.POST_FILENAME.match("9-3-5-x.md")
+    assert not jekyll.POST_FILENAME.match("2022-03-05-no-extension")
+    assert jekyll.POST_FILENAME.match("22-03-05-x.md")
+
+
+# EntryFilter, rule by rule (Jekyll::EntryFilter#filter and #glob_include?; the
+# fixture of test_jekyll_compat.py checks the same against `jekyll build`).
+@pytest.mark.parametrize(("exclude", "include", "prefix", "rel", "rejected"), [
+    ((), (), "", "_posts/2022-01-01-a.md", False),
+    (("old",), (), "", "old/_posts/2022-01-01-a.md", True),
+    (("old",), (), "", "oldies/_posts/2022-01-01-a.md", True),     # String#start_with?
+    (("old/",), (), "", "old/_posts/2022-01-01-a.md", True),       # a folder with its '/'
+    (("old/",), (), "", "oldies/_posts/2022-01-01-a.md", False),
+    (("a/b",), (), "", "a/b/_posts/2022-01-01-a.md", True),
+    (("b",), (), "", "a/b/_posts/2022-01-01-a.md", False),         # below the source only
+    (("_posts/*-x.md",), (), "", "_posts/2022-01-01-x.md", True),  # fnmatch: * crosses '/'
+    (("_posts/*-x.md",), (), "", "_posts/sub/2022-01-01-x.md", True),
+    (("*.markdown",), (), "", "_posts/2022-01-01-x.markdown", True),
+    ((), (), "", "_hidden/_posts/2022-01-01-a.md", True),          # special names
+    ((), (), "", "#x/_posts/2022-01-01-a.md", True),
+    ((), (), "", "~x/_posts/2022-01-01-a.md", True),
+    ((), (), "", "_posts/_sub/2022-01-01-a.md", True),
+    ((), (), "", "_posts/sub/_deeper/2022-01-01-a.md", False),     # first part and name only
+    ((), ("_hidden",), "", "_hidden/_posts/2022-01-01-a.md", False),
+    (("keep",), ("keep/_posts",), "", "keep/_posts/2022-01-01-a.md", True),  # not entered
+    (("news",), (), "coll", "news/_posts/2022-01-01-a.md", False),  # below collections_dir
+    (("coll/news",), (), "coll", "news/_posts/2022-01-01-a.md", True),
+])
+def test_entry_filter(exclude: tuple[str, ...], include: tuple[str, ...], prefix: str, rel: str,
+                      rejected: bool) -> None:
+    assert jekyll.EntryFilter(exclude, include, prefix).rejects(rel) is rejected
+
+
+def test_exclude_and_include_read_from_config_yml(tmp_path: Path) -> None:
+    root = site(tmp_path / "site", BASE + "exclude: [old]\ninclude: [_keep]\n")
+    post = "---\ntitle: A\n---\nx\n"
+    for rel in ("_posts/2022-03-21-a.md", "old/_posts/2022-03-21-b.md",
+                "_keep/_posts/2022-03-21-c.md", "_other/_posts/2022-03-21-d.md",
+                "vendor/bundle/_posts/2022-03-21-e.md"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(post)
+    config = load_config(root)
+    assert config.jekyll_reading is not None and "vendor/bundle/" in config.jekyll_reading.exclude
+    index = Index(config)
+    index.scan()
+    assert sorted(index.posts) == ["_keep/_posts/2022-03-21-c.md", "_posts/2022-03-21-a.md"]
+    with pytest.raises(ConfigError, match=r"exclude: must be a list"):
+        load_config(site(tmp_path / "bad", BASE + "exclude: old\n"))
+
+
+def test_check_reports_an_undated_file_name_jekyll_skips(tmp_path: Path) -> None:
+    """A file in _posts without a dated name is no post to Jekyll (it writes
+    no page for it): `feedsvc check` says so by file, and it is in no feed."""
+    import subprocess
+    import sys
+
+    root = site(tmp_path / "site", BASE)
+    (root / "_posts" / "2022-03-21-a.md").write_text("---\ntitle: A\n---\nx\n")
+    (root / "_posts" / "about.md").write_text("---\ntitle: About\ndate: 2022-03-22\n---\nx\n")
+    proc = subprocess.run([sys.executable, "-m", "feedsvc", "check", "--config", str(root)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert (f"{root / '_posts' / 'about.md'}: Jekyll does not publish it: a post's file name "
+            "must start with its date (YYYY-MM-DD-title.md)") in proc.stdout
+    with create_app(load_config(root), watch=False).test_client() as client:
+        assert b"About" not in client.get("/feed.xml").data
+
+
+def test_draft_true_is_in_no_feed_of_a_jekyll_site(tmp_path: Path) -> None:
+    root = site(tmp_path / "site", BASE)
+    (root / "_posts" / "2022-03-21-a.md").write_text("---\ntitle: Kept\n---\nx\n")
+    (root / "_posts" / "2022-03-22-b.md").write_text("---\ntitle: Draft\ndraft: true\n---\nx\n")
+    (root / "_posts" / "2022-03-23-c.md").write_text("---\ntitle: Not a bool\ndraft: yes please\n"
+                                                    "---\nx\n")
+    with create_app(load_config(root), watch=False).test_client() as client:
+        body = client.get("/feed.xml").data
+    assert b"Kept" in body and b"Not a bool" in body and b">Draft<" not in body

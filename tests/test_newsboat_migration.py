@@ -78,7 +78,7 @@ def test_newsboat_sees_nothing_new_after_the_switch(
     with TcpProxy(("127.0.0.1", static_port)) as proxy:
         url = f"http://127.0.0.1:{proxy.port}/feed.xml"
         before = newsboat_reload(home, url)
-        assert len(before) == 22, before          # the 24 of the site less the two above
+        assert len(before) == 24, before          # the 26 of the site less the two above
         with sqlite3.connect(home / "cache.db") as db:
             db.execute("UPDATE rss_item SET unread = 0")   # the subscriber reads them all
             # The static file's Last-Modified is the build's time, after every post's:

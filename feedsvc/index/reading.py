@@ -49,7 +49,8 @@ def read_row(config: Config, rel: str, inside: bool = False) -> Row:
         st = path.stat()
     except OSError:
         return Row(rel, None)
-    if not (is_post_path(rel, posts_dir, config.markdown_ext, config.skip_dirs) and path.is_file()
+    if not (is_post_path(rel, posts_dir, config.markdown_ext, config.skip_dirs,
+                         config.jekyll_reading) and path.is_file()
             and (inside or _inside(path, posts_dir))):
         return Row(rel, None)
     try:
