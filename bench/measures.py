@@ -83,11 +83,13 @@ def cold_start(config: Path, logs: Path, s: Settings,
                fresh_runs: int | None = None) -> list[Figure]:
     """Process start until the first feed is served, with and without a saved index
     (without one, that is the first indexing: feeds answer 503 until it is done),
-    next to a minimal Flask app under gunicorn until its first answer."""
+    next to a minimal Flask app under gunicorn until its first answer.
+    fresh_runs=0: only starts with the index already there (it must be)."""
     feed = f"/feeds/{first_category(config)}.rss"
     fresh, saved, base = [], [], []
-    for i in range(max(s.runs, fresh_runs or 0)):
-        if i < (fresh_runs or s.runs):
+    fresh_count = s.runs if fresh_runs is None else fresh_runs
+    for i in range(max(s.runs, fresh_count)):
+        if i < fresh_count:
             shutil.rmtree(state_dir(config), ignore_errors=True)
             fresh.append(_start_once(lambda: feedsvc_server(config, logs / "cold.log",
                                                             s.workers, s.threads),
@@ -99,10 +101,10 @@ def cold_start(config: Path, logs: Path, s: Settings,
         base.append(_start_once(lambda b=body, h=headers: minimal_server(  # type: ignore[misc]
             b, h, logs / "min.log", s.workers, s.threads), feed))
     name = "first indexing from nothing" if fresh_runs else "cold start, no saved index"
-    return [
-        Figure("cold start, saved index", "s", saved, "minimal Flask app", base),
-        Figure(name, "s", fresh, "minimal Flask app", base),
-    ]
+    figures = [Figure("cold start, saved index", "s", saved, "minimal Flask app", base)]
+    if fresh:
+        figures.append(Figure(name, "s", fresh, "minimal Flask app", base))
+    return figures
 
 
 def _start_once(make: Callable[[], Server], feed: str, wait_workers: int = 0) -> float:

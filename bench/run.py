@@ -78,6 +78,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"subset of {','.join(MEASUREMENTS)}")
     p.add_argument("--idle-seconds", type=float, help="idle CPU window (default 10)")
     p.add_argument("--load-seconds", type=float, help="wrk duration per run (default 5)")
+    p.add_argument("--keep-index", action="store_true",
+                   help="cold: only starts with the saved index (no first indexing; at a "
+                        "million posts that is half an hour on a busy machine)")
     p.add_argument("--cache", type=Path, default=BENCH / ".cache", help="corpora and logs")
     p.add_argument("--out", type=Path, default=BENCH / "results" / "latest.json")
     return p.parse_args(argv)
@@ -113,7 +116,8 @@ def measure_size(size: int, args: argparse.Namespace, s: Settings) -> list[Figur
     logs.mkdir(parents=True, exist_ok=True)
     figures: list[Figure] = []
     if "cold" in only:
-        figures += measures.cold_start(config, logs, s, fresh_runs=1 if size >= LARGE else None)
+        fresh = 0 if args.keep_index else (1 if size >= LARGE else None)
+        figures += measures.cold_start(config, logs, s, fresh_runs=fresh)
     if "serve" in only:
         figures += measures.running_server(config, logs, s)
     if "rescan" in only:

@@ -49,6 +49,10 @@ SNAPSHOT_KEY = "feedsvc.snapshot"   # the environ key under which the request's 
 FOUND_KEY = "feedsvc.replay"        # an answer edge.py found on the event loop for this request
 # A response that is current only until a time (filter_time) says so here.
 EXPIRES = "feedsvc.expires"
+# How long the event loop reuses the version it read (one small query of the index)
+# for the polls that follow: a burst of polls costs one read, and an answer is at
+# most this much older than the index, always whole (one version, never a mix).
+VERSION_REUSE = 0.01
 MAX_BYTES = 24 * 2**20        # plain feed URLs; bodies are mostly shared with the document store
 MAX_QUERY_BYTES = 4 * 2**20   # URLs with a query string (filters, tracking parameters)
 # What CPython spends beyond the characters: an entry's tuples and dict slot,
@@ -78,6 +82,8 @@ class ReplayCache:
         self.app, self.service = app, service
         self._plain = _Segment(max_bytes)
         self._queried = _Segment(max_query_bytes)
+        # (served state, its index's writes, monotonic time, clock time, version)
+        self._version: tuple[Any, int, float, dt.datetime, Version] | None = None
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -105,14 +111,30 @@ class ReplayCache:
     def lookup(self, environ: Mapping[str, Any]) -> Answer | None:
         """The answer kept for this request, if it is of the current version.
         The version costs one read of the index (its generation and the newest
-        date that has come: version.take), which edge.py makes on the event loop."""
+        date that has come: version.take), which edge.py makes on the event loop,
+        once per VERSION_REUSE seconds."""
         if not environ.get("PATH_INFO", "").startswith(PREFIXES):
             return None
         try:
-            version = take(self.service.state).version
+            version = self._current_version()
         except IndexUnavailable:
             return None      # the thread pool answers, and says why
         return self._get(environ, version)
+
+    def _current_version(self) -> Version:
+        """The version, read again when VERSION_REUSE has passed (on the monotonic
+        clock and on the service's clock, so that a test clock moved on is a new
+        reading), when the config was swapped, or when this process wrote the index."""
+        state, mono, now = self.service.state, time.monotonic(), self.service.clock()
+        writes = state.index.writes     # before the read: a write during it is seen next time
+        kept = self._version
+        if (kept is not None and kept[0] is state and kept[1] == writes
+                and 0 <= mono - kept[2] < VERSION_REUSE
+                and 0 <= (now - kept[3]).total_seconds() < VERSION_REUSE):
+            return kept[4]
+        version = take(state).version
+        self._version = (state, writes, mono, now, version)
+        return version
 
     def _get(self, environ: Mapping[str, Any], version: Version) -> Answer | None:
         key = _key(environ)

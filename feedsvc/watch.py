@@ -20,7 +20,10 @@ after a full rescan (issue 15).
 A new post is read only once it has settled: its size and mtime unchanged
 since the watcher last looked, and its mtime SETTLE seconds old, so that a post
 written in two halves is not served half-written. (A post already in the
-index is read at once and again when settled: see `_settled`.)
+index is read at once and again when settled: see `_settled`.) A post whose
+writer closed it (or renamed it into place) and that has not changed since is
+complete at once, whatever the time (closes.py): that is how a new post is
+served in a tenth of a second rather than half a second and more.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pathlib import Path
 
 import watchfiles
 
+from feedsvc.closes import Closes
 from feedsvc.config import load_config
 from feedsvc.errors import ConfigError
 from feedsvc.index import IndexUnavailable
@@ -73,6 +77,9 @@ class Watcher:
         self._retry_pending = False
         # rel → (size and mtime when last seen, monotonic time of that sighting)
         self._settling: dict[str, tuple[tuple[int, int] | None, float]] = {}
+        self._closes: Closes | None = None   # while posts_dir is watched (leader only)
+        # _settling is the watch thread's, but for the catch-up thread's additions.
+        self._settling_lock = threading.Lock()
         self.threads = [
             threading.Thread(target=self._watch_posts, name="feedsvc-watch-posts", daemon=True),
             threading.Thread(target=self._watch_config, name="feedsvc-watch-config", daemon=True),
@@ -131,14 +138,38 @@ class Watcher:
                 log.warning("posts_dir %s is back", root)
                 missing_logged = False
             try:
-                self._watch(root, recursive=True, stop=_Either(self.stop_event, self._posts_moved),
-                            catch_up=lambda: self.handle([]),
-                            still=partial(_is, root, identity))
+                self._closes = _closes(root)
+                try:
+                    self._watch(root, recursive=True,
+                                stop=_Either(self.stop_event, self._posts_moved),
+                                catch_up=self._catch_up_posts,
+                                still=partial(_is, root, identity))
+                finally:
+                    closes, self._closes = self._closes, None
+                    if closes is not None:
+                        closes.close()
             except Exception as e:  # noqa: BLE001 - the watcher must survive anything
                 log.error("cannot watch %s (%s); rescanning, then watching again in %.0f s",
                           root, e, RETRY)
                 self.handle([])
                 self.stop_event.wait(RETRY)
+
+    def _catch_up_posts(self) -> None:
+        """Rescan the stats once the watch is in place (changes made before it),
+        in a thread of its own: at a million posts that takes tens of seconds,
+        and the changes reported meanwhile are read at once (Index.scan only
+        compares while they are)."""
+        with self._handling:
+            if not self.is_leader():
+                return
+            # This rescan is the full one a new leader owes: the next change is
+            # read on its own, not with another full rescan.
+            self._was_leading = True
+
+        def run() -> None:
+            self._update(set(), True)
+
+        threading.Thread(target=run, name="feedsvc-catch-up", daemon=True).start()
 
     def _watch_config(self) -> None:
         while not self.stop_event.is_set():
@@ -235,7 +266,8 @@ class Watcher:
             for rel in changed:
                 key = _stat_key(root / rel)
                 if key is not None and time.time_ns() - key[0] < SETTLE * 1e9:
-                    self._settling[rel] = (key, now)
+                    with self._settling_lock:
+                        self._settling[rel] = (key, now)
 
     def _settled(self, changed: set[str], root: Path) -> set[str]:
         """Of the files just changed and those still settling, the ones to read now:
@@ -244,29 +276,32 @@ class Watcher:
         now = time.monotonic()
         known = self._known(changed)
         ready = set()
-        for rel in changed:
-            self._settling[rel] = (_stat_key(root / rel), now)
-            if rel in known:
-                # A post already served is read at once, and again once it has
-                # settled: the old metadata beside a new body is worse than either.
-                ready.add(rel)
-        for rel, (key, since) in list(self._settling.items()):
-            current = _stat_key(root / rel)
-            if current != key:
-                self._settling[rel] = (current, now)    # still being written: wait again
-            elif (current is None or now - since >= 2 * SETTLE
-                    or (rel not in changed and time.time_ns() - current[0] >= SETTLE * 1e9)):
-                ready.add(rel)
-                del self._settling[rel]
+        with self._settling_lock:
+            closes = self._closes
+            for rel in changed:
+                self._settling[rel] = (_stat_key(root / rel), now)
+                if rel in known:
+                    # A post already served is read at once, and again once it has
+                    # settled: the old metadata beside a new body is worse than either.
+                    ready.add(rel)
+            for rel, (key, since) in list(self._settling.items()):
+                current = _stat_key(root / rel)
+                if closes is not None and closes.done(root / rel, current):
+                    ready.add(rel)                          # its writer is done with it
+                    del self._settling[rel]
+                elif current != key:
+                    self._settling[rel] = (current, now)    # still being written: wait again
+                elif (current is None or now - since >= 2 * SETTLE
+                        or (rel not in changed and time.time_ns() - current[0] >= SETTLE * 1e9)):
+                    ready.add(rel)
+                    del self._settling[rel]
         return ready
 
     def _known(self, rels: set[str]) -> set[str]:
         if not rels:
             return set()
         try:
-            index = self.service.writing_index()
-            posts, problems = index.posts, index.problems
-            return {rel for rel in rels if rel in posts or rel in problems}
+            return self.service.writing_index().known(rels)
         except IndexUnavailable:
             return set(rels)       # cannot tell: read now, as before
 
@@ -317,6 +352,15 @@ class Watcher:
         service.reload_config(config)
         if config.posts_dir != old_posts_dir:
             self._posts_moved.set()
+
+
+def _closes(root: Path) -> Closes | None:
+    try:
+        return Closes(root)
+    except OSError as e:    # no inotify instance left (fs.inotify.max_user_instances)
+        log.warning("cannot watch %s for closed files (%s): new posts are read once settled",
+                    root, e)
+        return None
 
 
 def _is(path: Path, identity: tuple[int, int]) -> bool:

@@ -281,3 +281,46 @@ def test_an_index_saved_by_an_older_feedsvc_is_not_read(tmp_path: Path) -> None:
     index = Index(config, FakeClock(NOW))
     assert index.load_state() is False
     assert len(index.scan()) == 4
+
+
+def test_an_update_is_not_held_up_by_a_rescan_comparing_stats(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    """At a million posts the catch-up rescan after a start compares stats for
+    tens of seconds: a change reported meanwhile is read at once, and a post
+    written after the disk was listed is not taken for gone when the stored
+    stats (which by then have it) are compared."""
+    import threading
+
+    from feedsvc import index as index_module
+
+    posts = {f"2022-03-{d:02d}-p{d}.md": post(f"第{d}条", f"2022-03-{d:02d} 06:00:00 +0800")
+             for d in range(10, 14)}
+    config = load_config(make_site(tmp_path / "site", posts))
+    index = Index(config)
+    index.scan()
+    listed, go_on = threading.Event(), threading.Event()
+    merge = index_module._Scratch.merge
+
+    def slow_merge(self: Any, stored: Any) -> int:
+        listed.set()                  # the disk has been listed: the new post is not in it
+        assert go_on.wait(30)
+        return merge(self, stored)
+
+    monkeypatch.setattr(index_module._Scratch, "merge", slow_merge)
+    (config.posts_dir / "2022-03-20-other.md").write_text(
+        post("扫描前的改动", "2022-03-20 06:00:00 +0800"), encoding="utf-8")
+    scan = threading.Thread(target=index.scan)
+    scan.start()
+    try:
+        assert listed.wait(30)
+        new = "2022-03-21-during-the-rescan.md"
+        (config.posts_dir / new).write_text(post("重扫期间的新文章", "2022-03-21 06:00:00 +0800"),
+                                            encoding="utf-8")
+        assert index.update([new]) == {new}           # not waiting for the rescan
+        assert "重扫期间的新文章" in titles(index.views().posts("category", "kunmingribao", 0, 50))
+    finally:
+        go_on.set()
+        scan.join(30)
+    shown = titles(index.views().posts("category", "kunmingribao", 0, 50))
+    assert "重扫期间的新文章" in shown and "扫描前的改动" in shown
+    index.close()

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import time
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any
 
 from flask import Flask
 from support import FakeClock, post
@@ -14,6 +16,7 @@ from support import FakeClock, post
 from feedsvc.app import create_app
 from feedsvc.config import load_config
 from feedsvc.replay import find_replay
+from feedsvc.version import take
 
 FEED = "/feeds/kunmingribao.rss"
 
@@ -140,3 +143,46 @@ def deep_size(items: dict[object, object]) -> int:
         return total
 
     return sum(size(k) + size(v) for k, v in items.items())
+
+
+def test_the_loop_reuses_a_version_for_a_moment_only(site: Path, monkeypatch: Any) -> None:
+    """The event loop reads the version once per VERSION_REUSE seconds (a burst of
+    polls costs one read of the index); a change written by another process (here
+    another Index on the same database, as the leader is to a worker) ends the
+    replay once that moment is over, and this process's own writes at once."""
+    import feedsvc.replay as replay_module
+    from feedsvc.index import Index
+
+    app = make_app(site)
+    replay = find_replay(app.wsgi_app)
+    assert replay is not None
+    answer(app)
+    plain = {"REQUEST_METHOD": "GET", "PATH_INFO": FEED, "QUERY_STRING": ""}
+    assert replay.lookup(plain) is not None
+    service = app.extensions["feedsvc"]
+    reads: list[int] = []
+
+    def counting_take(state: Any) -> Any:
+        reads.append(1)
+        return take(state)
+
+    monkeypatch.setattr(replay_module, "take", counting_take)
+    time.sleep(replay_module.VERSION_REUSE)
+    for _ in range(50):
+        assert replay.lookup(plain) is not None
+    assert 1 <= len(reads) < 50          # not one read per poll
+    leader = Index(service.config)        # another writer of the same database
+    try:
+        (site.parent / "_posts" / "2022-04-02-reuse.md").write_text(
+            post("另一进程写的文章", "2022-04-02 08:00:00 +0800"), encoding="utf-8")
+        leader.scan()
+    finally:
+        leader.close()
+    time.sleep(replay_module.VERSION_REUSE * 2)
+    assert replay.lookup(plain) is None   # the new version is seen
+    answer(app)
+    assert replay.lookup(plain) is not None
+    (site.parent / "_posts" / "2022-04-03-own.md").write_text(
+        post("本进程写的文章", "2022-04-03 08:00:00 +0800"), encoding="utf-8")
+    service.index.scan()                  # this process's own write: seen at once
+    assert replay.lookup(plain) is None
