@@ -405,8 +405,10 @@ def _unsaved_key(config: Config, slug: str, url: str) -> tuple[str, str, str]:
     return (durable.location(config), slug, url)
 
 
-def load_state(config: Config, slug: str, url: str) -> SourceState:
-    """A source's state, from the index (index/sources.py)."""
+def load_state(config: Config, slug: str, url: str, *, strict: bool = False) -> SourceState:
+    """A source's state, from the index (index/sources.py). `strict`: raise
+    IndexUnavailable when it cannot be read (collecting from an empty state
+    would bring back a post an admin deleted), else a fresh state."""
     with _UNSAVED_LOCK:
         unsaved = _UNSAVED.get(_unsaved_key(config, slug, url))
     if unsaved is not None:
@@ -422,6 +424,8 @@ def load_state(config: Config, slug: str, url: str) -> SourceState:
         if new:
             log.error("cannot read the upstream state: %s (retrying; logged again when it "
                       "works)", redact.text(str(e)))
+        if strict:
+            raise
         return SourceState(slug, url)
     with _UNSAVED_LOCK:
         was = bool(_READ_FAILING)
@@ -453,10 +457,20 @@ def save_state(config: Config, state: SourceState) -> None:
         _UNSAVED.pop(key, None)
 
 
-def _reason(e: IndexUnavailable) -> str:
+def _reason(e: IndexUnavailable, config: Config | None = None) -> str:
     """The cause without the database's name: `No space left on device` for
-    SQLite's `database or disk is full`, as a file write says it."""
+    SQLite's `database or disk is full` (or a file that cannot be opened on a
+    full or read-only state_dir), as a file write says it."""
     text = str(e)
+    if config is not None and durable.location(config).startswith("sqlite:"):
+        try:
+            fs = os.statvfs(config.state_dir)
+        except OSError:
+            fs = None
+        if fs is not None and fs.f_flag & os.ST_RDONLY:
+            return "Read-only file system"
+        if fs is not None and fs.f_bavail == 0:
+            return "No space left on device"
     if "disk is full" in text or "No space left" in text:
         return "No space left on device"
     if "readonly" in text or "read-only" in text.lower():
@@ -641,7 +655,14 @@ class Collector:
 
     def collect(self, cat: Category, src: Source, known: set[str]) -> SourceResult:
         """One source, once: never raises; the outcome is in the result and the state."""
-        state = load_state(self.config, cat.slug, src.url)
+        try:
+            state = load_state(self.config, cat.slug, src.url, strict=True)
+        except IndexUnavailable as e:
+            # Nothing fetched, nothing stored, and the stored state left as it is.
+            reason = _reason(e, self.config)
+            health.STATE.failed(sources_place(self.config), reason, what="read the source state in")
+            return SourceResult(cat.slug, src.url,
+                                error=f"cannot read the source state: {reason}; nothing stored")
         now = self.clock()
         state.last_attempt = dates.rfc3339(now)
         try:
@@ -673,7 +694,7 @@ class Collector:
         try:
             save_state(self.config, state)
         except IndexUnavailable as e:
-            reason = _reason(e)
+            reason = _reason(e, self.config)
             health.STATE.failed(where, reason, what="save the source state in")
             return f"cannot save the source state: {reason}"
         health.STATE.ok(where)
