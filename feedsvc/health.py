@@ -54,3 +54,17 @@ STATE = WriteHealth()
 def reason(e: OSError) -> str:
     """`No space left on device`, `Read-only file system`: the reason without the path."""
     return e.strerror or str(e)
+
+
+def storage_reason(e: Exception) -> str:
+    """The reason a state database could not be written, as a file write says
+    it (SQLite's `database or disk is full` is `No space left on device`), so
+    that every writer of one place reports the same cause in /status."""
+    if isinstance(e, OSError):
+        return reason(e)
+    text = str(e)
+    if "disk is full" in text or "No space left" in text:
+        return "No space left on device"
+    if "readonly" in text or "read-only" in text.lower():
+        return "Read-only file system"
+    return text

@@ -130,7 +130,8 @@ class Publisher:
         except IndexUnavailable as e:
             # Reported in /status; the pings themselves went out, and the next
             # check saves again (what this process announced is kept in memory).
-            health.STATE.failed(self.store.place, str(e), what="save the WebSub state in")
+            health.STATE.failed(self.store.place, health.storage_reason(e),
+                                what="save the WebSub state in")
         else:
             self.stored.update({**self.baseline, **self.unsaved})
             self.baseline.clear()

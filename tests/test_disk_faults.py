@@ -108,7 +108,7 @@ def test_serve_with_a_full_state_dir_recovers_when_space_returns(tmp_path: Path,
                           not s["state_writes"]["ok"] and s, timeout=30)
         assert all("/" not in f["file"] for f in status["state_writes"]["failing"])
         assert any(f["error"] == "No space left on device"
-                   for f in status["state_writes"]["failing"])
+                   for f in status["state_writes"]["failing"]), status["state_writes"]
         time.sleep(3)
         polls_while_full = len(up.seen("/rss.xml"))
         assert feed_titles(server) == set()    # nothing stored while it cannot be remembered

@@ -461,7 +461,6 @@ def _reason(e: IndexUnavailable, config: Config | None = None) -> str:
     """The cause without the database's name: `No space left on device` for
     SQLite's `database or disk is full` (or a file that cannot be opened on a
     full or read-only state_dir), as a file write says it."""
-    text = str(e)
     if config is not None and durable.location(config).startswith("sqlite:"):
         try:
             fs = os.statvfs(config.state_dir)
@@ -471,11 +470,7 @@ def _reason(e: IndexUnavailable, config: Config | None = None) -> str:
             return "Read-only file system"
         if fs is not None and fs.f_bavail == 0:
             return "No space left on device"
-    if "disk is full" in text or "No space left" in text:
-        return "No space left on device"
-    if "readonly" in text or "read-only" in text.lower():
-        return "Read-only file system"
-    return text
+    return health.storage_reason(e)
 
 
 def source_status(config: Config) -> list[dict[str, Any]]:
