@@ -170,3 +170,63 @@ def test_two_writers_racing_leave_one_consistent_index(tmp_path: Path) -> None:
     assert len(views.posts("category", "kunmingribao", 0, 1000)) == 12 * 28
     assert views.total() == 12 * 28
     assert len({p.guid for p in views.all}) == 12 * 28
+
+
+def test_two_leaders_racing_on_postgres_show_one_file_of_an_id(tmp_path: Path) -> None:
+    """Two writers on one PostgreSQL index, each adding a file of the same id:
+    exactly one of them (the lexically first) is shown. Both are held inside
+    their transactions by a table lock of a third session, so without the
+    index's write lock they interleave every time, not by chance."""
+    import psycopg
+
+    cfg = make_site(tmp_path / "site", {})
+    url = new_pg_database()
+    data = yaml.safe_load(cfg.read_text(encoding="utf-8"))
+    data["index"] = {"type": "postgres", "url": url}
+    cfg.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    config = load_config(cfg)
+    first, second = Index(config), Index(config)    # two connections, as two leaders
+    first.scan()
+    posts = config.posts_dir
+    # Two dates: the files' terms rows do not collide, only their choice of what is shown.
+    (posts / "2022-03-01-a.md").write_text(
+        post("A", "2022-03-01 10:00:00 +0800", guid="urn:one"), encoding="utf-8")
+    (posts / "2022-03-02-b.md").write_text(
+        post("B", "2022-03-02 10:00:00 +0800", guid="urn:one"), encoding="utf-8")
+    errors: list[BaseException] = []
+
+    def update(index: Index, rel: str) -> None:
+        try:
+            index.update([rel])
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    with psycopg.connect(url, autocommit=True) as holder:
+        schema = first.db.describe()["schema"]
+        holder.execute("BEGIN")
+        # Writers may read meta but not write it: each stops at the end of its transaction.
+        holder.execute(f'LOCK TABLE "{schema}".meta IN EXCLUSIVE MODE')
+        threads = [threading.Thread(target=update, args=(first, "2022-03-01-a.md")),
+                   threading.Thread(target=update, args=(second, "2022-03-02-b.md"))]
+        for t in threads:
+            t.start()
+
+        def both_waiting() -> bool:
+            # Asked on a connection of its own: one inside a transaction sees
+            # pg_stat_activity as it was when the transaction began.
+            with psycopg.connect(url, autocommit=True) as probe:
+                row = probe.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'").fetchone()
+            return row is not None and row[0] == 2
+
+        wait_for(both_waiting, timeout=20)
+        holder.execute("COMMIT")
+        for t in threads:
+            t.join(timeout=30)
+    assert errors == []
+    shown = [p.rel for p in first.views().all if p.guid == "urn:one"]
+    assert shown == ["2022-03-01-a.md"]
+    assert first.views().total() == 1
+    first.close()
+    second.close()

@@ -30,6 +30,16 @@ CONNECT_TIMEOUT = 3
 LEADER_KEY = int.from_bytes(hashlib.sha256(b"feedsvc leader").digest()[:8], "big", signed=True)
 
 
+def write_key(schema: str) -> int:
+    """The advisory lock that serialises writes to one schema. PostgreSQL has
+    no database-wide write lock like SQLite's: without it two writers (two
+    leaders for a moment, a `feedsvc index` beside the service) each decide
+    which file of an id is shown from a snapshot without the other's rows,
+    and both files end up shown."""
+    digest = hashlib.sha256(b"feedsvc write " + schema.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 def redact(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
@@ -83,6 +93,7 @@ class PostgresDatabase:
         self._writer: psycopg.Connection[Any] | None = None
         self._writer_pid = 0
         self._created = False
+        self._write_key = write_key(self.schema)
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
@@ -149,6 +160,8 @@ class PostgresDatabase:
             conn = self._writer
             try:
                 with conn.transaction():
+                    # Held to the commit: the next writer starts from what this one wrote.
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", [self._write_key])
                     yield _PgTx(conn)
             except psycopg.Error as e:
                 self._writer = None
