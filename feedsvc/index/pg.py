@@ -25,7 +25,8 @@ import psycopg
 
 from feedsvc.index.db import IndexUnavailable, Params, Tx, schema
 
-log = logging.getLogger(__name__)
+# Elections log where leader.Leader's do: one logger to quiet (`feedsvc collect`) or follow.
+leader_log = logging.getLogger("feedsvc.leader")
 CONNECT_TIMEOUT = 3
 LEADER_KEY = int.from_bytes(hashlib.sha256(b"feedsvc leader").digest()[:8], "big", signed=True)
 
@@ -228,7 +229,7 @@ class PgLeader:
                 return False
             self._conn, self._pid, self._checked = conn, os.getpid(), time.monotonic()
             self.last_error = None
-        log.info("process %d leads the cluster (advisory lock on %s)", os.getpid(),
+        leader_log.info("process %d leads the cluster (advisory lock on %s)", os.getpid(),
                  redact(self.url))
         return True
 
@@ -242,7 +243,7 @@ class PgLeader:
             self._checked = time.monotonic()
             return True
         except psycopg.Error as e:
-            log.error("lost the cluster leadership (%s)", e)
+            leader_log.error("lost the cluster leadership (%s)", e)
             self.last_error = str(e)
             with suppress(psycopg.Error):
                 self._conn.close()
