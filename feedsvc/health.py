@@ -10,6 +10,7 @@ is logged once when it starts and once when it ends, so a full or read-only
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -56,10 +57,22 @@ def reason(e: OSError) -> str:
     return e.strerror or str(e)
 
 
-def storage_reason(e: Exception) -> str:
+def storage_reason(e: Exception, folder: Path | None = None) -> str:
     """The reason a state database could not be written, as a file write says
     it (SQLite's `database or disk is full` is `No space left on device`), so
-    that every writer of one place reports the same cause in /status."""
+    that every writer of one place reports the same cause in /status.
+
+    `folder` is where a SQLite database lives: SQLite says only "unable to open
+    database file" on a full or read-only folder, the folder itself says why."""
+    if folder is not None:
+        try:
+            fs = os.statvfs(folder)
+        except OSError:
+            fs = None
+        if fs is not None and fs.f_flag & os.ST_RDONLY:
+            return "Read-only file system"
+        if fs is not None and fs.f_bavail == 0:
+            return "No space left on device"
     if isinstance(e, OSError):
         return reason(e)
     text = str(e)

@@ -21,7 +21,7 @@ from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.errors import FetchError, NotFound
 from feedsvc.feeds import FeedKey
-from feedsvc.index import IndexUnavailable
+from feedsvc.index import IndexUnavailable, durable
 from feedsvc.index.sources import StateStore
 from feedsvc.model import FORMATS
 from feedsvc.service import FeedService
@@ -135,7 +135,8 @@ class Publisher:
         except IndexUnavailable as e:
             # Reported in /status; the pings themselves went out, and the next
             # check saves again (what this process announced is kept in memory).
-            health.STATE.failed(self.store.place, health.storage_reason(e),
+            health.STATE.failed(self.store.place,
+                                health.storage_reason(e, durable.folder(self.store.config)),
                                 what="save the WebSub state in")
         else:
             self.stored.update({**self.baseline, **self.unsaved})

@@ -6,6 +6,7 @@ import datetime as dt
 import fcntl
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -180,6 +181,17 @@ class Server:
             with open(f"/proc/{self.proc.pid}/task/{task}/children") as fh:
                 pids.update(int(p) for p in fh.read().split())
         return pids
+
+    def leads(self) -> bool:
+        """Whether this instance is the leader (scans, watches, collects), as /status says."""
+        return bool(self.get("/status").json()["worker"]["is_leader"])
+
+    def die(self) -> None:
+        """SIGKILL, workers first: no clean-up of any kind, as a machine that dies."""
+        for pid in self.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
 
     def stop(self) -> None:
         if self.proc.poll() is None:

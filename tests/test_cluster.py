@@ -6,15 +6,13 @@ any posts folder answers the same bytes and ETags from the shared index."""
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 import yaml
-from support import Server, machine_redis, make_site, new_pg_database, post, running, wait_for
+from support import machine_redis, make_site, new_pg_database, post, running, wait_for
 
 REDIS_URL = "redis://127.0.0.1:6379/9"
 FEEDS = ("/feeds/kunmingribao.atom", "/feeds/kunmingribao.rss", "/feeds/all.json")
@@ -41,18 +39,6 @@ def instance(root: Path, name: str, posts_dir: str, index_url: str) -> Path:
     return cfg
 
 
-def leads(server: Server) -> bool:
-    return bool(server.get("/status").json()["worker"]["is_leader"])
-
-
-def kill(server: Server) -> None:
-    """SIGKILL, workers first: no clean-up of any kind, as a machine that dies."""
-    for pid in server.worker_pids():
-        os.kill(pid, signal.SIGKILL)
-    os.kill(server.proc.pid, signal.SIGKILL)
-    server.proc.wait()
-
-
 def test_three_instances_one_leader_same_bytes_and_a_standby_takes_over(tmp_path: Path) -> None:
     site = make_site(tmp_path / "site", {
         f"2022-03-{d:02d}-p{d}.md": post(f"P{d}", f"2022-03-{d:02d} 10:00:00 +0800")
@@ -63,21 +49,21 @@ def test_three_instances_one_leader_same_bytes_and_a_standby_takes_over(tmp_path
     standby = instance(tmp_path, "b", posts, url)
     serve_only = instance(tmp_path, "c", str(tmp_path / "no-such-folder"), url)
     with running(first) as a:
-        assert leads(a)
+        assert a.leads()
         with running(standby) as b, running(serve_only) as c:
             for path in FEEDS:
                 answers = [s.get(path) for s in (a, b, c)]
                 assert {r.status_code for r in answers} == {200}
                 assert len({r.content for r in answers}) == 1, path
                 assert len({r.headers["ETag"] for r in answers}) == 1, path
-            assert not leads(b) and not leads(c)
-            kill(a)
+            assert not b.leads() and not c.leads()
+            a.die()
             # The standby takes the lock within seconds and indexes what comes next.
-            wait_for(lambda: leads(b), timeout=20)
+            wait_for(lambda: b.leads(), timeout=20)
             (site.parent / "_posts" / "2022-03-20-after.md").write_text(
                 post("After the leader died", "2022-03-20 10:00:00 +0800"), encoding="utf-8")
             for s in (b, c):
                 wait_for(lambda s=s: b"After the leader died" in s.get(FEEDS[0]).content,
                          timeout=20)
             assert b.get(FEEDS[0]).headers["ETag"] == c.get(FEEDS[0]).headers["ETag"]
-            assert not leads(c)   # no posts folder: never the leader
+            assert not c.leads()   # no posts folder: never the leader

@@ -14,8 +14,6 @@ hub receiver that counts pings.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 from collections import Counter
@@ -63,18 +61,6 @@ def instance(root: Path, name: str, site: Path, index_url: str, hub: str) -> Pat
     return cfg
 
 
-def leads(server: Server) -> bool:
-    return bool(server.get("/status").json()["worker"]["is_leader"])
-
-
-def kill(server: Server) -> None:
-    """SIGKILL, workers first: no clean-up of any kind, as a machine that dies."""
-    for pid in server.worker_pids():
-        os.kill(pid, signal.SIGKILL)
-    os.kill(server.proc.pid, signal.SIGKILL)
-    server.proc.wait()
-
-
 def titles(server: Server) -> set[str]:
     return {e.title for e in feedparser.parse(server.get(FEEDS[0]).content).entries}
 
@@ -111,10 +97,10 @@ def test_two_instances_collect_once_ping_once_and_a_new_leader_repeats_nothing(
         second = instance(tmp_path, "b", site.parent, url, hub.url + "/hub")
         posts = site.parent / "_posts"
         with running(first) as a:
-            wait_for(lambda: leads(a), timeout=20)
+            wait_for(lambda: a.leads(), timeout=20)
             wait_for(lambda: titles(a) == {t for _, t, _ in ITEMS[:2]}, timeout=30)
             with running(second) as b:
-                assert not leads(b)
+                assert not b.leads()
                 # Both serve what the leader collected, byte for byte.
                 same_everywhere((a, b))
                 # One ping per feed for the change the collection made, none more.
@@ -129,9 +115,9 @@ def test_two_instances_collect_once_ping_once_and_a_new_leader_repeats_nothing(
                 wait_for(lambda: titles(b) == {ITEMS[1][1]}, timeout=20)
                 wait_for(lambda: pings(hub) == Counter(dict.fromkeys(TOPICS, 2)), timeout=20)
                 same_everywhere((a, b))
-                kill(a)
+                a.die()
                 # The other instance takes over within seconds …
-                wait_for(lambda: leads(b), timeout=15)
+                wait_for(lambda: b.leads(), timeout=15)
                 hits = len(up.seen("/feed.xml"))
                 # … and polls on (several intervals), with the validators, seen ids
                 # and announced ETags that the old leader left in the index:
@@ -165,7 +151,7 @@ def test_collect_by_hand_on_another_machine_says_the_cluster_s_leader_collects(
         first = instance(tmp_path, "a", site.parent, url, up.url + "/hub")
         other = instance(tmp_path, "b", site.parent, url, up.url + "/hub")
         with running(first) as a:
-            wait_for(lambda: leads(a), timeout=20)
+            wait_for(lambda: a.leads(), timeout=20)
             wait_for(lambda: len(titles(a)) == 2, timeout=30)
             # By hand, on the other machine (its own state_dir, no lock file of a's).
             run = subprocess.run([sys.executable, "-m", "feedsvc", "collect", "--config",

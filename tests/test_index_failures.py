@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import feedparser
+import pytest
 import yaml
 from support import make_site, new_pg_database, post, wait_for
 from tcp_proxy import TcpProxy
@@ -170,3 +171,150 @@ def test_two_writers_racing_leave_one_consistent_index(tmp_path: Path) -> None:
     assert len(views.posts("category", "kunmingribao", 0, 1000)) == 12 * 28
     assert views.total() == 12 * 28
     assert len({p.guid for p in views.all}) == 12 * 28
+
+
+def test_two_leaders_racing_on_postgres_show_one_file_of_an_id(tmp_path: Path) -> None:
+    """Two writers on one PostgreSQL index, each adding a file of the same id:
+    exactly one of them (the lexically first) is shown. Both are held inside
+    their transactions by a table lock of a third session, so without the
+    index's write lock they interleave every time, not by chance."""
+    import psycopg
+
+    cfg = make_site(tmp_path / "site", {})
+    url = new_pg_database()
+    data = yaml.safe_load(cfg.read_text(encoding="utf-8"))
+    data["index"] = {"type": "postgres", "url": url}
+    cfg.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    config = load_config(cfg)
+    first, second = Index(config), Index(config)    # two connections, as two leaders
+    first.scan()
+    posts = config.posts_dir
+    # Two dates: the files' terms rows do not collide, only their choice of what is shown.
+    (posts / "2022-03-01-a.md").write_text(
+        post("A", "2022-03-01 10:00:00 +0800", guid="urn:one"), encoding="utf-8")
+    (posts / "2022-03-02-b.md").write_text(
+        post("B", "2022-03-02 10:00:00 +0800", guid="urn:one"), encoding="utf-8")
+    errors: list[BaseException] = []
+
+    def update(index: Index, rel: str) -> None:
+        try:
+            index.update([rel])
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    with psycopg.connect(url, autocommit=True) as holder:
+        schema = first.db.describe()["schema"]
+        holder.execute("BEGIN")
+        # Writers may read meta but not write it: each stops at the end of its transaction.
+        holder.execute(f'LOCK TABLE "{schema}".meta IN EXCLUSIVE MODE')
+        threads = [threading.Thread(target=update, args=(first, "2022-03-01-a.md")),
+                   threading.Thread(target=update, args=(second, "2022-03-02-b.md"))]
+        for t in threads:
+            t.start()
+
+        def both_waiting() -> bool:
+            # Asked on a connection of its own: one inside a transaction sees
+            # pg_stat_activity as it was when the transaction began.
+            with psycopg.connect(url, autocommit=True) as probe:
+                row = probe.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'").fetchone()
+            return row is not None and row[0] == 2
+
+        wait_for(both_waiting, timeout=20)
+        holder.execute("COMMIT")
+        for t in threads:
+            t.join(timeout=30)
+    assert errors == []
+    shown = [p.rel for p in first.views().all if p.guid == "urn:one"]
+    assert shown == ["2022-03-01-a.md"]
+    assert first.views().total() == 1
+    first.close()
+    second.close()
+
+
+def _spoil(db: Path, how: str) -> None:
+    if how == "overwritten":            # in place: the open connections see it too
+        with open(db, "r+b") as fh:
+            fh.write(b"garbage!" * 4096)
+    else:                               # cut short, as a copy that stopped
+        with open(db, "r+b") as fh:
+            fh.truncate(db.stat().st_size // 3)
+    wal = Path(str(db) + "-wal")
+    if wal.exists():
+        with open(wal, "r+b") as fh:
+            fh.write(b"garbage!" * 4096)
+
+
+@pytest.mark.parametrize("how", ["overwritten", "truncated"])
+def test_an_index_file_spoilt_while_serving_is_rebuilt_by_itself(
+        tmp_path: Path, how: str, caplog: pytest.LogCaptureFixture) -> None:
+    site = make_site(tmp_path / "site", POSTS)
+    config = load_config(site)
+    app = create_app(config)
+    client = app.test_client()
+    wait_for(lambda: client.get("/readyz").status_code == 200, timeout=30)
+    before = client.get(FEED)
+    [db] = config.state_dir.glob("index-*.sqlite3")
+    _spoil(db, how)
+    seen: set[int] = set()
+
+    def recovered() -> bool:
+        resp = client.get(FEED)
+        seen.add(resp.status_code)
+        if resp.status_code == 200:
+            # What it last had, or (once rebuilt) the same posts again: one set of bytes.
+            assert resp.data == before.data
+        return (client.get("/readyz").status_code == 200
+                and (db.parent / (db.name + ".corrupt")).exists())
+
+    wait_for(recovered, timeout=30)
+    assert seen <= {200, 503}
+    assert "indexing every post again" in caplog.text
+    status = client.get("/status").get_json()["index"]
+    assert status["ready"] is True and status["last_error"] is None
+    (site.parent / "_posts" / "2022-03-09-after.md").write_text(
+        post("After the rebuild", "2022-03-09 10:00:00 +0800"), encoding="utf-8")
+    wait_for(lambda: "After the rebuild" in titles(client.get(FEED).data), timeout=20)
+    app.extensions["feedsvc.watcher"].stop()
+
+
+def test_a_spoilt_index_reports_its_cause_in_status_while_it_lasts(tmp_path: Path) -> None:
+    """Read between the damage and the rebuild: /status and /readyz name the
+    cause; a feed this process made already is still served, never a 500."""
+    site = make_site(tmp_path / "site", POSTS)
+    config = load_config(site)
+    service = FeedService(config)
+    service.start()
+    client = create_app(config, watch=False, service=service).test_client()   # no rebuild
+    before = client.get(FEED)
+    [db] = config.state_dir.glob("index-*.sqlite3")
+    _spoil(db, "overwritten")
+    during = client.get(FEED)
+    assert during.status_code == 200 and during.data == before.data
+    assert client.get("/feeds/all.json").status_code == 503
+    assert client.get("/readyz").status_code == 503
+    assert "not a database" in client.get("/status").get_json()["index"]["error"]
+    service.index.scan()                # what the watcher's retry does
+    assert client.get("/readyz").status_code == 200
+    assert client.get(FEED).data == before.data
+
+
+def test_a_server_started_on_a_spoilt_or_older_index_indexes_again(tmp_path: Path) -> None:
+    site = make_site(tmp_path / "site", POSTS)
+    config = load_config(site)
+    first = Index(config)
+    first.scan()
+    first.close()
+    [db] = config.state_dir.glob("index-*.sqlite3")
+    _spoil(db, "truncated")
+    # An index of an older format has another name (INDEX_FORMAT is in it): never opened.
+    old = config.state_dir / "index-0123456789abcdef.sqlite3"
+    old.write_bytes(b"SQLite format 3\0" + b"older" * 100)
+    app = create_app(config)
+    client = app.test_client()
+    wait_for(lambda: client.get("/readyz").status_code == 200, timeout=30)
+    assert titles(client.get(FEED).data) == ["P5", "P4", "P3", "P2", "P1"]
+    assert (db.parent / (db.name + ".corrupt")).exists()
+    assert old.read_bytes() == b"SQLite format 3\0" + b"older" * 100   # left alone
+    app.extensions["feedsvc.watcher"].stop()

@@ -16,6 +16,8 @@ sources.py), hooked into `schema()` below with one line.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from feedsvc.config import Config
 from feedsvc.index.db import Database, SqliteDatabase
 
@@ -34,6 +36,11 @@ def location(config: Config) -> str:
     if config.index.type == "postgres" and config.index.url:
         return f"postgres:{config.index.url}"
     return f"sqlite:{(config.state_dir / FILE).absolute()}"
+
+
+def folder(config: Config) -> Path | None:
+    """The folder the SQLite file is in (None on PostgreSQL): where a write failure's cause is."""
+    return None if location(config).startswith("postgres:") else config.state_dir
 
 
 def open_durable(config: Config) -> Database:

@@ -25,9 +25,20 @@ import psycopg
 
 from feedsvc.index.db import IndexUnavailable, Params, Tx, schema
 
-log = logging.getLogger(__name__)
+# Elections log where leader.Leader's do: one logger to quiet (`feedsvc collect`) or follow.
+leader_log = logging.getLogger("feedsvc.leader")
 CONNECT_TIMEOUT = 3
 LEADER_KEY = int.from_bytes(hashlib.sha256(b"feedsvc leader").digest()[:8], "big", signed=True)
+
+
+def write_key(schema: str) -> int:
+    """The advisory lock that serialises writes to one schema. PostgreSQL has
+    no database-wide write lock like SQLite's: without it two writers (two
+    leaders for a moment, a `feedsvc index` beside the service) each decide
+    which file of an id is shown from a snapshot without the other's rows,
+    and both files end up shown."""
+    digest = hashlib.sha256(b"feedsvc write " + schema.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def redact(url: str) -> str:
@@ -83,6 +94,7 @@ class PostgresDatabase:
         self._writer: psycopg.Connection[Any] | None = None
         self._writer_pid = 0
         self._created = False
+        self._write_key = write_key(self.schema)
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
@@ -149,6 +161,8 @@ class PostgresDatabase:
             conn = self._writer
             try:
                 with conn.transaction():
+                    # Held to the commit: the next writer starts from what this one wrote.
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", [self._write_key])
                     yield _PgTx(conn)
             except psycopg.Error as e:
                 self._writer = None
@@ -215,7 +229,7 @@ class PgLeader:
                 return False
             self._conn, self._pid, self._checked = conn, os.getpid(), time.monotonic()
             self.last_error = None
-        log.info("process %d leads the cluster (advisory lock on %s)", os.getpid(),
+        leader_log.info("process %d leads the cluster (advisory lock on %s)", os.getpid(),
                  redact(self.url))
         return True
 
@@ -229,7 +243,7 @@ class PgLeader:
             self._checked = time.monotonic()
             return True
         except psycopg.Error as e:
-            log.error("lost the cluster leadership (%s)", e)
+            leader_log.error("lost the cluster leadership (%s)", e)
             self.last_error = str(e)
             with suppress(psycopg.Error):
                 self._conn.close()

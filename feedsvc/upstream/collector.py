@@ -458,19 +458,8 @@ def save_state(config: Config, state: SourceState) -> None:
 
 
 def _reason(e: IndexUnavailable, config: Config | None = None) -> str:
-    """The cause without the database's name: `No space left on device` for
-    SQLite's `database or disk is full` (or a file that cannot be opened on a
-    full or read-only state_dir), as a file write says it."""
-    if config is not None and durable.location(config).startswith("sqlite:"):
-        try:
-            fs = os.statvfs(config.state_dir)
-        except OSError:
-            fs = None
-        if fs is not None and fs.f_flag & os.ST_RDONLY:
-            return "Read-only file system"
-        if fs is not None and fs.f_bavail == 0:
-            return "No space left on device"
-    return health.storage_reason(e)
+    """The cause without the database's name, as a file write says it."""
+    return health.storage_reason(e, durable.folder(config) if config is not None else None)
 
 
 def source_status(config: Config) -> list[dict[str, Any]]:
