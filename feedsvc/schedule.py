@@ -97,10 +97,16 @@ class Scheduler:
             # Collect after a first indexing: the hub's baseline below must be
             # whole feeds, and what is collected is then announced.
             return self.tick
-        if self.publisher is None:
+        if service.config.websub is not None and not self._hub_checked():
             # The hub's baseline is the feeds as they were before this process
-            # collected anything, so that what it collects is announced.
+            # collected anything, so that what it collects is announced. Keyed
+            # on "no check done yet", not on "no publisher": the publish thread
+            # may have made the publisher while the index was not ready, and
+            # then no baseline was taken (what is collected now would be the
+            # baseline, never announced).
             self.publish()
+            if not self._hub_checked():
+                return self.tick
         collector = Collector(service.config, fetcher=self.fetcher(), clock=self.clock,
                               index=service.index)
         results = collector.run(collector.due())
@@ -112,6 +118,10 @@ class Scheduler:
         if any(r.new or r.updated for r in results):
             service.writing_index().scan()
         return self._until_next(collector)
+
+    def _hub_checked(self) -> bool:
+        with self.lock:
+            return self.publisher is not None and self.publisher.checked
 
     def _until_next(self, collector: Collector) -> float:
         now = self.clock()

@@ -70,6 +70,11 @@ class Publisher:
         self.baseline: dict[str, str] = {}               # first seen here, not yet stored
         self.lock = threading.Lock()
 
+    @property
+    def checked(self) -> bool:
+        """Whether a check was done: the hub's baseline for this process is taken."""
+        return self.announced is not None
+
     def check(self, hub: str, current: dict[str, str]) -> int:
         """Ping the hub for each feed whose ETag moved; return how many pings it took."""
         with self.lock:

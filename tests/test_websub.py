@@ -16,6 +16,7 @@ from upstream_support import Route, Upstream, upstream
 from feedsvc.app import create_app
 from feedsvc.config import Config, load_config
 from feedsvc.index.sources import store_for
+from feedsvc.schedule import Scheduler
 from feedsvc.service import FeedService
 from feedsvc.upstream.fetch import Fetcher, Limits
 from feedsvc.websub import Publisher, feed_etags
@@ -153,3 +154,26 @@ def test_serve_collects_in_the_background_and_pings_once(tmp_path: Path, hub: Up
     [source] = status["sources"]
     assert source["url"] == hub.url + "/rss.xml" and source["last_error"] is None
     assert source["next_attempt"] and source["last_success"]
+
+
+def test_what_the_first_collection_brings_is_announced_even_if_the_publisher_came_first(
+        tmp_path: Path, hub: Upstream) -> None:
+    """The publish thread can make the Publisher before the index is ready; the
+    collector must still take the hub's baseline before collecting (it used to
+    skip it whenever a Publisher existed, so the first collection became the
+    baseline and was never announced)."""
+    hub.routes["/rss.xml"] = Route.fixture("rss.xml")
+    cfg = make_site(tmp_path / "site", config={
+        "categories": {"kunmingribao": {"title": "昆明日报新闻", "sources": [
+            {"url": hub.url + "/rss.xml", "every": "1h"}]}},
+        "websub": {"hub": hub.url + "/hub"}})
+    service = FeedService(load_config(cfg))
+    sched = Scheduler(service, is_leader=lambda: True, tick=0.2,
+                      fetcher_factory=lambda c: Fetcher(FAST))
+    sched.publish()                       # the publish thread, before any indexing
+    assert sched.publisher is not None and not sched.publisher.checked
+    service.start()                       # the first indexing is done
+    sched.collect_due()
+    assert service.index.views().categories["kunmingribao"]
+    sched.publish()
+    assert pinged(hub) == Counter(dict.fromkeys(TOPICS, 1))
