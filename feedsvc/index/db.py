@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -122,7 +122,48 @@ class _SqliteTx:
         return iter(self.conn.execute(sql, params))
 
 
-class SqliteDatabase:
+class ReentrantReads:
+    """What both databases share: a connection per thread for reads, one read
+    inside another on the same thread being the outer one (a view that asks a
+    helper which reads again sees the same version, not a newer one), and one
+    writer connection per process behind a lock."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._writer: Any = None
+        self._writer_pid = 0
+
+    def _outer_read(self) -> AbstractContextManager[Tx]:
+        """A read transaction of this thread's own, errors as IndexUnavailable."""
+        raise NotImplementedError
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        local = self._local
+        if getattr(local, "depth", 0):
+            local.depth += 1
+            try:
+                yield local.tx
+            finally:
+                local.depth -= 1
+            return
+        local.depth = 1
+        try:
+            with self._outer_read() as tx:
+                local.tx = tx
+                yield tx
+        finally:
+            local.depth, local.tx = 0, None
+
+    def close(self) -> None:
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+
+
+class SqliteDatabase(ReentrantReads):
     """One file in WAL mode: any number of readers (a connection per thread),
     one writer at a time (SQLite's own lock; `busy` seconds of waiting for it).
 
@@ -141,10 +182,7 @@ class SqliteDatabase:
         # outlives a rebuild of the posts lives in a database of its own).
         self.tables = tables or schema
         self.private = False
-        self._local = threading.local()
-        self._write_lock = threading.Lock()
-        self._writer: sqlite3.Connection | None = None
-        self._writer_pid = 0
+        super().__init__()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._open_checked()
 
@@ -239,24 +277,13 @@ class SqliteDatabase:
         return conn
 
     @contextmanager
-    def read(self) -> Iterator[Tx]:
-        """A read transaction; one inside another (same thread) is the outer one."""
-        if getattr(self._local, "depth", 0):
-            self._local.depth += 1
-            try:
-                yield _SqliteTx(self._local.conn)
-            finally:
-                self._local.depth -= 1
-            return
+    def _outer_read(self) -> Iterator[Tx]:
         try:
-            self._local.depth = 1
             with self._tx(self._reader(), "BEGIN") as tx:
                 yield tx
         except (sqlite3.Error, OSError) as e:
             self._local.conn = None   # a connection that failed is not trusted again
             raise _unavailable(self.path, e) from e
-        finally:
-            self._local.depth = 0
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
@@ -274,12 +301,6 @@ class SqliteDatabase:
 
     def describe(self) -> dict[str, object]:
         return {"type": self.kind, "file": self.path.name}
-
-    def close(self) -> None:
-        with self._write_lock:
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
 
 
 def _unavailable(path: Path, e: Exception) -> IndexUnavailable:

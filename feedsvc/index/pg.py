@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from feedsvc.index.db import IndexUnavailable, Params, Tx, schema
+from feedsvc.index.db import IndexUnavailable, Params, ReentrantReads, Tx, schema
 
 # Elections log where leader.Leader's do: one logger to quiet (`feedsvc collect`) or follow.
 leader_log = logging.getLogger("feedsvc.leader")
@@ -79,7 +79,7 @@ class _PgTx:
             yield from cur
 
 
-class PostgresDatabase:
+class PostgresDatabase(ReentrantReads):
     kind = "postgres"
     blob = "BYTEA"
     # Paths and ids compare as bytes, as in SQLite: the same order everywhere.
@@ -89,10 +89,7 @@ class PostgresDatabase:
                  tables: Callable[..., list[str]] | None = None) -> None:
         self.url, self.schema = url, f"feedsvc_{namespace}"
         self.tables = tables or schema   # another set than the posts' (index/durable.py)
-        self._local = threading.local()
-        self._write_lock = threading.Lock()
-        self._writer: psycopg.Connection[Any] | None = None
-        self._writer_pid = 0
+        super().__init__()
         self._created = False
         self._write_key = write_key(self.schema)
 
@@ -128,16 +125,8 @@ class PostgresDatabase:
         return conn
 
     @contextmanager
-    def read(self) -> Iterator[Tx]:
-        if getattr(self._local, "depth", 0):
-            self._local.depth += 1
-            try:
-                yield _PgTx(self._local.conn)
-            finally:
-                self._local.depth -= 1
-            return
+    def _outer_read(self) -> Iterator[Tx]:
         conn = self._reader()
-        self._local.depth = 1
         try:
             with conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -145,8 +134,6 @@ class PostgresDatabase:
         except psycopg.Error as e:
             self._drop(conn)
             raise IndexUnavailable(f"PostgreSQL at {redact(self.url)}: {e}") from e
-        finally:
-            self._local.depth = 0
 
     def _drop(self, conn: psycopg.Connection[Any]) -> None:
         self._local.conn = None
@@ -181,12 +168,6 @@ class PostgresDatabase:
 
     def describe(self) -> dict[str, object]:
         return {"type": self.kind, "url": redact(self.url), "schema": self.schema}
-
-    def close(self) -> None:
-        with self._write_lock:
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
 
 
 def _leader_name() -> str:
