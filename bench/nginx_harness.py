@@ -43,7 +43,9 @@ server {{
     etag on;
     gzip off;
     types {{ application/rss+xml rss; application/atom+xml atom; application/feed+json json; }}
-    access_log off;
+    # The access log a production static site keeps, as deploy/nginx keeps it:
+    # the yardstick does the same bookkeeping per request as the proxy.
+    access_log {prefix}/static.access.log combined buffer=64k flush=5s;
 }}
 """
 
@@ -113,7 +115,8 @@ class Nginx:
                                upstream_port=upstream_port, prefix=self.prefix,
                                log_port=log_port or free_udp_port())
         else:
-            site = STATIC_SITE.format(port=self.port, root=Path(static_root or ".").resolve())
+            site = STATIC_SITE.format(port=self.port, root=Path(static_root or ".").resolve(),
+                                     prefix=self.prefix)
         (self.prefix / "site.conf").write_text(site, encoding="utf-8")
         # As root, nginx's workers would run as nobody, who cannot enter a
         # private temporary folder: keep them as the user running the test.

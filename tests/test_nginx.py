@@ -218,8 +218,9 @@ def test_the_shipped_config_is_what_runs() -> None:
                        "--port 8000`",
                        "- proxy_cache_path /var/cache/nginx/feedsvc levels=1:2 keys_zone=feedsvc:10m",
                        "+ proxy_cache_path /p/cache levels=1:2 keys_zone=feedsvc:10m",
-                       "-     access_log /var/log/nginx/feedsvc.access.log combined;",
-                       "+     access_log /p/access.log combined;",
+                       "-     access_log /var/log/nginx/feedsvc.access.log combined buffer=64k "
+                       "flush=5s;",
+                       "+     access_log /p/access.log combined buffer=64k flush=5s;",
                        "-     access_log syslog:server=127.0.0.1:5514,nohostname,tag=feedsvc "
                        "feedsvc_subscribers",
                        "+     access_log syslog:server=127.0.0.1:3,nohostname,tag=feedsvc "
