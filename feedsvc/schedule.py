@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from feedsvc import metrics
 from feedsvc.clock import Clock, utcnow
@@ -21,11 +22,13 @@ from feedsvc.config import Config
 from feedsvc.index.sources import store_for
 from feedsvc.leader import Leader
 from feedsvc.service import FeedService
-from feedsvc.upstream.collector import Collector
 from feedsvc.upstream.fetch import Fetcher
 from feedsvc.upstream.state import load_state
 from feedsvc.version import Version
 from feedsvc.websub import Publisher, feed_etags
+
+if TYPE_CHECKING:
+    from feedsvc.upstream.collector import Collector
 
 log = logging.getLogger(__name__)
 MAX_SLEEP = 30.0
@@ -108,6 +111,10 @@ class Scheduler:
             self.publish()
             if not self._hub_checked():
                 return self.tick
+        # Imported by the leader only, when it first collects: the other workers
+        # never load the collector's libraries (feedparser, the extractors).
+        from feedsvc.upstream.collector import Collector
+
         collector = Collector(service.config, fetcher=self.fetcher(), clock=self.clock,
                               index=service.index)
         results = collector.run(collector.due())
