@@ -21,8 +21,9 @@ from feedsvc.config import Config
 from feedsvc.index.sources import store_for
 from feedsvc.leader import Leader
 from feedsvc.service import FeedService
-from feedsvc.upstream.collector import Collector, load_state
+from feedsvc.upstream.collector import Collector
 from feedsvc.upstream.fetch import Fetcher
+from feedsvc.upstream.state import load_state
 from feedsvc.version import Version
 from feedsvc.websub import Publisher, feed_etags
 

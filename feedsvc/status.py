@@ -19,7 +19,7 @@ from feedsvc.index import IndexUnavailable, NotReady, Stale, sources
 from feedsvc.leader import Leader
 from feedsvc.model import FORMATS
 from feedsvc.service import FeedService
-from feedsvc.upstream.collector import source_status
+from feedsvc.upstream.state import source_status
 
 if TYPE_CHECKING:
     from feedsvc.index.pg import PgLeader

@@ -14,8 +14,8 @@ from feedsvc.config import Config, load_config
 from feedsvc.leader import Leader
 from feedsvc.schedule import Scheduler
 from feedsvc.service import FeedService
-from feedsvc.upstream.collector import source_status
 from feedsvc.upstream.fetch import Fetcher, Limits
+from feedsvc.upstream.state import source_status
 
 FAST = Limits(connect_timeout=2, read_timeout=1, deadline=5, retries=0)
 
