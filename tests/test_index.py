@@ -324,3 +324,23 @@ def test_an_update_is_not_held_up_by_a_rescan_comparing_stats(
     shown = titles(index.views().posts("category", "kunmingribao", 0, 50))
     assert "重扫期间的新文章" in shown and "扫描前的改动" in shown
     index.close()
+
+
+def test_an_index_from_before_archives_is_an_expected_upgrade_not_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # An index file of a feedsvc without archive tables beside the new one: the
+    # new index has no numbers to take from it, which is what an upgrade is.
+    import sqlite3
+
+    config = small_site(tmp_path)
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    old = sqlite3.connect(config.state_dir / "index-0123456789abcdef.sqlite3")
+    old.execute("CREATE TABLE posts (rel TEXT PRIMARY KEY)")
+    old.commit()
+    old.close()
+    with caplog.at_level("INFO", logger="feedsvc"):
+        index = Index(config, FakeClock(NOW))
+        index.scan()
+    assert titles(index.views().all) == ["P4", "P3", "P2", "P1"]
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert any("has no archive numbers" in r.getMessage() for r in caplog.records)

@@ -163,7 +163,11 @@ def _adopt_sqlite(db: Any) -> str | None:
             finally:
                 src.close()
         except sqlite3.Error as e:
-            log.warning("cannot take archive numbers from %s: %s", old.name, e)
+            if "no such table" in str(e):
+                # An index from before archives: nothing to take, nothing wrong.
+                log.info("the previous index %s has no archive numbers", old.name)
+            else:
+                log.warning("cannot take archive numbers from %s: %s", old.name, e)
             continue
         log.info("archive numbers taken from the previous index %s", old.name)
         return old.name
