@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import os
+import re
 import shutil
 import signal
 import socket
@@ -215,6 +216,18 @@ def running(config: Path, **kwargs: Any) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
+
+
+def subscriber_stats(config: Path) -> dict[str, dict[str, str]]:
+    """The table `feedsvc stats` prints: feed path → {column: cell}."""
+    out = subprocess.run([sys.executable, "-m", "feedsvc", "stats", "--config", str(config)],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    lines = out.splitlines()
+    if not lines or "feed" not in lines[0]:
+        return {}                       # "no subscriber counts yet"
+    head = re.split(r"\s{2,}", lines[0].strip())
+    return {cells[0]: dict(zip(head, cells, strict=True))
+            for cells in (re.split(r"\s{2,}", line.strip()) for line in lines[2:])}
 
 
 def wait_for(predicate: Any, timeout: float = 10, interval: float = 0.1) -> Any:
