@@ -476,6 +476,11 @@ class Index:
         return self.views().generation
 
     @property
+    def damaged(self) -> bool:
+        """Whether a read or write found the database spoilt: a scan rebuilds it."""
+        return self.db.damage is not None
+
+    @property
     def ready(self) -> bool:
         """Whether a first indexing has been completed (feeds are whole)."""
         return self.views().ready
@@ -486,6 +491,10 @@ class Index:
         The end of a whole scan makes the index ready. A database found corrupt
         on the way is set aside and the posts indexed again."""
         try:
+            if self.db.damage is not None:
+                # A read of this process found it spoilt; this scan's own reads may
+                # come from pages its connections hold and not see it.
+                raise IndexUnavailable(self.db.damage, corrupt=True)
             return self._scan()
         except IndexUnavailable as e:
             if not e.corrupt:
@@ -702,6 +711,12 @@ class Index:
     def describe(self) -> dict[str, object]:
         """For /status: the database, readiness, generation and the last error."""
         info: dict[str, object] = {**self.db.describe(), "last_error": self.last_error}
+        damage = self.db.damage
+        if damage is not None:
+            # Found spoilt by a read of this process: not ready until rebuilt, whatever
+            # the reads that the pages a connection holds still answer.
+            info.update(ready=False, error=damage)
+            return info
         try:
             views = self.views()
             info.update(ready=views.ready, generation=views.generation)
