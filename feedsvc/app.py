@@ -83,15 +83,14 @@ def create_app(config: Config, *, clock: Clock = utcnow, watch: bool = True,
     # Every answer is counted for /metrics and for subscriber counts, replayed ones included.
     wsgi: Any = ReplayCache(app.wsgi_app, service)
     recorder = subscribers.recorder_for(service.config, clock)
-    if recorder is not None:
-        app.extensions["feedsvc.subscribers"] = recorder.start()
-        wsgi = subscribers.CountSubscribers(wsgi, recorder)
-        if service.config.subscriber_log and watch:
-            try:
-                app.extensions["feedsvc.nginx_log"] = subscribers.LogListener(
-                    recorder, service.config.subscriber_log).start()
-            except OSError as e:
-                log.error("subscriber_log %s: cannot listen: %s", service.config.subscriber_log, e)
+    app.extensions["feedsvc.subscribers"] = recorder.start()
+    wsgi = subscribers.CountSubscribers(wsgi, recorder)
+    if service.config.subscriber_log and watch:
+        try:
+            app.extensions["feedsvc.nginx_log"] = subscribers.LogListener(
+                recorder, service.config.subscriber_log).start()
+        except OSError as e:
+            log.error("subscriber_log %s: cannot listen: %s", service.config.subscriber_log, e)
     app.wsgi_app = CountRequests(wsgi)  # type: ignore[method-assign]
     app.wsgi_app = BelowFeedsUrl(app.wsgi_app, service)  # type: ignore[method-assign]
     return app
