@@ -32,10 +32,8 @@ import atexit
 import datetime as dt
 import hashlib
 import ipaddress
-import json
 import logging
 import re
-import socket
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -128,70 +126,6 @@ class TrustedProxies:
         return hops[0] if hops else remote_addr
 
 
-class LogListener:
-    """Feed requests that nginx answered from its cache never reach feedsvc;
-    nginx sends a line for each to this UDP address instead (deploy/nginx:
-    `access_log syslog:server=127.0.0.1:5514,nohostname,tag=feedsvc …`).
-    Every worker binds it with SO_REUSEPORT and the kernel shares the lines
-    out; a line counted twice (nginx's and feedsvc's own view of one request)
-    counts once, as readers are distinct hashes and aggregators the latest
-    count. Nothing is written to disk but the counts."""
-
-    def __init__(self, recorder: Recorder, address: tuple[str, int]) -> None:
-        self.recorder, self.address = recorder, address
-        self._stop = threading.Event()
-        self.sock = socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET,
-                                  socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        self.sock.bind(address)
-        self.sock.settimeout(1.0)
-
-    def start(self) -> LogListener:
-        threading.Thread(target=self._loop, name="feedsvc-nginx-log", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            line = parse_log_line(data)
-            if line is not None:
-                self.recorder.seen(*line, None)
-
-
-def parse_log_line(data: bytes) -> tuple[str, str, str] | None:
-    """(path, user agent, address) of a feed answer in nginx's syslog line
-    `<pri>time feedsvc: status TAB uri TAB address TAB user-agent TAB sec-fetch-dest`,
-    or None for anything else (another status, a browser's page view, noise)."""
-    text = data.decode("utf-8", "replace")
-    _, sep, message = text.partition("feedsvc: ")
-    fields = message.rstrip("\n").split("\t")
-    if not sep or len(fields) != 5:
-        return None
-    status, path, addr, ua, dest = (_unescape(f) for f in fields)
-    if status not in ("200", "304") or not is_feed(path) or dest.strip().lower() == "document":
-        return None
-    return path, ua, addr
-
-
-def _unescape(field: str) -> str:
-    """nginx's escape=json: backslash escapes as in a JSON string."""
-    if "\\" not in field:
-        return field
-    try:
-        value: Any = json.loads(f'"{field}"')
-    except ValueError:
-        return field
-    return str(value)
-
-
 def recorder_for(config: Config, clock: Clock = utcnow) -> Recorder:
     """The recorder of a served site. Its store opens the index on first use:
     a database that is unreachable now costs counts, never the service."""
@@ -244,9 +178,11 @@ class Recorder:
     def today(self) -> dt.date:
         return self.clock().astimezone(self.zone).date()
 
-    def seen(self, path: str, user_agent: str, remote_addr: str, forwarded_for: str | None) -> None:
-        """One feed request answered 200 or 304 (in memory only: no database here)."""
-        now = self.clock()
+    def seen(self, path: str, user_agent: str, remote_addr: str, forwarded_for: str | None,
+             when: dt.datetime | None = None) -> None:
+        """One feed request answered 200 or 304 (`when`: its time, if not now); in
+        memory only, no database here."""
+        now = when or self.clock()
         day = self.day(now)
         agg = parse_user_agent(user_agent)
         with self._lock:
@@ -272,7 +208,9 @@ class Recorder:
         return hashlib.sha256(self._salt(day) + b"\0" + client.encode("utf-8", "replace")
                               + b"\0" + user_agent.encode("utf-8", "replace")).hexdigest()[:24]
 
-    def flush(self) -> None:
+    def flush(self) -> bool:
+        """Write what was gathered; False when the index could not take it
+        (those counts are dropped, the cause logged once per outage)."""
         with self._lock:
             aggregators, pending, dropped = self._aggregators, self._readers, self._dropped
             self._aggregators, self._readers, self._dropped = {}, set(), 0
@@ -280,7 +218,7 @@ class Recorder:
             log.warning("subscriber counts: %d feed requests not counted (more than %d distinct "
                         "in one interval)", dropped, MAX_PENDING)
         if not aggregators and not pending:
-            return
+            return True
         try:
             readers = {(day, path, self._hash(day, client, ua))
                        for day, path, client, ua in pending}
@@ -293,11 +231,12 @@ class Recorder:
                           "until the index can be written again", e)
             self.failing = str(e)
             self._lost += len(aggregators) + len(pending)
-            return
+            return False
         if self.failing is not None:
             log.warning("subscriber counts written again; %d counts were lost meanwhile",
                         self._lost)
         self.failing, self._lost = None, 0
+        return True
 
     def _loop(self, every: float) -> None:
         try:
