@@ -83,12 +83,11 @@ def create_app(config: Config, *, clock: Clock = utcnow, watch: bool = True,
     # Every answer is counted for /metrics and for subscriber counts, replayed ones included.
     wsgi: Any = ReplayCache(app.wsgi_app, service)
     recorder = subscribers.recorder_for(service.config, clock)
-    if recorder is not None:
-        app.extensions["feedsvc.subscribers"] = recorder.start()
-        wsgi = subscribers.CountSubscribers(wsgi, recorder)
-        if service.config.subscriber_log and watch:
-            app.extensions["feedsvc.nginx_log"] = subscriber_log.follow(
-                recorder, service.config.subscriber_log, service.config.state_dir)
+    app.extensions["feedsvc.subscribers"] = recorder.start()
+    wsgi = subscribers.CountSubscribers(wsgi, recorder)
+    if service.config.subscriber_log and watch:
+        app.extensions["feedsvc.nginx_log"] = subscriber_log.follow(
+            recorder, service.config.subscriber_log, service.config.state_dir)
     app.wsgi_app = CountRequests(wsgi)  # type: ignore[method-assign]
     app.wsgi_app = BelowFeedsUrl(app.wsgi_app, service)  # type: ignore[method-assign]
     return app

@@ -186,8 +186,9 @@ class LogTail:
         lines += self._drain(self._fh)
         if self._rotated():
             lines += self._drain(self._fh)
-        if lines:
-            self.recorder.flush()
+        # Saved only once they are counted: a restart while the index cannot be
+        # written reads them again.
+        if lines and self.recorder.flush():
             self._save_position()
         return lines
 

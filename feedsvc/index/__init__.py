@@ -244,10 +244,11 @@ class Views:
                                     self._now_us)
         return [_post(r) for r in rows]
 
-    def archive_states(self) -> dict[tuple[str, str], tuple[int, dict[int, tuple[int, int]]]]:
-        """archives.states() at this version (kind 'c', 't' or '*' as stored)."""
+    def archive_fingerprints(self, kind: str, name: str, size: int) -> tuple[int, list[str]]:
+        """archives.fingerprints() of one feed at this version: how many numbers
+        it gave out, and a digest per archive of `size` posts (1 the oldest)."""
         with self._read() as tx:
-            return archives.states(tx, self._now_us)
+            return archives.fingerprints(tx, *_feed(kind, name), size, self._now_us)
 
     # -- the site-wide feed: posts in any configured category ------------------------
     def future(self) -> list[Post]:
