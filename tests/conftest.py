@@ -40,7 +40,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
 # These modules run on both index backends (issue 12): SQLite and PostgreSQL.
 BOTH_INDEXES = {"test_http_conditional", "test_reload", "test_redis_cache", "test_hostile",
                 "test_one_version", "test_readiness", "test_archives",
-                "test_state_in_index", "test_websub", "test_upstream"}
+                "test_state_in_index", "test_websub", "test_upstream", "test_story_once"}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

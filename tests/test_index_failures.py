@@ -235,15 +235,17 @@ def test_two_leaders_racing_on_postgres_show_one_file_of_an_id(tmp_path: Path) -
 
 def _spoil(db: Path, how: str) -> None:
     if how == "overwritten":            # in place: the open connections see it too
+        # Every page: a page a connection has not cached yet cannot be read,
+        # wherever the tables happen to lie in the file.
         with open(db, "r+b") as fh:
-            fh.write(b"garbage!" * 4096)
+            fh.write(b"garbage!" * (db.stat().st_size // 8 + 1))
     else:                               # cut short, as a copy that stopped
         with open(db, "r+b") as fh:
             fh.truncate(db.stat().st_size // 3)
     wal = Path(str(db) + "-wal")
     if wal.exists():
         with open(wal, "r+b") as fh:
-            fh.write(b"garbage!" * 4096)
+            fh.write(b"garbage!" * (wal.stat().st_size // 8 + 1))
 
 
 @pytest.mark.parametrize("how", ["overwritten", "truncated"])
