@@ -26,7 +26,7 @@ import yaml
 from harness import feedsvc_server, median
 from http_bench import wrk
 from measures import Figure, Settings, first_category
-from nginx_harness import Nginx, free_udp_port
+from nginx_harness import Nginx, subscriber_log
 
 CASES = {"200": "cached 200", "304": "304"}
 SLOW_CLIENTS = 100
@@ -52,16 +52,14 @@ def _root() -> bool:
 def measure(config: Path, logs: Path, s: Settings) -> list[Figure]:
     ensure_wrk()
     feed = f"/feeds/{first_category(config)}.rss"
-    # As deployed: nginx sends a line per feed request to feedsvc's
-    # subscriber_log. To a port nobody listens on, every send would fail and
-    # be written to nginx's error log, which is no deployment's cost.
-    log_port = free_udp_port()
-    data = yaml.safe_load(config.read_text(encoding="utf-8"))
-    data["subscriber_log"] = f"127.0.0.1:{log_port}"
-    config = config.with_name("config.nginx-bench.yaml")
-    config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    server = feedsvc_server(config, logs / "nginx-feedsvc.log", s.workers, s.threads)
     with tempfile.TemporaryDirectory(prefix="feedsvc-nginx-bench-") as tmp:
+        # As deployed: nginx logs a line per feed request to the file that
+        # feedsvc's subscriber_log reads.
+        data = yaml.safe_load(config.read_text(encoding="utf-8"))
+        data["subscriber_log"] = str(subscriber_log(Path(tmp, "proxy")))
+        config = config.with_name("config.nginx-bench.yaml")
+        config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+        server = feedsvc_server(config, logs / "nginx-feedsvc.log", s.workers, s.threads)
         try:
             server.wait_workers(s.workers, feed)
             body = requests.get(server.url + feed, headers={"Accept-Encoding": "identity"},
@@ -71,7 +69,7 @@ def measure(config: Path, logs: Path, s: Settings) -> list[Figure]:
             (static_root / feed.lstrip("/")).parent.mkdir(parents=True)
             (static_root / feed.lstrip("/")).write_bytes(body)
             with Nginx(Path(tmp, "proxy"), upstream_port=int(server.url.rsplit(":", 1)[1]),
-                       workers=s.workers, access_log=False, log_port=log_port) as proxy, \
+                       workers=s.workers, access_log=False) as proxy, \
                     Nginx(Path(tmp, "static-nginx"), static_root=static_root,
                           workers=s.workers, access_log=False) as static:
                 urls = {"nginx static": static.url, "nginx + feedsvc": proxy.url,

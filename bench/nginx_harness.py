@@ -34,7 +34,8 @@ LISTEN = ("    listen 80;\n    listen [::]:80;\n", "    listen 127.0.0.1:{port};
 UPSTREAM = ("server 127.0.0.1:8000;", "server 127.0.0.1:{upstream_port};")
 CACHE_PATH = ("/var/cache/nginx/feedsvc", "{prefix}/cache")
 ACCESS_LOG = ("/var/log/nginx/feedsvc.access.log", "{prefix}/access.log")
-SUBSCRIBER_LOG = ("syslog:server=127.0.0.1:5514,", "syslog:server=127.0.0.1:{log_port},")
+SUBSCRIBER_LOG = ("access_log /var/log/feedsvc/nginx-subscribers.log",
+                  "access_log {prefix}/subscribers.log")
 
 STATIC_SITE = """
 server {{
@@ -82,27 +83,26 @@ def available() -> bool:
     return Path(NGINX).exists()
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def subscriber_log(prefix: Path) -> Path:
+    """The file the nginx under `prefix` writes its subscriber lines to: what
+    feedsvc's `subscriber_log` names (known before nginx starts)."""
+    return Path(prefix).resolve() / "subscribers.log"
 
 
-def render_site(text: str, *, port: int, upstream_port: int, prefix: Path,
-                log_port: int) -> str:
+def render_site(text: str, *, port: int, upstream_port: int, prefix: Path) -> str:
     """The shipped site config with its ports and paths replaced, and nothing else."""
     for old, new in (LISTEN, UPSTREAM, CACHE_PATH, ACCESS_LOG, SUBSCRIBER_LOG):
         if text.count(old) != 1:
             raise ValueError(f"{SITE_CONF}: expected {old!r} exactly once")
         text = text.replace(old, new.format(port=port, upstream_port=upstream_port,
-                                            prefix=prefix, log_port=log_port))
+                                            prefix=prefix))
     return text
 
 
 class Nginx:
     def __init__(self, prefix: Path, *, upstream_port: int | None = None,
                  static_root: Path | None = None, workers: int = 1,
-                 access_log: bool = True, log_port: int | None = None) -> None:
+                 access_log: bool = True) -> None:
         if (upstream_port is None) == (static_root is None):
             raise ValueError("give upstream_port (the deploy config) or static_root")
         self.prefix = Path(prefix).resolve()
@@ -110,10 +110,8 @@ class Nginx:
         self.url = f"http://127.0.0.1:{self.port}"
         (self.prefix / "tmp").mkdir(parents=True, exist_ok=True)
         if upstream_port is not None:
-            # Without a log_port, the subscriber log goes to a port nobody listens on.
             site = render_site(SITE_CONF.read_text(encoding="utf-8"), port=self.port,
-                               upstream_port=upstream_port, prefix=self.prefix,
-                               log_port=log_port or free_udp_port())
+                               upstream_port=upstream_port, prefix=self.prefix)
         else:
             site = STATIC_SITE.format(port=self.port, root=Path(static_root or ".").resolve(),
                                      prefix=self.prefix)

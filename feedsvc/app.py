@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.http import parse_accept_header
 
-from feedsvc import subscribers
+from feedsvc import subscriber_log, subscribers
 from feedsvc.admin import Access, access
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
@@ -83,15 +83,11 @@ def create_app(config: Config, *, clock: Clock = utcnow, watch: bool = True,
     # Every answer is counted for /metrics and for subscriber counts, replayed ones included.
     wsgi: Any = ReplayCache(app.wsgi_app, service)
     recorder = subscribers.recorder_for(service.config, clock)
-    if recorder is not None:
-        app.extensions["feedsvc.subscribers"] = recorder.start()
-        wsgi = subscribers.CountSubscribers(wsgi, recorder)
-        if service.config.subscriber_log and watch:
-            try:
-                app.extensions["feedsvc.nginx_log"] = subscribers.LogListener(
-                    recorder, service.config.subscriber_log).start()
-            except OSError as e:
-                log.error("subscriber_log %s: cannot listen: %s", service.config.subscriber_log, e)
+    app.extensions["feedsvc.subscribers"] = recorder.start()
+    wsgi = subscribers.CountSubscribers(wsgi, recorder)
+    if service.config.subscriber_log and watch:
+        app.extensions["feedsvc.nginx_log"] = subscriber_log.follow(
+            recorder, service.config.subscriber_log, service.config.state_dir)
     app.wsgi_app = CountRequests(wsgi)  # type: ignore[method-assign]
     app.wsgi_app = BelowFeedsUrl(app.wsgi_app, service)  # type: ignore[method-assign]
     return app

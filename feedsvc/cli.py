@@ -128,13 +128,19 @@ def _stats(config: Config, args: argparse.Namespace) -> int:
     import datetime as dt
 
     from feedsvc import subscriber_report
+    from feedsvc.index.db import IndexUnavailable
     from feedsvc.subscriber_store import SubscriberStore
     from feedsvc.subscribers import Recorder
 
-    store = SubscriberStore.in_state_dir(config.state_dir)
+    store = SubscriberStore(config)
     today = Recorder(store, (), config.site.timezone).today()
     since = (today - dt.timedelta(days=max(args.days, 1) - 1)).isoformat()
-    print(subscriber_report.table(store.days(since)))
+    try:
+        counts = store.days(since)
+    except IndexUnavailable as e:
+        print(f"feedsvc: cannot read the subscriber counts: {e}", file=sys.stderr)
+        return 1
+    print(subscriber_report.table(counts))
     return 0
 
 

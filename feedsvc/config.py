@@ -185,8 +185,9 @@ class Config:
     # Proxies (addresses or networks) whose X-Forwarded-For names the reader (subscribers.py).
     trusted_proxies: tuple[str, ...] = ()
     admin_token: str | None = field(default=None, repr=False)
-    # Where nginx sends its log of feed requests it answered itself (deploy/nginx).
-    subscriber_log: tuple[str, int] | None = None
+    # Where nginx logs the feed requests it answered itself (deploy/nginx,
+    # subscriber_log.py): the file it writes, or a loopback UDP address.
+    subscriber_log: Path | tuple[str, int] | None = None
 
     @property
     def root(self) -> Path:
@@ -442,7 +443,7 @@ def settings(top: _Section, site: Site, root: Path,
         excerpt_only=top.boolean("excerpt_only", False),
         trusted_proxies=_trusted_proxies(top),
         admin_token=_admin_token(top),
-        subscriber_log=_subscriber_log(top),
+        subscriber_log=_subscriber_log(top, root),
     )
 
 
@@ -546,18 +547,25 @@ def _authors(sec: _Section) -> dict[str, Author]:
     return out
 
 
-def _subscriber_log(top: _Section) -> tuple[str, int] | None:
-    """`127.0.0.1:5514` (or `[::1]:5514`): a UDP address on this machine."""
-    text = top.string("subscriber_log")
+def _subscriber_log(top: _Section, root: Path) -> Path | tuple[str, int] | None:
+    """The file nginx writes its subscriber lines to (a path: relative ones are
+    below the config's folder), or `127.0.0.1:5514` / `[::1]:5514`, a UDP
+    address on this machine."""
+    text: str | None = top.string("subscriber_log")
     if text is None:
         return None
-    host, _, port = text.rpartition(":")
+    host, colon, port = text.rpartition(":")
+    if not colon or "/" in text:
+        if not text.strip():
+            top.fail(("subscriber_log",), "must be a file nginx writes, or host:port of a UDP address")
+        return Path(root) / text
     host = host.strip("[]")
     try:
         ip = ipaddress.ip_address(host)
         number = int(port)
     except ValueError:
-        top.fail(("subscriber_log",), f"must be host:port of a UDP address, not {text!r}")
+        top.fail(("subscriber_log",), f"must be a file nginx writes, or host:port of a UDP "
+                                      f"address, not {text!r}")
     if not ip.is_loopback:
         # Anyone who can send to it can add counts: keep it on this machine.
         top.fail(("subscriber_log",), f"must be a loopback address, not {host}")

@@ -57,10 +57,28 @@ def reason(e: OSError) -> str:
     return e.strerror or str(e)
 
 
+# PostgreSQL's error codes that are a file write's reasons (its appendix A:
+# class 53, insufficient resources). Its messages follow the server's
+# lc_messages, so the code says it, not the words.
+SQLSTATE_REASONS = {"53100": "No space left on device"}   # disk_full
+
+
+def sqlstate(e: BaseException) -> str | None:
+    """The SQLSTATE of a PostgreSQL error, or of the one `e` was raised from."""
+    seen: BaseException | None = e
+    while seen is not None:
+        code = getattr(seen, "sqlstate", None)
+        if code:
+            return str(code)
+        seen = seen.__cause__
+    return None
+
+
 def storage_reason(e: Exception, folder: Path | None = None) -> str:
     """The reason a state database could not be written, as a file write says
-    it (SQLite's `database or disk is full` is `No space left on device`), so
-    that every writer of one place reports the same cause in /status.
+    it (SQLite's `database or disk is full` and PostgreSQL's SQLSTATE 53100 are
+    `No space left on device`), so that every writer of one place reports the
+    same cause in /status.
 
     `folder` is where a SQLite database lives: SQLite says only "unable to open
     database file" on a full or read-only folder, the folder itself says why."""
@@ -75,6 +93,11 @@ def storage_reason(e: Exception, folder: Path | None = None) -> str:
             return "No space left on device"
     if isinstance(e, OSError):
         return reason(e)
+    code = sqlstate(e)
+    if code is not None:
+        # PostgreSQL: "cannot execute INSERT in a read-only transaction" (a hot
+        # standby) is no read-only file system; only the code is trusted.
+        return SQLSTATE_REASONS.get(code, str(e))
     text = str(e)
     if "disk is full" in text or "No space left" in text:
         return "No space left on device"

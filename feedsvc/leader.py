@@ -44,8 +44,11 @@ log = logging.getLogger(__name__)
 
 
 class Leader:
-    def __init__(self, lock_path: Path) -> None:
+    def __init__(self, lock_path: Path, role: str = "leader") -> None:
+        """`role`: what the holder does, for the log; only "leader" (the
+        process that polls and pings) is the leader of /metrics and /status."""
         self.lock_path = Path(lock_path)
+        self.role = role
         self._fd: int | None = None
         self._pid: int | None = None      # the process that holds _fd's lock
         self._lock = threading.Lock()
@@ -83,8 +86,9 @@ class Leader:
                 return False
             self._fd, self._pid = fd, os.getpid()
             self._write_pid(fd)
-        metrics.set_leader(True)
-        log.info("process %d is the leader (%s)", os.getpid(), self.lock_path)
+        if self.role == "leader":
+            metrics.set_leader(True)
+        log.info("process %d is the %s (%s)", os.getpid(), self.role, self.lock_path)
         return True
 
     def _open(self) -> int | None:
@@ -114,7 +118,8 @@ class Leader:
             if self._fd is not None and self._pid == os.getpid():
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
                 os.close(self._fd)
-                metrics.set_leader(False)
+                if self.role == "leader":
+                    metrics.set_leader(False)
             self._fd = self._pid = None
 
     def leader_pid(self) -> int | None:

@@ -1,39 +1,27 @@
-"""Where subscriber counts are kept: a SQLite file in state_dir
-(`subscribers.sqlite3`), shared by every worker of the machine (WAL, so
-readers never wait for a writer), surviving restarts.
+"""Where subscriber counts are kept: the durable part of the index
+(index/durable.py: `state_dir/state.sqlite3`, or the PostgreSQL schema
+`feedsvc_state` shared by every machine of a cluster), beside the upstream
+and WebSub state, so that they survive restarts and every instance reads and
+adds to the same counts. The tables and the statements that write them are
+index/subscriber_tables.py's; this module is what the recorder
+(subscribers.py), `feedsvc stats` and the admin page use.
 
-A file of its own behind this small interface rather than the shared index:
-that index (SQLite/PostgreSQL, issue 12) had not landed when this was
-written; moving the three tables into it changes only this module.
-
-Tables:
-    aggregators(day, aggregator, feed_id, path, subscribers, seen)   the latest count
-    readers(day, path, hash)          direct readers of today and yesterday, hashed
-    reader_days(day, path, readers)   the distinct count of an older day (hashes dropped)
-    salts(day, salt)                  today's and yesterday's salt, then deleted
+The database is opened on first use (StateStore), so a service that starts
+while it is unreachable serves, and counts again once it is back; every
+method raises IndexUnavailable meanwhile. An older feedsvc's
+`state_dir/subscribers.sqlite3` is imported once, on first use, and renamed
+`*.imported` (index/sources.py, with the other files of older versions).
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
-import threading
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS aggregators (
-    day TEXT NOT NULL, aggregator TEXT NOT NULL, feed_id TEXT NOT NULL, path TEXT NOT NULL,
-    subscribers INTEGER NOT NULL, seen REAL NOT NULL,
-    PRIMARY KEY (day, aggregator, feed_id, path));
-CREATE TABLE IF NOT EXISTS readers (
-    day TEXT NOT NULL, path TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (day, path, hash));
-CREATE TABLE IF NOT EXISTS reader_days (
-    day TEXT NOT NULL, path TEXT NOT NULL, readers INTEGER NOT NULL, PRIMARY KEY (day, path));
-CREATE TABLE IF NOT EXISTS salts (day TEXT PRIMARY KEY, salt BLOB NOT NULL);
-"""
+from feedsvc.config import Config
+from feedsvc.index import subscriber_tables
+from feedsvc.index.sources import SUBSCRIBERS_FILE, StateStore, store_for
 
 
 @dataclass(frozen=True)
@@ -49,73 +37,49 @@ class DayCount:
 
 
 class SubscriberStore:
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._local = threading.local()
-        self._conn().executescript(SCHEMA)   # its own transaction (executescript commits)
+    def __init__(self, config: Config) -> None:
+        self.config = config
 
-    @classmethod
-    def in_state_dir(cls, state_dir: Path) -> SubscriberStore:
-        return cls(state_dir / "subscribers.sqlite3")
+    def _state(self) -> StateStore:
+        # Each call: the first that reaches the database imports the older file.
+        return store_for(self.config)
 
-    def _conn(self) -> sqlite3.Connection:
-        """This thread's connection (one per thread and process: never shared across a fork)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != os.getpid():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn, self._local.pid = conn, os.getpid()
-        return conn
-
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def import_older(self) -> None:
+        """Import an older version's `subscribers.sqlite3` now, if there is one
+        (at a server's start, rather than at its first count)."""
+        if (self.config.state_dir / SUBSCRIBERS_FILE).is_file():
+            self._state()
 
     def salt(self, day: str) -> bytes:
-        """The salt of `day`, made at random by the first worker that asks."""
-        with self._db() as db:
-            db.execute("INSERT OR IGNORE INTO salts VALUES (?, ?)", (day, os.urandom(32)))
-            row = db.execute("SELECT salt FROM salts WHERE day = ?", (day,)).fetchone()
-        return bytes(row[0])
+        """The salt of `day`, made at random by the first worker (of any
+        machine on the index) that asks, then the same for all."""
+        with self._state().database().write() as tx:
+            return subscriber_tables.salt(tx, day, os.urandom(32))
 
     def add(self, aggregators: Mapping[tuple[str, str, str, str], tuple[int, float]],
             readers: Iterable[tuple[str, str, str]]) -> None:
-        with self._db() as db:
-            # The latest count wins, whichever worker saw it.
-            db.executemany(
-                "INSERT INTO aggregators VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (day, aggregator, feed_id, path) DO UPDATE SET "
-                "subscribers = excluded.subscribers, seen = excluded.seen "
-                "WHERE excluded.seen >= aggregators.seen",
-                [(*key, count, seen) for key, (count, seen) in aggregators.items()])
-            db.executemany("INSERT OR IGNORE INTO readers VALUES (?, ?, ?)", list(readers))
+        """Counts seen by (day, aggregator, feed id, path) → (count, when as a
+        POSIX timestamp), and reader hashes (day, path, hash)."""
+        with self._state().database().write() as tx:
+            subscriber_tables.add(
+                tx, [(*key, count, int(seen * 1_000_000))
+                     for key, (count, seen) in aggregators.items()], readers)
 
     def forget_before(self, day: str) -> None:
         """Days before `day`: hashes become a count, and their salts go."""
-        with self._db() as db:
-            db.execute("INSERT OR REPLACE INTO reader_days SELECT day, path, COUNT(*) FROM readers "
-                       "WHERE day < ? GROUP BY day, path", (day,))
-            db.execute("DELETE FROM readers WHERE day < ?", (day,))
-            db.execute("DELETE FROM salts WHERE day < ?", (day,))
+        with self._state().database().write() as tx:
+            subscriber_tables.forget_before(tx, day)
 
     def days(self, since: str) -> list[DayCount]:
         """Per day (from `since`) and feed path: aggregator counts and direct readers."""
-        with self._db() as db:
-            agg = db.execute("SELECT day, path, aggregator, SUM(subscribers) FROM aggregators "
-                             "WHERE day >= ? GROUP BY day, path, aggregator", (since,)).fetchall()
-            fresh = db.execute("SELECT day, path, COUNT(*) FROM readers WHERE day >= ? "
-                               "GROUP BY day, path", (since,)).fetchall()
-            old = db.execute("SELECT day, path, readers FROM reader_days WHERE day >= ?",
-                             (since,)).fetchall()
+        with self._state().database().read() as tx:
+            agg = tx.rows("SELECT day, path, aggregator, SUM(subscribers)"
+                          " FROM subscriber_aggregators WHERE day >= ?"
+                          " GROUP BY day, path, aggregator", [since])
+            fresh = tx.rows("SELECT day, path, COUNT(*) FROM subscriber_readers WHERE day >= ?"
+                            " GROUP BY day, path", [since])
+            old = tx.rows("SELECT day, path, readers FROM subscriber_reader_days WHERE day >= ?",
+                          [since])
         by: dict[tuple[str, str], dict[str, int]] = {}
         readers: dict[tuple[str, str], int] = {}
         for day, path, name, count in agg:

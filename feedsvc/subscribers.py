@@ -17,8 +17,13 @@ taken from `X-Forwarded-For`, walking it from the right past the
 `trusted_proxies` of config.yaml, and only when the request came from one of
 them (anyone can send that header).
 
-The counts are kept by a SubscriberStore (subscriber_store.py); each worker
-gathers them in memory and writes them every few seconds.
+The counts are kept in the index by a SubscriberStore (subscriber_store.py);
+each worker gathers them in memory and writes them every few seconds. A
+request never waits for the database: the reader's hash is made when the
+counts are written (the address stays in memory until then, at most a few
+seconds, and is never written anywhere), and while the index cannot be
+written (PostgreSQL down) each interval's counts are dropped, the cause
+logged once, and counting goes on by itself when it is back.
 """
 
 from __future__ import annotations
@@ -27,11 +32,8 @@ import atexit
 import datetime as dt
 import hashlib
 import ipaddress
-import json
 import logging
 import re
-import socket
-import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -41,10 +43,15 @@ from zoneinfo import ZoneInfo
 
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
+from feedsvc.index.db import IndexUnavailable
 from feedsvc.subscriber_store import SubscriberStore
 
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 2.0
+# What one worker holds between two writes, at most (a flood of made-up
+# User-Agents must not grow a worker's memory): beyond it, the rest of the
+# interval is not counted.
+MAX_PENDING = 50_000
 FEED_PREFIXES = ("/feeds/", "/tags/", "/feed/", "/feed.xml")
 FEED_SUFFIXES = (".rss", ".atom", ".json", ".xml")
 
@@ -119,79 +126,10 @@ class TrustedProxies:
         return hops[0] if hops else remote_addr
 
 
-class LogListener:
-    """Feed requests that nginx answered from its cache never reach feedsvc;
-    nginx sends a line for each to this UDP address instead (deploy/nginx:
-    `access_log syslog:server=127.0.0.1:5514,nohostname,tag=feedsvc …`).
-    Every worker binds it with SO_REUSEPORT and the kernel shares the lines
-    out; a line counted twice (nginx's and feedsvc's own view of one request)
-    counts once, as readers are distinct hashes and aggregators the latest
-    count. Nothing is written to disk but the counts."""
-
-    def __init__(self, recorder: Recorder, address: tuple[str, int]) -> None:
-        self.recorder, self.address = recorder, address
-        self._stop = threading.Event()
-        self.sock = socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET,
-                                  socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        self.sock.bind(address)
-        self.sock.settimeout(1.0)
-
-    def start(self) -> LogListener:
-        threading.Thread(target=self._loop, name="feedsvc-nginx-log", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            line = parse_log_line(data)
-            if line is not None:
-                self.recorder.seen(*line, None)
-
-
-def parse_log_line(data: bytes) -> tuple[str, str, str] | None:
-    """(path, user agent, address) of a feed answer in nginx's syslog line
-    `<pri>time feedsvc: status TAB uri TAB address TAB user-agent TAB sec-fetch-dest`,
-    or None for anything else (another status, a browser's page view, noise)."""
-    text = data.decode("utf-8", "replace")
-    _, sep, message = text.partition("feedsvc: ")
-    fields = message.rstrip("\n").split("\t")
-    if not sep or len(fields) != 5:
-        return None
-    status, path, addr, ua, dest = (_unescape(f) for f in fields)
-    if status not in ("200", "304") or not is_feed(path) or dest.strip().lower() == "document":
-        return None
-    return path, ua, addr
-
-
-def _unescape(field: str) -> str:
-    """nginx's escape=json: backslash escapes as in a JSON string."""
-    if "\\" not in field:
-        return field
-    try:
-        value: Any = json.loads(f'"{field}"')
-    except ValueError:
-        return field
-    return str(value)
-
-
-def recorder_for(config: Config, clock: Clock = utcnow) -> Recorder | None:
-    """The recorder of a served site, or None (logged) when state_dir cannot hold
-    the counts: serving matters more than counting."""
-    try:
-        store = SubscriberStore.in_state_dir(config.state_dir)
-    except (OSError, sqlite3.Error) as e:
-        log.error("subscriber counts off: cannot open their store in %s: %s", config.state_dir, e)
-        return None
-    return Recorder(store, config.trusted_proxies, config.site.timezone, clock)
+def recorder_for(config: Config, clock: Clock = utcnow) -> Recorder:
+    """The recorder of a served site. Its store opens the index on first use:
+    a database that is unreachable now costs counts, never the service."""
+    return Recorder(SubscriberStore(config), config.trusted_proxies, config.site.timezone, clock)
 
 
 def is_feed(path: str) -> bool:
@@ -208,8 +146,12 @@ class Recorder:
         self.zone = ZoneInfo(timezone)
         self._lock = threading.Lock()
         self._aggregators: dict[tuple[str, str, str, str], tuple[int, float]] = {}
-        self._readers: set[tuple[str, str, str]] = set()
+        # (day, path, address, User-Agent) until the next write hashes them.
+        self._readers: set[tuple[str, str, str, str]] = set()
+        self._dropped = 0
         self._salts: dict[str, bytes] = {}
+        self.failing: str | None = None    # why the last write failed, until one succeeds
+        self._lost = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, args=(flush_seconds,),
                                         name="feedsvc-subscribers", daemon=True)
@@ -236,38 +178,74 @@ class Recorder:
     def today(self) -> dt.date:
         return self.clock().astimezone(self.zone).date()
 
-    def seen(self, path: str, user_agent: str, remote_addr: str, forwarded_for: str | None) -> None:
-        """One feed request answered 200 or 304."""
-        now = self.clock()
+    def seen(self, path: str, user_agent: str, remote_addr: str, forwarded_for: str | None,
+             when: dt.datetime | None = None) -> None:
+        """One feed request answered 200 or 304 (`when`: its time, if not now); in
+        memory only, no database here."""
+        now = when or self.clock()
         day = self.day(now)
         agg = parse_user_agent(user_agent)
-        if agg is not None:
-            with self._lock:
+        with self._lock:
+            if len(self._aggregators) + len(self._readers) >= MAX_PENDING:
+                self._dropped += 1
+                return
+            if agg is not None:
                 self._aggregators[(day, agg.name, agg.feed_id, path)] = (agg.subscribers,
                                                                           now.timestamp())
-            return
-        client = self.proxies.client(remote_addr, forwarded_for)
-        digest = hashlib.sha256(self._salt(day) + b"\0" + client.encode("utf-8", "replace")
-                                + b"\0" + user_agent.encode("utf-8", "replace")).hexdigest()[:24]
-        with self._lock:
-            self._readers.add((day, path, digest))
+                return
+            self._readers.add((day, path, self.proxies.client(remote_addr, forwarded_for),
+                               user_agent))
 
     def _salt(self, day: str) -> bytes:
         salt = self._salts.get(day)
         if salt is None:
-            salt = self.store.salt(day)        # shared by every worker, made once a day
-            self._salts = {day: salt}
+            salt = self.store.salt(day)        # shared by every worker and machine
+            # Today's and yesterday's at most (a write just after midnight).
+            self._salts = {**{d: s for d, s in self._salts.items() if d > day}, day: salt}
         return salt
 
-    def flush(self) -> None:
+    def _hash(self, day: str, client: str, user_agent: str) -> str:
+        return hashlib.sha256(self._salt(day) + b"\0" + client.encode("utf-8", "replace")
+                              + b"\0" + user_agent.encode("utf-8", "replace")).hexdigest()[:24]
+
+    def flush(self) -> bool:
+        """Write what was gathered; False when the index could not take it
+        (those counts are dropped, the cause logged once per outage)."""
         with self._lock:
-            aggregators, readers = self._aggregators, self._readers
-            self._aggregators, self._readers = {}, set()
-        if aggregators or readers:
+            aggregators, pending, dropped = self._aggregators, self._readers, self._dropped
+            self._aggregators, self._readers, self._dropped = {}, set(), 0
+        if dropped:
+            log.warning("subscriber counts: %d feed requests not counted (more than %d distinct "
+                        "in one interval)", dropped, MAX_PENDING)
+        if not aggregators and not pending:
+            return True
+        try:
+            readers = {(day, path, self._hash(day, client, ua))
+                       for day, path, client, ua in pending}
             self.store.add(aggregators, readers)
             self.store.forget_before(self.day(self.clock() - dt.timedelta(days=1)))
+        except IndexUnavailable as e:
+            # Only this interval's counts are lost; the next write tries again.
+            if self.failing is None:
+                log.error("subscriber counts not written (%s); each interval's counts are lost "
+                          "until the index can be written again", e)
+            self.failing = str(e)
+            self._lost += len(aggregators) + len(pending)
+            return False
+        if self.failing is not None:
+            log.warning("subscriber counts written again; %d counts were lost meanwhile",
+                        self._lost)
+        self.failing, self._lost = None, 0
+        return True
 
     def _loop(self, every: float) -> None:
+        try:
+            self.store.import_older()
+        except IndexUnavailable as e:
+            log.warning("subscriber counts of an older version not imported yet (%s); tried again "
+                        "at the next write", e)
+        except Exception:  # noqa: BLE001 - counting must never stop serving
+            log.exception("subscriber counts of an older version not imported")
         while not self._stop.wait(every):
             try:
                 self.flush()

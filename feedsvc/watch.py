@@ -38,6 +38,7 @@ from pathlib import Path
 
 import watchfiles
 
+from feedsvc import health
 from feedsvc.closes import Closes
 from feedsvc.config import load_config
 from feedsvc.errors import ConfigError
@@ -70,6 +71,7 @@ class Watcher:
         self.is_leader = is_leader or (lambda: True)
         self._was_leading = False   # the last handle() led: else the next one rescans in full
         self._behind = False        # a change is waiting for the index (a failed update)
+        self._failing: str | None = None   # the cause of the failing updates, once logged
         self.stop_event = threading.Event()
         self._posts_moved = threading.Event()
         self._handling = threading.Lock()
@@ -243,19 +245,29 @@ class Watcher:
         try:
             changed = index.scan() if full_scan else index.update(rels)
         except IndexUnavailable as e:
-            index.last_error = str(e)
-            log.error("cannot update the post index (%s); trying again at the next change"
-                      " or in %.0f s", e, RETRY)
+            cause = health.storage_reason(e)
+            if cause != self._failing:
+                # Once per cause, not at every retry: a disk full for an hour is
+                # one line, not 1,800 (health.py does the same for state writes).
+                # The cause, not the message: PostgreSQL names the file it could
+                # not extend, another one at each try.
+                log.error("cannot update the post index (%s); trying again at the next"
+                          " change or every %.0f s, logged again when it works", e, RETRY)
+            index.last_error, self._failing = str(e), cause
             self._behind = True
             self._retry_later()
             return
         except Exception as e:  # noqa: BLE001
-            index.last_error = f"{type(e).__name__}: {e}"
-            log.exception("updating the post index failed")
+            cause = f"{type(e).__name__}: {e}"
+            if cause != self._failing:
+                log.exception("updating the post index failed")
+            index.last_error = self._failing = cause
             self._behind = True
             self._retry_later()
             return
-        index.last_error = None
+        if self._failing is not None:
+            log.warning("the post index is updated again")
+        index.last_error = self._failing = None
         self._behind = False
         if changed:
             log.info("%d post file(s) changed: %s", len(changed), ", ".join(sorted(changed)[:5]))

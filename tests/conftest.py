@@ -13,6 +13,7 @@ import pytest
 import support
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, settings
+from private_postgres import PrivatePostgres, private_postgres
 from readers_site import readers_site
 from support import FakeClock, Serve, Server, make_site, running
 
@@ -40,7 +41,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
 # These modules run on both index backends (issue 12): SQLite and PostgreSQL.
 BOTH_INDEXES = {"test_http_conditional", "test_reload", "test_redis_cache", "test_hostile",
                 "test_one_version", "test_readiness", "test_archives",
-                "test_state_in_index", "test_websub", "test_upstream", "test_story_once"}
+                "test_state_in_index", "test_websub", "test_upstream", "test_subscribers",
+                "test_subscribers_import", "test_story_once"}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -64,6 +66,14 @@ def _drop_test_databases() -> Iterator[None]:
     yield
     with contextlib.suppress(Exception):   # no PostgreSQL here: nothing was made either
         support.drop_pg_databases()
+
+
+@pytest.fixture(scope="session")
+def private_pg() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL cluster of the tests' own (tests/private_postgres.py), for
+    faults the machine's shared server must never see; started once, on first use."""
+    with private_postgres() as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import os
+import re
 import shutil
 import signal
 import socket
@@ -141,7 +142,7 @@ class Server:
     """`feedsvc serve` as a subprocess on a free loopback port."""
 
     def __init__(self, config: Path, *, workers: int = 1, threads: int = 4,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, ready: bool = True) -> None:
         self.config, self.port = config, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = config.parent / f"server-{self.port}.log"
@@ -150,18 +151,20 @@ class Server:
         self.proc = subprocess.Popen(cmd, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
                                      env={**os.environ, **(env or {})}, cwd=config.parent)
         try:
-            self.wait_ready()
+            # ready=False: a server that is not meant to be ready yet (its index
+            # cannot be written), waited for until it answers at all.
+            self.wait_ready(path="/readyz" if ready else "/healthz")
         except BaseException:
             self.stop()  # a server that never got ready must not outlive the test
             raise
 
-    def wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float = 30, path: str = "/readyz") -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.output()}")
             try:
-                if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
+                if requests.get(self.url + path, timeout=1).status_code == 200:
                     return
             except (requests.ConnectionError, requests.Timeout):  # busy machine: keep waiting
                 pass
@@ -213,6 +216,18 @@ def running(config: Path, **kwargs: Any) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
+
+
+def subscriber_stats(config: Path) -> dict[str, dict[str, str]]:
+    """The table `feedsvc stats` prints: feed path → {column: cell}."""
+    out = subprocess.run([sys.executable, "-m", "feedsvc", "stats", "--config", str(config)],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    lines = out.splitlines()
+    if not lines or "feed" not in lines[0]:
+        return {}                       # "no subscriber counts yet"
+    head = re.split(r"\s{2,}", lines[0].strip())
+    return {cells[0]: dict(zip(head, cells, strict=True))
+            for cells in (re.split(r"\s{2,}", line.strip()) for line in lines[2:])}
 
 
 def wait_for(predicate: Any, timeout: float = 10, interval: float = 0.1) -> Any:

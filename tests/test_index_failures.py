@@ -1,22 +1,28 @@
 """Bad input for the index (issue 12): PostgreSQL unreachable at start and
 mid-run (through a proxy of our own: the shared server is never touched), a
-locked SQLite database, a disk that fills while indexing, two writers racing.
+locked SQLite database, a disk that fills while indexing (SQLite's state_dir,
+and the tablespace of a PostgreSQL cluster of the tests' own), two writers racing.
 The service keeps serving what it last had or says it is not ready, reports
 the cause, recovers by itself, and never answers 500."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import os
 import sqlite3
 import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import feedparser
 import pytest
 import yaml
-from support import make_site, new_pg_database, post, wait_for
+from disk_support import fill
+from private_postgres import PrivatePostgres
+from support import Server, make_site, new_pg_database, post, running, wait_for
 from tcp_proxy import TcpProxy
 
 from feedsvc.app import create_app
@@ -143,6 +149,104 @@ def test_a_disk_that_fills_while_indexing_then_frees(tmp_path: Path) -> None:
         wait_for(lambda: client.get("/readyz").status_code == 200, timeout=30)
         assert len(titles(client.get(FEED).data)) == 20
         watcher.stop()
+
+
+def on_index(cfg: Path, url: str) -> Path:
+    """The site's config with its index on the PostgreSQL database `url`."""
+    data = yaml.safe_load(cfg.read_text(encoding="utf-8"))
+    data["index"] = {"type": "postgres", "url": url}
+    cfg.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return cfg
+
+
+def incompressible(kb: int) -> str:
+    """A body of `kb` kB that neither zlib nor PostgreSQL can shrink: it takes
+    new pages of the tablespace, not room left in old ones."""
+    words = base64.b64encode(os.urandom(kb * 768)).decode()
+    return "<p>" + " ".join(words[i:i + 40] for i in range(0, len(words), 40)) + "</p>"
+
+
+def status_index(server: Server) -> dict[str, Any]:
+    resp = server.get("/status")
+    assert resp.status_code == 200, resp.text
+    info: dict[str, Any] = resp.json()["index"]
+    return info
+
+
+def full_disk_errors(cluster: PrivatePostgres) -> int:
+    """How many writes the private cluster refused for want of space (its own log)."""
+    return cluster.server_log().count("No space left on device")
+
+
+def test_a_postgres_disk_that_fills_on_a_change_keeps_serving_then_catches_up(
+        tmp_path: Path, private_pg: PrivatePostgres) -> None:
+    """The tablespace of a private cluster (tests/private_postgres.py) fills
+    while a change is indexed: the served feed stays what it was, /status
+    and the log say why (SQLSTATE 53100), once however often it is retried,
+    and the change is served once the filler is gone, with no restart."""
+    with private_pg.small_disk("8m") as small:
+        cfg = on_index(make_site(tmp_path / "site", POSTS), small.new_database())
+        with running(cfg) as server:
+            before = server.get(FEED)
+            assert before.status_code == 200
+            filler = fill(small.disk)
+            refused = full_disk_errors(private_pg)
+            (cfg.parent / "_posts" / "2022-03-09-big.md").write_text(
+                post("A big one", "2022-03-09 10:00:00 +0800", body=incompressible(400)),
+                encoding="utf-8")
+            full = wait_for(lambda: (i := status_index(server)).get("last_error") and i,
+                            timeout=30)
+            assert "No space left on device (SQLSTATE 53100: could not extend file" \
+                in full["last_error"], full
+            assert full["ready"] is True
+            # Retried (every 2 s) at least twice more while the disk stays full.
+            wait_for(lambda: full_disk_errors(private_pg) >= refused + 3, timeout=30)
+            for path in (FEED, "/feeds/all.json", "/feeds/kunmingribao.rss", "/readyz"):
+                assert server.get(path).status_code == 200, path
+            during = server.get(FEED)
+            assert during.content == before.content
+            assert during.headers["ETag"] == before.headers["ETag"]
+            filler.unlink()
+            wait_for(lambda: "A big one" in titles(server.get(FEED).content), timeout=30)
+            assert status_index(server)["last_error"] is None
+            assert titles(server.get(FEED).content)[:2] == ["A big one", "P5"]
+            log = server.output()
+    assert log.count("cannot update the post index") == 1, log
+    assert "No space left on device (SQLSTATE 53100" in log
+    assert log.count("the post index is updated again") == 1, log
+
+
+def test_a_postgres_disk_that_fills_while_indexing_says_not_ready_then_indexes(
+        tmp_path: Path, private_pg: PrivatePostgres) -> None:
+    """A first indexing that the tablespace cannot hold: never a partial feed
+    (503 with Retry-After), /readyz and /status say why, /healthz stays 200;
+    with the space back the same server finishes by itself."""
+    posts = {f"2022-{m:02d}-{d:02d}-p{m}-{d}.md": post(
+        f"P{m}-{d}", f"2022-{m:02d}-{d:02d} 10:00:00 +0800", body=incompressible(3))
+        for m in range(1, 11) for d in range(1, 29)}
+    with private_pg.small_disk("8m") as small:
+        cfg = on_index(make_site(tmp_path / "site", posts), small.new_database())
+        filler = fill(small.disk)
+        # Room for the tables (about 260 kB) and a part of the 280 posts (about 1 MB).
+        os.truncate(filler, filler.stat().st_size - 512 * 1024)
+        with running(cfg, ready=False) as server:
+            # (a list: a 503 Response is falsy)
+            [why] = wait_for(lambda: (r := server.get("/readyz")).status_code == 503
+                             and "No space left on device" in r.text and [r], timeout=60)
+            assert why.headers["Retry-After"]
+            resp = server.get(FEED)
+            assert resp.status_code == 503 and resp.headers["Retry-After"]
+            assert server.get("/feeds/all.json").status_code == 503
+            assert server.get("/healthz").status_code == 200
+            index = status_index(server)
+            assert index["ready"] is False
+            assert "No space left on device (SQLSTATE 53100" in index["last_error"]
+            filler.unlink()
+            wait_for(lambda: server.get("/readyz").status_code == 200, timeout=60)
+            assert len(titles(server.get(FEED).content)) == 20
+            status = server.get("/status").json()
+            assert status["categories"]["kunmingribao"]["posts"] == 280
+            assert status["index"]["last_error"] is None
 
 
 def test_two_writers_racing_leave_one_consistent_index(tmp_path: Path) -> None:

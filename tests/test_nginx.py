@@ -6,9 +6,7 @@ says, byte for byte, and slow clients stay in nginx."""
 from __future__ import annotations
 
 import http.client
-import re
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -17,12 +15,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from support import REPO, Server, make_site, post, running, wait_for
+from support import REPO, Server, make_site, post, running, subscriber_stats, wait_for
 
 sys.path.insert(0, str(REPO / "bench"))
 import contextlib
 
-from nginx_harness import Nginx, available, free_udp_port  # noqa: E402
+from nginx_harness import Nginx, available, subscriber_log  # noqa: E402
 
 MAX_AGE = 3
 FEEDS = ["/feeds/kunmingribao.rss", "/feeds/kunmingribao.atom", "/feeds/kunmingribao.json",
@@ -36,12 +34,11 @@ assert available(), "nginx is missing: scripts/test-deps (make test) installs De
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Nginx]]:
     root = tmp_path_factory.mktemp("nginx")
-    log_port = free_udp_port()
     config = make_site(root / "site", fixture="site", config={
         "max_age": MAX_AGE, "trusted_proxies": ["127.0.0.1"],
-        "subscriber_log": f"127.0.0.1:{log_port}"})
+        "subscriber_log": str(subscriber_log(root / "nginx"))})
     with running(config, workers=2) as server, \
-            Nginx(root / "nginx", upstream_port=server.port, log_port=log_port) as nginx:
+            Nginx(root / "nginx", upstream_port=server.port) as nginx:
         yield server, nginx
 
 
@@ -205,7 +202,7 @@ def test_the_shipped_config_is_what_runs() -> None:
     shipped = (REPO / "deploy" / "nginx" / "feedsvc.conf").read_text(encoding="utf-8")
     from nginx_harness import render_site
 
-    rendered = render_site(shipped, port=1, upstream_port=2, prefix=Path("/p"), log_port=3)
+    rendered = render_site(shipped, port=1, upstream_port=2, prefix=Path("/p"))
     import difflib
 
     changed = [line for line in difflib.ndiff(shipped.splitlines(), rendered.splitlines())
@@ -221,15 +218,14 @@ def test_the_shipped_config_is_what_runs() -> None:
                        "-     access_log /var/log/nginx/feedsvc.access.log combined buffer=64k "
                        "flush=5s;",
                        "+     access_log /p/access.log combined buffer=64k flush=5s;",
-                       "-     access_log syslog:server=127.0.0.1:5514,nohostname,tag=feedsvc "
+                       "-     access_log /var/log/feedsvc/nginx-subscribers.log "
                        "feedsvc_subscribers",
-                       "+     access_log syslog:server=127.0.0.1:3,nohostname,tag=feedsvc "
-                       "feedsvc_subscribers"])
+                       "+     access_log /p/subscribers.log feedsvc_subscribers"])
 
 
 def test_polls_answered_from_the_cache_are_counted(stack: tuple[Server, Nginx]) -> None:
-    """nginx sends feedsvc a line per feed request (its subscriber log), so that
-    readers whose polls never reach feedsvc are counted too."""
+    """nginx logs a line per feed request to the file feedsvc's subscriber_log
+    reads, so that readers whose polls never reach feedsvc are counted too."""
     server, nginx = stack
     path = "/feeds/world.rss"
     requests.get(nginx.url + path, timeout=10)
@@ -240,15 +236,8 @@ def test_polls_answered_from_the_cache_are_counted(stack: tuple[Server, Nginx]) 
         assert reply.headers["X-Cache-Status"] == "HIT"     # feedsvc never saw these
 
     def counted() -> dict[str, str] | None:
-        out = subprocess.run([sys.executable, "-m", "feedsvc", "stats", "--config",
-                              str(server.config)], capture_output=True, text=True,
-                             timeout=60, check=True).stdout.splitlines()
-        head = re.split(r"\s{2,}", out[0].strip()) if out and "feed" in out[0] else []
-        for line in out[2:]:
-            row = dict(zip(head, re.split(r"\s{2,}", line.strip()), strict=True))
-            if row.get("feed") == path and row.get("Feedly") == "77":
-                return row
-        return None
+        row = subscriber_stats(server.config).get(path, {})
+        return row if row.get("Feedly") == "77" else None
 
     row = wait_for(counted, 30, 0.5)
     # Reader One, Reader Two, and python-requests of the first request.

@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from feedsvc import health
 from feedsvc.errors import FeedsvcError
 from feedsvc.index import archives
 
@@ -316,7 +317,11 @@ def _unavailable(path: Path, e: Exception) -> IndexUnavailable:
     corrupt = isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.OperationalError)
     if isinstance(e, sqlite3.OperationalError) and "malformed" in str(e):
         corrupt = True
-    return IndexUnavailable(f"index database {path.name}: {e}", corrupt=corrupt)
+    # A full disk in the words every writer of state uses (health.storage_reason),
+    # SQLite's own beside them: "No space left on device (database or disk is full)".
+    reason = health.storage_reason(e)
+    why = str(e) if reason == str(e) else f"{reason} ({e})"
+    return IndexUnavailable(f"index database {path.name}: {why}", corrupt=corrupt)
 
 
 def retrying(fn: Any, attempts: int = 3, pause: float = 0.05) -> Any:

@@ -11,7 +11,8 @@ aside) never touches it.
 
 Each concept that keeps something here has a module of its own with its
 DDL (state_tables.py: upstream, WebSub and near-duplicate state, queried in
-sources.py), hooked into `schema()` below with one line.
+sources.py; subscriber_tables.py: subscriber counts, queried in
+subscriber_store.py), hooked into `schema()` below with one line.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ NAMESPACE = "state"
 
 
 def schema(blob: str, text: str = "TEXT") -> list[str]:
-    from feedsvc.index import state_tables
+    from feedsvc.index import state_tables, subscriber_tables
 
-    return [*state_tables.schema(blob, text)]
+    return [*state_tables.schema(blob, text), *subscriber_tables.schema(blob, text)]
 
 
 def location(config: Config) -> str:

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from feedsvc import health
 from feedsvc.index.db import IndexUnavailable, Params, ReentrantReads, Tx, schema
 
 # Elections log where leader.Leader's do: one logger to quiet (`feedsvc collect`) or follow.
@@ -48,6 +49,17 @@ def redact(url: str) -> str:
     netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (
         f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def cause(e: psycopg.Error) -> str:
+    """What PostgreSQL said, a full disk first in the words every writer of
+    state uses (health.storage_reason: `No space left on device`, from SQLSTATE
+    53100 whatever the server's language), its own first line beside it."""
+    text = str(e).strip()
+    reason = health.storage_reason(e)
+    if reason == text:
+        return text
+    return f"{reason} (SQLSTATE {e.sqlstate}: {text.splitlines()[0]})"
 
 
 def _sql(sql: str) -> str:
@@ -104,7 +116,7 @@ class PostgresDatabase(ReentrantReads):
             conn.execute(f'SET search_path TO "{self.schema}"')
         except psycopg.Error as e:
             conn.close()
-            raise IndexUnavailable(f"PostgreSQL at {redact(self.url)}: {e}") from e
+            raise IndexUnavailable(f"PostgreSQL at {redact(self.url)}: {cause(e)}") from e
         return conn
 
     def _create(self, conn: psycopg.Connection[Any]) -> None:
@@ -133,7 +145,7 @@ class PostgresDatabase(ReentrantReads):
                 yield _PgTx(conn)
         except psycopg.Error as e:
             self._drop(conn)
-            raise IndexUnavailable(f"PostgreSQL at {redact(self.url)}: {e}") from e
+            raise IndexUnavailable(f"PostgreSQL at {redact(self.url)}: {cause(e)}") from e
 
     def _drop(self, conn: psycopg.Connection[Any]) -> None:
         self._local.conn = None
@@ -155,7 +167,7 @@ class PostgresDatabase(ReentrantReads):
                 self._writer = None
                 with suppress(psycopg.Error):
                     conn.close()
-                raise IndexUnavailable(f"PostgreSQL at {redact(self.url)}: {e}") from e
+                raise IndexUnavailable(f"PostgreSQL at {redact(self.url)}: {cause(e)}") from e
 
     def rebuild(self) -> None:
         with self._write_lock:

@@ -13,7 +13,8 @@ Tables:
   story each is in (upstream/stories.py), oldest first by `seq`.
 
 Before this, the same state was files in state_dir (`sources/*.json`,
-`websub.json`, `stories.json`). The first process that opens the store for a
+`websub.json`, `stories.json`, and the subscriber counts' `subscribers.sqlite3`,
+whose tables are subscriber_tables.py's now). The first process that opens the store for a
 state_dir imports them once, merged with what the index already has (the
 index wins, but no seen id is lost), and then renames them with an
 `.imported` suffix: kept for the admin, never deleted, never read again.
@@ -21,9 +22,11 @@ index wins, but no seen id is lost), and then renames them with an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,11 +35,12 @@ from typing import Any
 
 from feedsvc.clock import utcnow
 from feedsvc.config import Config
-from feedsvc.index import durable
+from feedsvc.index import durable, subscriber_tables
 from feedsvc.index.db import Database, IndexUnavailable, Tx
 
 log = logging.getLogger(__name__)
 IMPORTED = ".imported"
+SUBSCRIBERS_FILE = "subscribers.sqlite3"   # subscriber counts before they moved here
 
 
 def _now_us() -> int:
@@ -185,6 +189,10 @@ class StateStore:
             self._import_stories(stories)
             done.append(stories.name)
             _set_aside(stories)
+        subscribers = state_dir / SUBSCRIBERS_FILE
+        if subscribers.is_file() and self._import_subscribers(subscribers):
+            done.append(subscribers.name)
+            _set_aside(subscribers, companions=("-wal", "-shm"))
         if done:
             log.warning("imported %s from %s into the index (%s); the files are kept with the "
                         "suffix %s and no longer read", ", ".join(done), state_dir, self.name,
@@ -241,6 +249,24 @@ class StateStore:
                  and e["guid"] not in have]
         self.add_story_entries(fresh, keep=2**62)
 
+    def _import_subscribers(self, path: Path) -> bool:
+        """The counts of the subscriber file of older versions, merged as every
+        worker merges its own (subscriber_tables.py): importing it twice, or
+        beside counts the index already has, counts nothing twice. False (and
+        the file left where it is, to be tried again at the next start) when
+        it cannot be read."""
+        try:
+            rows = _subscriber_rows(path)
+        except sqlite3.Error as e:
+            log.error("not importing the subscriber counts of %s (left in place, tried again at "
+                      "the next start): %s", path, e)
+            return False
+        with self._write() as tx:
+            subscriber_tables.add_salts(tx, rows["salts"])
+            subscriber_tables.add(tx, rows["aggregators"], rows["readers"])
+            subscriber_tables.add_reader_days(tx, rows["reader_days"])
+        return True
+
     def close(self) -> None:
         with self._lock:
             if self._db is not None:
@@ -258,9 +284,36 @@ def _json(path: Path) -> Any:
         return None
 
 
-def _set_aside(path: Path) -> None:
-    """Rename an imported file or folder (never delete it); a name already
-    taken gets a date. Another process may have renamed it first."""
+def _subscriber_rows(path: Path) -> dict[str, list[Any]]:
+    """Every row of an older feedsvc's `subscribers.sqlite3` (its tables
+    aggregators, readers, reader_days, salts), as subscriber_tables writes them."""
+    conn = sqlite3.connect(path, timeout=10)
+    try:
+        have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+        def rows(table: str, columns: str) -> list[tuple[Any, ...]]:
+            return conn.execute(f"SELECT {columns} FROM {table}").fetchall() \
+                if table in have else []
+
+        return {
+            "aggregators": [(str(d), str(a), str(f), str(p), int(n), int(float(seen) * 1e6))
+                            for d, a, f, p, n, seen in rows(
+                                "aggregators", "day, aggregator, feed_id, path, subscribers, seen")],
+            "readers": [(str(d), str(p), str(h))
+                        for d, p, h in rows("readers", "day, path, hash")],
+            "reader_days": [(str(d), str(p), int(n))
+                            for d, p, n in rows("reader_days", "day, path, readers")],
+            "salts": [(str(d), bytes(s)) for d, s in rows("salts", "day, salt")],
+        }
+    finally:
+        # The last connection to close folds its write-ahead log into the file.
+        conn.close()
+
+
+def _set_aside(path: Path, companions: tuple[str, ...] = ()) -> None:
+    """Rename an imported file or folder (never delete it), and the files
+    beside it named after it (`companions`: SQLite's `-wal`, `-shm`); a name
+    already taken gets a date. Another process may have renamed it first."""
     target = path.with_name(path.name + IMPORTED)
     if target.exists():
         target = path.with_name(f"{path.name}{IMPORTED}-{utcnow():%Y%m%dT%H%M%S%f}")
@@ -271,6 +324,10 @@ def _set_aside(path: Path) -> None:
     except OSError as e:
         # A read-only state_dir: imported again next time (merging loses nothing).
         log.warning("imported %s but cannot rename it: %s", path, e.strerror or e)
+        return
+    for suffix in companions:
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(f"{path}{suffix}", f"{target}{suffix}")
 
 
 def place(config: Config) -> Path | str:
