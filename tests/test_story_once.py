@@ -23,6 +23,7 @@ from lxml import etree
 from support import Serve, Server, make_site, wait_for
 from test_feedcheck import feedcheck  # noqa: F401 - the fixture
 
+from feedsvc.check import check
 from feedsvc.config import ConfigError, load_config
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -169,6 +170,15 @@ def test_a_tie_goes_to_the_category_first_in_the_config(tmp_path: Path, serve: S
     assert titles(server, "/feeds/all") == [PLANTING, Y, METRO, SCHOOLS, TOURISM]
     assert copies(server, "/feeds/all") == {Y: [XINHUA, KMRB]}
     assert titles(server, COFFEE) == [PLANTING, Y]
+    # xinhua moved before yunnanribao in the config: the tie goes the other way.
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    cats = data["categories"]
+    data["categories"] = {s: cats[s] for s in ("kunmingribao", "xinhua", "yunnanribao")}
+    config.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False),
+                      encoding="utf-8")
+    wait_for(lambda: titles(server, "/feeds/all") == [PLANTING, X, METRO, SCHOOLS, TOURISM])
+    assert copies(server, "/feeds/all") == {X: [YNRB, KMRB]}
+    assert titles(server, COFFEE) == [PLANTING, X]
 
 
 def test_switched_off_every_copy_is_shown_everywhere(tmp_path: Path, serve: Serve) -> None:
@@ -181,6 +191,11 @@ def test_switched_off_every_copy_is_shown_everywhere(tmp_path: Path, serve: Serv
     assert copies(server, "/feeds/all") == {} and related(server, COFFEE, "rss") == {}
     assert server.get("/status").json()["posts"] == 7
     assert len(archive_titles(server, "/feeds/all")) == 4
+
+
+def test_check_counts_every_copy_in_feeds(tmp_path: Path) -> None:
+    # Every copy is in a feed (its category's), even when the site-wide feed shows another.
+    assert check(load_config(site(tmp_path))).counts["in feeds"] == 7
 
 
 def test_show_once_is_validated_by_name(tmp_path: Path) -> None:

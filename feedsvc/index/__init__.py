@@ -349,9 +349,17 @@ class Views:
     # -- whole lists (tools and tests; feeds take pages) -----------------------------------
     @property
     def all(self) -> list[Post]:
-        """Every visible post, newest first."""
+        """The site-wide feed's posts (each story once), newest first."""
+        return self._visible("lead")
+
+    @property
+    def in_feeds(self) -> list[Post]:
+        """Every post some feed carries (each id once, every copy of a story), newest first."""
+        return self._visible("shown")
+
+    def _visible(self, column: str) -> list[Post]:
         with self._read() as tx:
-            rows = tx.rows("SELECT record FROM posts WHERE lead = 1 AND date_us <= ?"
+            rows = tx.rows(f"SELECT record FROM posts WHERE {column} = 1 AND date_us <= ?"  # noqa: S608
                            " ORDER BY date_us DESC, guid", [self._now_us])
         return [_post(r[0]) for r in rows]
 
@@ -454,21 +462,32 @@ class _Writer:
             self._insert(row.post, row.body)
 
     def _insert(self, post: Post, body: str) -> None:
-        story = story_key(post, self.show_once)
-        self.tx.run(
+        tx, story = self.tx, story_key(post, self.show_once)
+        owner = alone = None
+        if post.published:
+            owner = tx.one("SELECT record FROM posts WHERE guid = ? AND shown = 1", [post.guid])
+            # The first post of its id and story (nearly every post): shown in every
+            # feed it has, written so at once, without deciding its story again.
+            alone = owner is None and tx.one("SELECT 1 FROM posts WHERE story = ? LIMIT 1",
+                                             [story]) is None
+        tx.run(
             "INSERT INTO posts (rel, guid, date_us, updated_us, modified_us, published, shown,"
             " cats, source_guid, story, lead, fronts, record, body)"
-            " VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, 0, '[]', ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [post.rel, post.guid, _us(post.date), _us(post.updated), _us(post.modified),
-             int(post.published), SEP.join(post.categories), post.source_guid, story,
+             int(post.published), int(post.published and owner is None),
+             SEP.join(post.categories), post.source_guid, story, int(bool(alone)),
+             _fronts_text(post.tags if alone else ()),
              pickle.dumps(_POST_VALUES(post), protocol=5),
              # Level 1: half the CPU of level 6 at a first indexing, a little more disk.
              zlib.compress(body.encode("utf-8", "surrogatepass"), 1)])
         if not post.published:
             return
-        owner = self.tx.one("SELECT record FROM posts WHERE guid = ? AND shown = 1", [post.guid])
         if owner is None:
-            self._show(post, +1)
+            self._show(post, +1, flag=False)
+            if alone:
+                self._enfront(post, True, set(post.tags))
+                return
         else:
             shown = _post(owner[0])
             if post.rel < shown.rel:       # the lexically first file of an id wins
@@ -486,7 +505,7 @@ class _Writer:
         self.tx.run("DELETE FROM posts WHERE rel = ?", [rel])
         self._unfront(old, bool(row[3]), json.loads(row[4]))
         if row[1]:
-            self._show(old, -1, deleted=True)
+            self._show(old, -1, flag=False)
             # `+published`: the guid index, not one of the (published, …) ones,
             # which would walk every published post (6.5 s at a million).
             heir = self.tx.one("SELECT record FROM posts WHERE guid = ? AND +published = 1"
@@ -496,12 +515,13 @@ class _Writer:
                 self._restory(story_key(_post(heir[0]), self.show_once))
         self._restory(row[2])
 
-    def _show(self, post: Post, delta: int, deleted: bool = False) -> None:
+    def _show(self, post: Post, delta: int, flag: bool = True) -> None:
         """The post is (+1) or is no longer (-1) the one of its id that feeds
         carry: its category feeds. Which copy of its story the site-wide and
-        tag feeds carry follows (_restory)."""
+        tag feeds carry follows (_restory). flag=False: its row says so already
+        (or is gone)."""
         tx, date = self.tx, _us(post.date)
-        if not deleted:
+        if flag:
             tx.run("UPDATE posts SET shown = ? WHERE rel = ?", [int(delta > 0), post.rel])
         terms = [("c", c) for c in post.categories]
         if delta > 0:
@@ -650,6 +670,7 @@ class Index:
             with self._writing:
                 if not self.views().ready:
                     archives.adopt(self.db)
+                self._retie()
             total = self._diff(scratch)
             with self._writing:
                 changed = self._read_and_apply(scratch.todo(), total, "indexing posts")
@@ -673,9 +694,10 @@ class Index:
     def update(self, rels: Iterable[str], inside: Collection[str] = ()) -> set[str]:
         """Re-read the given paths (relative to posts_dir) if they changed."""
         rels = sorted(set(rels))
-        if not rels:
-            return set()
         with self._writing:
+            self._retie()
+            if not rels:
+                return set()
             stored = self._stored(rels)
             todo: list[tuple[str, bool]] = []
             gone: list[Row] = []
@@ -792,6 +814,36 @@ class Index:
             _bump(tx)
         self.writes += 1
         return {row.rel for row in rows}
+
+    def _retie(self) -> None:
+        """Ties between copies of one date go by the config order of categories:
+        once that order changed (a reloaded config), decide again the stories
+        that have a tie. One query over the shown posts per change of the
+        order, never per change of a post."""
+        order = json.dumps(list(self.config.categories), ensure_ascii=False)
+        with self.db.read() as tx:
+            row = tx.one("SELECT value FROM meta WHERE key = 'story_order'")
+        if row is not None and row[0] == order:
+            return
+        with self.db.write() as tx:
+            tied = sorted({r[0] for r in tx.rows(
+                "SELECT story FROM posts WHERE story >= 's:' AND story < 's;' AND shown = 1"
+                " GROUP BY story, date_us HAVING count(*) > 1")})   # ';' follows ':'
+            writer = _Writer(tx, self.config.near_duplicates.show_once,
+                             story_ranks(self.config))
+            for story in tied:
+                writer._restory(story)
+            writer.flush()
+            tx.run("INSERT INTO meta (key, value) VALUES ('story_order', ?) ON CONFLICT (key)"
+                   " DO UPDATE SET value = excluded.value", [order])
+            if tied:
+                ready = tx.one("SELECT value FROM meta WHERE key = 'ready'")
+                if ready is not None and ready[0] == "1":
+                    archives.number(tx)
+                _bump(tx)
+                log.info("categories reordered: %d stories with copies of one date decided"
+                         " again", len(tied))
+        self.writes += 1
 
     def _set_meta(self, key: str, value: str) -> None:
         with self.db.write() as tx:

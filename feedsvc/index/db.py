@@ -93,7 +93,7 @@ def schema(blob: str, text: str = "TEXT") -> list[str]:
         "CREATE INDEX IF NOT EXISTS posts_shown ON posts (shown, date_us DESC, guid)",
         # The site-wide feed's order, and a story's copies (a few rows per change).
         "CREATE INDEX IF NOT EXISTS posts_lead ON posts (lead, date_us DESC, guid)",
-        "CREATE INDEX IF NOT EXISTS posts_by_story ON posts (story)",
+        "CREATE INDEX IF NOT EXISTS posts_by_story ON posts (story, shown, date_us)",
         "CREATE INDEX IF NOT EXISTS posts_by_date ON posts (published, date_us)",
         "CREATE INDEX IF NOT EXISTS posts_by_updated ON posts (published, updated_us)",
         "CREATE INDEX IF NOT EXISTS posts_by_modified ON posts (published, modified_us)",
