@@ -39,7 +39,6 @@ from feedsvc.service import FeedService
 from feedsvc.version import Snapshot
 
 log = logging.getLogger(__name__)
-ArchiveStates = dict[tuple[str, str], tuple[int, dict[int, tuple[int, int]]]]
 MAX_NAME_BYTES = 255 - len(".atom")
 MANIFEST_VERSION = 1
 
@@ -116,7 +115,7 @@ class Export:
     # -- what is produced ------------------------------------------------------------
     def _documents(self, snap: Snapshot) -> Iterator[tuple[str, str, Callable[[], bytes]]]:
         service = self.service
-        states = snap.views.archive_states()
+        prints = Fingerprints(snap)
         for current in feed_keys(snap):
             if not file_name_ok(current.name):
                 log.warning("no file for the %s feed %r: not a usable file name",
@@ -127,7 +126,7 @@ class Export:
             except NotFound:
                 continue
             yield current.path(), digest, _render_of(service, current, snap)
-            for key, digest in archive_digests(current, snap, states):
+            for key, digest in archive_digests(current, snap, prints):
                 yield key.path(), digest, _render_of(service, key, snap)
         # jekyll-feed's files (feed.xml …), where a site switching from it has them.
         for key in jekyll_keys(snap.config, snap.views):
@@ -225,24 +224,36 @@ class Export:
             log.error("cannot save the build manifest %s: %s", self.manifest_path, e)
 
 
-def archive_digests(current: FeedKey, snap: Snapshot, states: ArchiveStates,
+class Fingerprints:
+    """The archive fingerprints of one feed at a time (index/archives.py),
+    asked of the index per feed as the export reaches it, and kept for its
+    other formats (feed_keys() gives a feed's formats one after another): a
+    build holds one feed's digests, not every feed's archive numbers."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+        self._last: tuple[tuple[str, str, int], tuple[int, list[str]]] | None = None
+
+    def of(self, key: FeedKey, size: int) -> tuple[int, list[str]]:
+        feed = (key.kind, key.name, size)
+        if self._last is None or self._last[0] != feed:
+            self._last = (feed, self.snap.views.archive_fingerprints(key.kind, key.name, size))
+        return self._last[1]
+
+
+def archive_digests(current: FeedKey, snap: Snapshot, prints: Fingerprints,
                     ) -> Iterator[tuple[FeedKey, str]]:
     """Every archive of the feed of `current` with a key that changes when its
     bytes may — from the archive numbers alone (index/archives.py: which posts
     each holds, the generation each last changed at, whether its date has
-    come), so that an unchanged archive costs no query and no rendering."""
+    come), so that an unchanged archive costs no query of its posts and no
+    rendering."""
     size = archive_size(current, snap.config)
-    term = ("*", "") if current.kind == "all" else (current.kind[0], current.name)
-    next_seq, slots = states.get(term, (1, {}))
-    count = -(-(next_seq - 1) // size)
-    buckets: list[list[tuple[int, int, int]]] = [[] for _ in range(count)]
-    for seq, (stamp, visible) in slots.items():
-        if 1 <= seq < next_seq:
-            buckets[(seq - 1) // size].append((seq, stamp, visible))
-    for number, bucket in enumerate(buckets, start=1):
+    taken, digests = prints.of(current, size)
+    for number, slots in enumerate(digests, start=1):
         key = replace(current, archive=number)
-        full = number * size <= next_seq - 1
-        text = f"{snap.content_digest}\n{key.cache_id()}\n{full}\n{sorted(bucket)}"
+        full = number * size <= taken - 1
+        text = f"{snap.content_digest}\n{key.cache_id()}\n{full}\n{slots}"
         yield key, "archive:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 

@@ -59,3 +59,37 @@ def test_the_service_and_pages_memos_are_bounded(site: Path) -> None:
     for store in (service._memo, service._variants, pages._memo):
         assert 0 < store.bytes <= 64 * 2**10 or len(store) == 1
         assert stored_size(store) <= store.bytes
+
+
+def test_the_export_holds_one_feeds_archive_digests_not_every_feeds_numbers(
+        tmp_path: Path) -> None:
+    """`feedsvc build` asks the index for one feed's archives at a time (issue
+    12: memory does not grow with the posts): walking every feed's archive
+    keys holds a digest per archive of the largest feed, far less than one
+    entry per archive number of every feed (what a whole-site read held:
+    ~80,000 at 20,000 posts)."""
+    import tracemalloc
+
+    from support import make_site, post
+
+    from feedsvc.export import Fingerprints, archive_digests, feed_keys
+    from feedsvc.service import FeedService
+
+    tags = [f"t{i}" for i in range(300)]
+    posts = {f"2021-{1 + i // 250:02d}-{1 + i % 25:02d}-p{i}.md": post(
+        f"P{i}", f"2021-{1 + i // 250:02d}-{1 + i % 25:02d} {i % 24:02d}:{i % 60:02d}:00 +0800",
+        tags=f"[{tags[i % 300]}, {tags[(i * 7 + 1) % 300]}]") for i in range(2000)}
+    service = FeedService(load_config(make_site(tmp_path / "site", posts)))
+    service.start()
+    snap = service.snapshot()
+    keys = feed_keys(snap)
+    numbers = sum(snap.views.archive_taken(k.kind, k.name) for k in keys[::3])
+    assert numbers >= 2000 * 4 - 10          # a category, two tags and the site-wide feed each
+    prints = Fingerprints(snap)
+    tracemalloc.start()
+    archives = sum(1 for key in keys for _ in archive_digests(key, snap, prints))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert archives >= 3 * (2000 // 20)
+    # One tuple of (number, stamp, visible) per number alone is ~100 bytes.
+    assert peak < numbers * 30, (peak, numbers)

@@ -300,10 +300,11 @@ class Views:
                                     self._now_us)
         return [_post(r) for r in rows]
 
-    def archive_states(self) -> dict[tuple[str, str], tuple[int, dict[int, tuple[int, int]]]]:
-        """archives.states() at this version (kind 'c', 't' or '*' as stored)."""
+    def archive_fingerprints(self, kind: str, name: str, size: int) -> tuple[int, list[str]]:
+        """archives.fingerprints() of one feed at this version: how many numbers
+        it gave out, and a digest per archive of `size` posts (1 the oldest)."""
         with self._read() as tx:
-            return archives.states(tx, self._now_us)
+            return archives.fingerprints(tx, *_feed(kind, name), size, self._now_us)
 
     # -- the site-wide feed: posts in any configured category ------------------------
     def future(self) -> list[Post]:
@@ -641,6 +642,11 @@ class Index:
         return self.views().generation
 
     @property
+    def damaged(self) -> bool:
+        """Whether a read or write found the database spoilt: a scan rebuilds it."""
+        return self.db.damage is not None
+
+    @property
     def ready(self) -> bool:
         """Whether a first indexing has been completed (feeds are whole)."""
         return self.views().ready
@@ -651,6 +657,10 @@ class Index:
         The end of a whole scan makes the index ready. A database found corrupt
         on the way is set aside and the posts indexed again."""
         try:
+            if self.db.damage is not None:
+                # A read of this process found it spoilt; this scan's own reads may
+                # come from pages its connections hold and not see it.
+                raise IndexUnavailable(self.db.damage, corrupt=True)
             return self._scan()
         except IndexUnavailable as e:
             if not e.corrupt:
@@ -900,6 +910,12 @@ class Index:
     def describe(self) -> dict[str, object]:
         """For /status: the database, readiness, generation and the last error."""
         info: dict[str, object] = {**self.db.describe(), "last_error": self.last_error}
+        damage = self.db.damage
+        if damage is not None:
+            # Found spoilt by a read of this process: not ready until rebuilt, whatever
+            # the reads that the pages a connection holds still answer.
+            info.update(ready=False, error=damage)
+            return info
         try:
             views = self.views()
             info.update(ready=views.ready, generation=views.generation)

@@ -25,6 +25,7 @@ have changed without reading a single post.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -233,17 +234,32 @@ def records(tx: _Tx, kind: str, term: str, first: int, last: int, now_us: int) -
         [kind, term, first, last, now_us])]
 
 
-def states(tx: _Tx, now_us: int) -> dict[tuple[str, str], tuple[int, dict[int, tuple[int, int]]]]:
-    """For every feed: its next number, and per number taken (stamp, visible),
-    visible = shown and its date has come. The export cuts these into pages to
-    see which archive documents may have changed, without reading a post."""
-    out: dict[tuple[str, str], tuple[int, dict[int, tuple[int, int]]]] = {}
-    for kind, term, n in tx.rows("SELECT kind, term, next_seq FROM archive_feeds"):
-        out[(kind, term)] = (int(n), {})
-    for kind, term, seq, present, date_us, stamp in tx.iterate(
-            "SELECT kind, term, seq, present, date_us, stamp FROM archive_slots"
-            " WHERE seq IS NOT NULL"):
-        feed = out.get((kind, term))
-        if feed is not None:
-            feed[1][int(seq)] = (int(stamp), int(bool(present) and date_us <= now_us))
-    return out
+def fingerprints(tx: _Tx, kind: str, term: str, size: int, now_us: int) -> tuple[int, list[str]]:
+    """For one feed: its next number, and per archive of `size` numbers (1 the
+    oldest) a digest of its slots' (number, stamp, visible) — visible = shown
+    and its date has come — that changes whenever the archive's document may.
+    The export compares these to see which archives to render, without
+    reading a post. One feed's slots at a time, in number order, folded as
+    they come: memory holds a digest per archive of this feed, never the
+    numbers of every feed."""
+    taken = next_seq(tx, kind, term)
+    out: list[str] = []
+    current, bucket = 0, hashlib.sha256()
+    for seq, stamp, present, date_us in tx.iterate(
+            "SELECT seq, stamp, present, date_us FROM archive_slots WHERE kind = ? AND term = ?"
+            " AND seq >= 1 AND seq < ? ORDER BY seq", [kind, term, taken]):
+        number = (int(seq) - 1) // size + 1
+        while current < number:
+            if current:
+                out.append(bucket.hexdigest())
+            current, bucket = current + 1, hashlib.sha256()
+        visible = int(bool(present) and date_us <= now_us)
+        bucket.update(f"{int(seq)},{int(stamp)},{visible};".encode())
+    count = -(-(taken - 1) // size)
+    while current < count:
+        if current:
+            out.append(bucket.hexdigest())
+        current, bucket = current + 1, hashlib.sha256()
+    if current:
+        out.append(bucket.hexdigest())
+    return taken, out

@@ -51,6 +51,11 @@ class Database(Protocol):
     blob: str                   # the column type for bytes
     binary_order: str           # appended to ORDER BY for byte order of text
 
+    @property
+    def damage(self) -> str | None:
+        """Why a read or write of this process found the database spoilt (None:
+        it did not, or it was rebuilt since); Index.scan rebuilds it."""
+
     def read(self) -> Any: ...   # a context manager yielding a Tx
     def write(self) -> Any: ...
     def rebuild(self) -> None: ...   # start again from an empty database (after `corrupt`)
@@ -192,6 +197,7 @@ class SqliteDatabase(ReentrantReads):
         # outlives a rebuild of the posts lives in a database of its own).
         self.tables = tables or schema
         self.private = False
+        self._damage: tuple[str, int | None] | None = None   # (why, the file's inode)
         super().__init__()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._open_checked()
@@ -254,6 +260,7 @@ class SqliteDatabase(ReentrantReads):
                 self._writer = None
             self._move_aside()
             self._open_checked()
+            self._damage = None
 
     def _connect(self, busy: float) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
@@ -293,7 +300,29 @@ class SqliteDatabase(ReentrantReads):
                 yield tx
         except (sqlite3.Error, OSError) as e:
             self._local.conn = None   # a connection that failed is not trusted again
-            raise _unavailable(self.path, e) from e
+            raise self._failed(e) from e
+
+    def _failed(self, e: Exception) -> IndexUnavailable:
+        """The error for `e`. A spoilt file is remembered (`damage`): the pages
+        other connections hold may hide it from their reads, and the next write,
+        which would find it, may be far off."""
+        error = _unavailable(self.path, e)
+        if error.corrupt and self.damage is None:
+            self._damage = (str(error), self._inode())
+        return error
+
+    def _inode(self) -> int | None:
+        try:
+            return os.stat(self.path).st_ino
+        except OSError:
+            return None
+
+    @property
+    def damage(self) -> str | None:
+        # Another process (the leader) may have rebuilt it: a new file.
+        if self._damage is not None and self._inode() != self._damage[1]:
+            self._damage = None
+        return None if self._damage is None else self._damage[0]
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
@@ -307,7 +336,7 @@ class SqliteDatabase(ReentrantReads):
                 if self._writer is not None:
                     self._writer.close()
                 self._writer = None
-                raise _unavailable(self.path, e) from e
+                raise self._failed(e) from e
 
     def describe(self) -> dict[str, object]:
         return {"type": self.kind, "file": self.path.name}
