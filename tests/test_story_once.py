@@ -25,6 +25,7 @@ from test_feedcheck import feedcheck  # noqa: F401 - the fixture
 
 from feedsvc.check import check
 from feedsvc.config import ConfigError, load_config
+from feedsvc.export import exporter
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 FEEDS_URL = "https://feeds.example.com"
@@ -191,6 +192,29 @@ def test_switched_off_every_copy_is_shown_everywhere(tmp_path: Path, serve: Serv
     assert copies(server, "/feeds/all") == {} and related(server, COFFEE, "rss") == {}
     assert server.get("/status").json()["posts"] == 7
     assert len(archive_titles(server, "/feeds/all")) == 4
+
+
+def test_a_new_copy_rewrites_the_archive_of_the_shown_one_in_an_incremental_build(
+        tmp_path: Path) -> None:
+    config = site(tmp_path)
+    out = tmp_path / "out"
+    exporter(load_config(config), out).build()
+    late = "https://late.example/coffee.html"
+    (config.parent / "_posts" / "2022-03-22-coffee-exports-late.md").write_text(
+        copy_path(config, "ynrb").read_text(encoding="utf-8")
+        .replace("2022-03-21 09:00:00", "2022-03-22 09:00:00")
+        .replace("ynrb-7", "late-1").replace(YNRB, late), encoding="utf-8")
+    report = exporter(load_config(config), out).build()
+    written = {p.relative_to(out).as_posix() for p in report.written}
+    # Xinhua's copy is still the one shown, in archive 2, which now lists the late copy.
+    assert "feeds/all/archive/2.json" in written and "feeds/all/archive/1.json" not in written
+    archived = json.loads((out / "feeds/all/archive/2.json").read_bytes())["items"]
+    assert [i["_feedsvc"]["copies"] for i in archived if "_feedsvc" in i] == \
+        [[YNRB, KMRB, late]]
+    fresh = tmp_path / "fresh"
+    exporter(load_config(config), fresh).build()
+    assert {p.relative_to(fresh): p.read_bytes() for p in fresh.rglob("*.json")} == \
+        {p.relative_to(out): p.read_bytes() for p in out.rglob("*.json")}
 
 
 def test_check_counts_every_copy_in_feeds(tmp_path: Path) -> None:

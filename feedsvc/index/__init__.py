@@ -552,6 +552,13 @@ class _Writer:
         want = self._fronts([p for p, shown, _, _ in copies if shown])
         moves = [(p, lead, tags, *want.get(p.rel, (False, frozenset())))
                  for p, _, lead, tags in copies]
+        # A copy that stays shown lists other copies now: the archives that hold
+        # it are stamped, so that the export renders them again (archives.fingerprints).
+        for post, lead, tags, new_lead, new_tags in moves:
+            stays = [*([archives.ALL] if lead and new_lead else []),
+                     *[("t", t) for t in sorted(tags & new_tags)]]
+            if stays:
+                archives.show(self.tx, stays, post.guid, post.rel, _us(post.date), self.stamp)
         moves = [m for m in moves if m[1:3] != m[3:5]]
         # Every removal before any addition: a copy of the same id and date may be
         # leaving the terms the new one enters.
