@@ -202,7 +202,8 @@ class Watcher:
 
     def _handle(self, paths: set[Path]) -> None:
         service = self.service
-        if service.config.path in paths or not paths.isdisjoint(service.config.also_read):
+        reloaded = service.config.path in paths or not paths.isdisjoint(service.config.also_read)
+        if reloaded:
             self.reload_config()
         config = service.config
         rels, full_scan = set(), not paths
@@ -236,8 +237,10 @@ class Watcher:
             self._settling.clear()
         else:
             rels = self._settled(rels, config.posts_dir)
-            if not rels:
+            if not rels and not reloaded:
                 return
+        # After a reload, even without a changed post: the index may have to follow
+        # the config (ties between copies of a story go by its order of categories).
         self._update(rels, full_scan)
 
     def flush_settling(self) -> None:

@@ -69,10 +69,15 @@ def schema(blob: str, text: str = "TEXT") -> list[str]:
 
     posts: one row per post file that is a post; `shown` marks the one post
     of each id that feeds carry (the lexically first published file).
-    terms: (kind, term) → the shown posts in it, newest first, ties by id;
-    kind 'c' category, 't' tag. counts: how many shown posts each (kind, term)
-    has, future-dated ones included; kind 's' is the set of a post's
-    categories (for the site-wide feed), '*' all of them.
+    `story` names the story a post is in (index.story_key); among the shown
+    copies of a story, `lead` marks the one the site-wide feed carries and
+    `fronts` (a JSON list) the tags whose feeds carry this copy (index._Writer
+    ._restory: the earliest-dated, ties by config order then path).
+    terms: (kind, term) → the posts in it, newest first, ties by id; kind 'c'
+    category (every shown post), 't' tag (the copies whose `fronts` name it).
+    counts: how many posts each (kind, term) has, future-dated ones included,
+    as terms; kind 's' is the set of a post's categories (the site-wide
+    feed's `lead` posts), '*' all of them.
     kv: room for what other parts keep in the index (archive numbers,
     subscriber counts, upstream and WebSub state), by scope and key.
     """
@@ -85,12 +90,16 @@ def schema(blob: str, text: str = "TEXT") -> list[str]:
         f"CREATE TABLE IF NOT EXISTS posts (rel TEXT PRIMARY KEY, guid TEXT NOT NULL,"
         f" date_us BIGINT NOT NULL, updated_us BIGINT NOT NULL, modified_us BIGINT NOT NULL,"
         f" published INTEGER NOT NULL, shown INTEGER NOT NULL, cats TEXT NOT NULL,"
-        f" source_guid TEXT, record {blob} NOT NULL, body {blob} NOT NULL)",
+        f" source_guid TEXT, story TEXT NOT NULL, lead INTEGER NOT NULL, fronts TEXT NOT NULL,"
+        f" record {blob} NOT NULL, body {blob} NOT NULL)",
         # (guid, shown): "the shown post of this id" is an equality on both, so the
         # planner never prefers posts_shown, which would scan every shown post for
         # each insert (a first indexing quadratic in the posts: 17,000 posts in 2 min).
         "CREATE INDEX IF NOT EXISTS posts_by_guid ON posts (guid, shown, rel)",
         "CREATE INDEX IF NOT EXISTS posts_shown ON posts (shown, date_us DESC, guid)",
+        # The site-wide feed's order, and a story's copies (a few rows per change).
+        "CREATE INDEX IF NOT EXISTS posts_lead ON posts (lead, date_us DESC, guid)",
+        "CREATE INDEX IF NOT EXISTS posts_by_story ON posts (story, shown, date_us)",
         "CREATE INDEX IF NOT EXISTS posts_by_date ON posts (published, date_us)",
         "CREATE INDEX IF NOT EXISTS posts_by_updated ON posts (published, updated_us)",
         "CREATE INDEX IF NOT EXISTS posts_by_modified ON posts (published, modified_us)",
