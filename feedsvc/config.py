@@ -116,6 +116,9 @@ class NearDuplicates:
     """The same story from several sources (upstream/stories.py)."""
     enabled: bool = True
     threshold: float = 0.45   # estimated Jaccard of character 5-grams (docs/NEAR_DUPLICATES.md)
+    # Site-wide and tag feeds show each story once (its earliest copy); False:
+    # every copy everywhere. Part of the index identity (index/__init__.py).
+    show_once: bool = True
 
 
 @dataclass(frozen=True)
@@ -449,18 +452,23 @@ def _near_duplicates(top: _Section) -> NearDuplicates:
     if value is None or value is True:
         return NearDuplicates()
     if value is False:
-        return NearDuplicates(enabled=False)
+        return NearDuplicates(enabled=False, show_once=False)
     sec = top.section("near_duplicates")
     assert sec is not None
-    sec.known("enabled", "threshold")
+    sec.known("enabled", "threshold", "show_once")
     enabled = sec.get("enabled", True)
     if not isinstance(enabled, bool):
         sec.fail(("enabled",), "must be true or false")
+    # Stories already marked are still shown once when detection is switched off,
+    # unless this says otherwise.
+    show_once = sec.get("show_once", True)
+    if not isinstance(show_once, bool):
+        sec.fail(("show_once",), f"must be true or false, not {show_once!r}")
     threshold = sec.get("threshold", NearDuplicates.threshold)
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) \
             or not 0 < threshold <= 1:
         sec.fail(("threshold",), f"must be a number above 0 and at most 1, not {threshold!r}")
-    return NearDuplicates(enabled, float(threshold))
+    return NearDuplicates(enabled, float(threshold), show_once)
 
 
 ENTRY_LINKS = ("permalink", "source")

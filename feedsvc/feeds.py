@@ -303,12 +303,15 @@ class Selection:
     modified: dt.datetime         # Last-Modified: newest change, mtimes included
     rendered: tuple[content.Rendered, ...] = ()
     full: bool = False            # an archive whose numbers are all given out (never grows)
+    # Per post: the links of its story's other copies (site-wide and tag feeds only).
+    copies: tuple[tuple[str, ...], ...] = ()
 
     def fingerprint(self) -> str:
         # An archive's bytes depend on the count only through its next-archive link.
         count = str(self.full) if self.key.archive else str(self.archives)
         parts = [self.key.cache_id(), count, self.updated.isoformat()]
         parts += [f"{p.rel}:{p.mtime_ns}:{p.size}:{p.guid}" for p in self.posts]
+        parts += [f"{i} copies {' '.join(urls)}" for i, urls in enumerate(self.copies) if urls]
         return "\n".join(parts)
 
 
@@ -359,17 +362,22 @@ def select(key: FeedKey, views: Views, config: Config, bodies: bool = True) -> S
         updated = modified = dates.EPOCH
     else:
         updated = modified = views.newest_updated
+    # Each category keeps its own copy of a story (it is that paper's); the
+    # site-wide and tag feeds carry one and say where the others are.
+    copies = tuple(views.copies(chosen)) if key.kind != "category" else ()
     return Selection(key, chosen, archives, updated, modified,
                      tuple(views.rendered(chosen)) if bodies else (),
-                     full=bool(key.archive) and key.archive * size <= taken)
+                     full=bool(key.archive) and key.archive * size <= taken,
+                     copies=copies if any(copies) else ())
 
 
 def feed_model(sel: Selection, config: Config) -> Feed:
     """Render the selected posts into the format-neutral model."""
     key, site = sel.key, config.site
     title, description, link = _describe(key, config)
-    entries = tuple(_entry(p, r, key, config)
-                    for p, r in zip(sel.posts, sel.rendered, strict=True))
+    copies = sel.copies or ((),) * len(sel.posts)
+    entries = tuple(_entry(p, r, key, config, c)
+                    for p, r, c in zip(sel.posts, sel.rendered, copies, strict=True))
     author = site.author
     return Feed(
         icon=site.icon,
@@ -428,7 +436,8 @@ def history_links(key: FeedKey, archives: int, full: bool, config: Config) -> di
     return links
 
 
-def _entry(post: Post, body: content.Rendered, key: FeedKey, config: Config) -> Entry:
+def _entry(post: Post, body: content.Rendered, key: FeedKey, config: Config,
+           copies: tuple[str, ...] = ()) -> Entry:
     # The body is the one indexed with this record: never read from disk here,
     # where the file may have changed since the posts were selected.
     summary, html = body.summary, content.convert_html(body.html, key.opencc)
@@ -450,6 +459,7 @@ def _entry(post: Post, body: content.Rendered, key: FeedKey, config: Config) -> 
         content_html=content_html,
         via=post.source_url,
         source=_source_feed(post),
+        copies=tuple(content.strip_illegal(url) for url in copies),
         categories=tuple(dict.fromkeys(
             content.strip_illegal(c) for c in (*terms, *post.tags))),
         author=entry_author(post, config),

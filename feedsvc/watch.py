@@ -96,7 +96,8 @@ class Watcher:
         self.stop_event.set()
 
     def _watch(self, root: Path, *, recursive: bool, stop: _Either, catch_up: Callable[[], None],
-               only: Path | None = None, still: Callable[[], bool] = lambda: True) -> None:
+               only: Path | None = None, still: Callable[[], bool] = lambda: True,
+               awake: Callable[[], None] = lambda: None) -> None:
         """Watch until `stop` is set or `still()` turns false (the folder was replaced)."""
         # With `only`, other files in the folder (a log file next to config.yaml,
         # say) are dropped before they wake anything up.
@@ -116,6 +117,7 @@ class Watcher:
                 self.handle({Path(p) for _, p in changes})
             elif self._settling:
                 self.flush_settling()
+            awake()
             if not still():
                 return
 
@@ -145,7 +147,8 @@ class Watcher:
                     self._watch(root, recursive=True,
                                 stop=_Either(self.stop_event, self._posts_moved),
                                 catch_up=self._catch_up_posts,
-                                still=partial(_is, root, identity))
+                                still=partial(_is, root, identity),
+                                awake=self._rebuild_if_damaged)
                 finally:
                     closes, self._closes = self._closes, None
                     if closes is not None:
@@ -155,6 +158,13 @@ class Watcher:
                           root, e, RETRY)
                 self.handle([])
                 self.stop_event.wait(RETRY)
+
+    def _rebuild_if_damaged(self) -> None:
+        """A request found the index file spoilt (Index.damaged): the leader
+        rebuilds it now rather than at the next change, which may be days off
+        while every page its connections do not hold answers 503."""
+        if self.service.writing_index().damaged and self.is_leader():
+            self.handle([])
 
     def _catch_up_posts(self) -> None:
         """Rescan the stats once the watch is in place (changes made before it),
@@ -192,7 +202,8 @@ class Watcher:
 
     def _handle(self, paths: set[Path]) -> None:
         service = self.service
-        if service.config.path in paths or not paths.isdisjoint(service.config.also_read):
+        reloaded = service.config.path in paths or not paths.isdisjoint(service.config.also_read)
+        if reloaded:
             self.reload_config()
         config = service.config
         rels, full_scan = set(), not paths
@@ -226,8 +237,10 @@ class Watcher:
             self._settling.clear()
         else:
             rels = self._settled(rels, config.posts_dir)
-            if not rels:
+            if not rels and not reloaded:
                 return
+        # After a reload, even without a changed post: the index may have to follow
+        # the config (ties between copies of a story go by its order of categories).
         self._update(rels, full_scan)
 
     def flush_settling(self) -> None:

@@ -95,6 +95,21 @@ class _AtomProvenance(BaseExtension):  # type: ignore[misc]
         return entry
 
 
+class _RssRelated(BaseExtension):  # type: ignore[misc]
+    """An RSS item's other sources of the same story: atom:link rel="related"
+    (RSS 2.0 has no element of its own; the atom namespace is declared on the
+    channel already, for its self link), after the item's own elements."""
+
+    def __init__(self) -> None:
+        self.copies: tuple[str, ...] = ()
+
+    def extend_rss(self, item: Any) -> Any:
+        for url in self.copies:
+            etree.SubElement(item, f"{{{ATOM_NS}}}link", href=url, rel="related",
+                             type="text/html")
+        return item
+
+
 def _generator(feed: Feed, fmt: str) -> FeedGenerator:
     fg = FeedGenerator()
     fg.id(feed.id)
@@ -182,10 +197,14 @@ def _add_entry(fg: FeedGenerator, entry: Entry, fmt: str) -> None:
 
 
 def _provenance(fe: Any, entry: Entry, fmt: str) -> None:
-    """Where a collected entry came from: RSS <source>, Atom rel="via" and <source>."""
+    """Where a collected entry came from: RSS <source>, Atom rel="via" and <source>;
+    the same story's other sources: rel="related" links (RSS: atom:link)."""
     if fmt == "rss":
         if entry.source:
             fe.source(url=entry.source.url, title=entry.source.title)
+        if entry.copies:
+            fe.register_extension("feedsvc_related", _RssRelated, atom=False, rss=True)
+            fe.feedsvc_related.copies = entry.copies
         return
     if entry.via or entry.source or entry.copies:
         fe.register_extension("feedsvc_provenance", _AtomProvenance, atom=True, rss=False)

@@ -42,7 +42,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
 BOTH_INDEXES = {"test_http_conditional", "test_reload", "test_redis_cache", "test_hostile",
                 "test_one_version", "test_readiness", "test_archives",
                 "test_state_in_index", "test_websub", "test_upstream", "test_subscribers",
-                "test_subscribers_import"}
+                "test_subscribers_import", "test_story_once"}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -1,7 +1,8 @@
 """Bad input for the index (issue 12): PostgreSQL unreachable at start and
 mid-run (through a proxy of our own: the shared server is never touched), a
 locked SQLite database, a disk that fills while indexing (SQLite's state_dir,
-and the tablespace of a PostgreSQL cluster of the tests' own), two writers racing.
+and the tablespace of a PostgreSQL cluster of the tests' own), two writers
+racing. A spoilt SQLite file: test_index_spoilt.py.
 The service keeps serving what it last had or says it is not ready, reports
 the cause, recovers by itself, and never answers 500."""
 
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import feedparser
-import pytest
 import yaml
 from disk_support import fill
 from private_postgres import PrivatePostgres
@@ -335,90 +335,3 @@ def test_two_leaders_racing_on_postgres_show_one_file_of_an_id(tmp_path: Path) -
     assert first.views().total() == 1
     first.close()
     second.close()
-
-
-def _spoil(db: Path, how: str) -> None:
-    if how == "overwritten":            # in place: the open connections see it too
-        with open(db, "r+b") as fh:
-            fh.write(b"garbage!" * 4096)
-    else:                               # cut short, as a copy that stopped
-        with open(db, "r+b") as fh:
-            fh.truncate(db.stat().st_size // 3)
-    wal = Path(str(db) + "-wal")
-    if wal.exists():
-        with open(wal, "r+b") as fh:
-            fh.write(b"garbage!" * 4096)
-
-
-@pytest.mark.parametrize("how", ["overwritten", "truncated"])
-def test_an_index_file_spoilt_while_serving_is_rebuilt_by_itself(
-        tmp_path: Path, how: str, caplog: pytest.LogCaptureFixture) -> None:
-    site = make_site(tmp_path / "site", POSTS)
-    config = load_config(site)
-    app = create_app(config)
-    client = app.test_client()
-    wait_for(lambda: client.get("/readyz").status_code == 200, timeout=30)
-    before = client.get(FEED)
-    [db] = config.state_dir.glob("index-*.sqlite3")
-    _spoil(db, how)
-    seen: set[int] = set()
-
-    def recovered() -> bool:
-        resp = client.get(FEED)
-        seen.add(resp.status_code)
-        if resp.status_code == 200:
-            # What it last had, or (once rebuilt) the same posts again: one set of bytes.
-            assert resp.data == before.data
-        return (client.get("/readyz").status_code == 200
-                and (db.parent / (db.name + ".corrupt")).exists())
-
-    wait_for(recovered, timeout=30)
-    assert seen <= {200, 503}
-    assert "indexing every post again" in caplog.text
-    status = client.get("/status").get_json()["index"]
-    assert status["ready"] is True and status["last_error"] is None
-    (site.parent / "_posts" / "2022-03-09-after.md").write_text(
-        post("After the rebuild", "2022-03-09 10:00:00 +0800"), encoding="utf-8")
-    wait_for(lambda: "After the rebuild" in titles(client.get(FEED).data), timeout=20)
-    app.extensions["feedsvc.watcher"].stop()
-
-
-def test_a_spoilt_index_reports_its_cause_in_status_while_it_lasts(tmp_path: Path) -> None:
-    """Read between the damage and the rebuild: /status and /readyz name the
-    cause; a feed this process made already is still served, never a 500."""
-    site = make_site(tmp_path / "site", POSTS)
-    config = load_config(site)
-    service = FeedService(config)
-    service.start()
-    client = create_app(config, watch=False, service=service).test_client()   # no rebuild
-    before = client.get(FEED)
-    [db] = config.state_dir.glob("index-*.sqlite3")
-    _spoil(db, "overwritten")
-    during = client.get(FEED)
-    assert during.status_code == 200 and during.data == before.data
-    assert client.get("/feeds/all.json").status_code == 503
-    assert client.get("/readyz").status_code == 503
-    assert "not a database" in client.get("/status").get_json()["index"]["error"]
-    service.index.scan()                # what the watcher's retry does
-    assert client.get("/readyz").status_code == 200
-    assert client.get(FEED).data == before.data
-
-
-def test_a_server_started_on_a_spoilt_or_older_index_indexes_again(tmp_path: Path) -> None:
-    site = make_site(tmp_path / "site", POSTS)
-    config = load_config(site)
-    first = Index(config)
-    first.scan()
-    first.close()
-    [db] = config.state_dir.glob("index-*.sqlite3")
-    _spoil(db, "truncated")
-    # An index of an older format has another name (INDEX_FORMAT is in it): never opened.
-    old = config.state_dir / "index-0123456789abcdef.sqlite3"
-    old.write_bytes(b"SQLite format 3\0" + b"older" * 100)
-    app = create_app(config)
-    client = app.test_client()
-    wait_for(lambda: client.get("/readyz").status_code == 200, timeout=30)
-    assert titles(client.get(FEED).data) == ["P5", "P4", "P3", "P2", "P1"]
-    assert (db.parent / (db.name + ".corrupt")).exists()
-    assert old.read_bytes() == b"SQLite format 3\0" + b"older" * 100   # left alone
-    app.extensions["feedsvc.watcher"].stop()

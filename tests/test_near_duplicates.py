@@ -1,6 +1,5 @@
 """The same wire story from several sources: a reprint joins the first copy's
-story at collection. (Showing each story once in the site-wide and tag feeds
-waits on the shared index's views: see docs/NEAR_DUPLICATES.md.)"""
+story at collection. (What the feeds show of a story: test_story_once.py.)"""
 
 from __future__ import annotations
 

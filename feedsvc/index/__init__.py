@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import os
 import pickle
@@ -50,7 +51,7 @@ __all__ = ["INDEX_FORMAT", "Index", "IndexUnavailable", "NotReady", "Stale", "Vi
            "index_identity", "is_post_path", "iter_post_files", "stat_post_files"]
 
 log = logging.getLogger(__name__)
-INDEX_FORMAT = 8   # bump when post reading rules or the tables change: the old index is rebuilt
+INDEX_FORMAT = 9   # bump when post reading rules or the tables change: the old index is rebuilt
 _POST_FIELDS = tuple(f.name for f in fields(Post))
 _POST_VALUES = attrgetter(*_POST_FIELDS)
 SEP = "\x1f"       # between the categories of a post in `posts.cats` (never in a category)
@@ -75,7 +76,32 @@ def index_identity(config: Config) -> tuple[Any, ...]:
     zones = sorted((s, c.timezone) for s, c in config.categories.items() if c.timezone)
     return (INDEX_FORMAT, _POST_FIELDS, config.site.url, config.site.timezone, config.permalink,
             zones, config.baseurl, sorted(config.markdown_ext), sorted(config.skip_dirs),
-            config.jekyll_feed is not None, config.jekyll_reading)
+            config.jekyll_feed is not None, config.jekyll_reading,
+            # Whether each story is shown once: which copy the site-wide and tag
+            # feeds carry is kept in the index, so the switch picks another one.
+            config.near_duplicates.show_once)
+
+
+def story_key(post: Post, show_once: bool) -> str:
+    """The story a post is in (README, "The same story once"): a reprint's
+    `story:` (the upstream id of its story's first copy, upstream/stories.py),
+    else a collected post's own upstream id (so the first copy meets its
+    reprints), else its own id; with show_once off, every post is its own."""
+    if show_once and (post.story or post.source_guid):
+        return "s:" + (post.story or post.source_guid or "")
+    return "g:" + post.guid
+
+
+def story_ranks(config: Config) -> dict[str, int]:
+    """Config order of the categories: the tie rule between copies of one date."""
+    return {slug: i for i, slug in enumerate(config.categories)}
+
+
+def story_order(post: Post, ranks: Mapping[str, int]) -> tuple[int, int, str]:
+    """Copies of a story in this order: earliest date, then the config order of
+    the first configured category, then the path."""
+    rank = next((ranks[c] for c in post.categories if c in ranks), len(ranks))
+    return (_us(post.date), rank, post.rel)
 
 
 def identity_digest(config: Config) -> str:
@@ -122,7 +148,7 @@ class Views:
         self.index, self.generation, self.ready, self.now = index, generation, ready, now
         self.version = (generation, due)
         self._now_us = _us(now)
-        self._future: list[Post] | None = None
+        self._future: list[tuple[Post, bool, frozenset[str]]] | None = None
         self._catsets: dict[str, int] | None = None
         self._newest: dt.datetime | None = None
 
@@ -137,11 +163,12 @@ class Views:
     # -- what feeds need ----------------------------------------------------------
     def posts(self, kind: str, name: str, offset: int, limit: int) -> list[Post]:
         """The visible posts of a feed (kind 'category', 'tag' or 'all'), newest
-        first, ties by ascending id; `limit` of them from `offset`."""
+        first, ties by ascending id; `limit` of them from `offset`. The site-wide
+        and tag feeds carry one copy of each story, a category every copy."""
         where, params = self._all_filter() if kind == "all" else ("", [])
         with self._read() as tx:
             if kind == "all":
-                rows = tx.rows("SELECT record FROM posts WHERE shown = 1 AND date_us <= ?" + where
+                rows = tx.rows("SELECT record FROM posts WHERE lead = 1 AND date_us <= ?" + where
                                + " ORDER BY date_us DESC, guid LIMIT ? OFFSET ?",
                                [self._now_us, *params, limit, offset])
             else:
@@ -157,11 +184,11 @@ class Views:
             sets = self.catsets()
             keep = self._all_sets()
             return sum(sets[s] for s in keep) - sum(
-                1 for p in self.future() if SEP.join(p.categories) in keep)
+                1 for p, lead, _ in self._due() if lead and SEP.join(p.categories) in keep)
         with self._read() as tx:
             row = tx.one("SELECT n FROM counts WHERE kind = ? AND term = ?", [kind[0], name])
-        due = sum(1 for p in self.future()
-                  if name in (p.categories if kind == "category" else p.tags))
+        due = sum(1 for p, _, fronts in self._due()
+                  if name in (p.categories if kind == "category" else fronts))
         return int(row[0] if row else 0) - due
 
     def rendered(self, posts: Iterable[Post]) -> list[Rendered]:
@@ -193,8 +220,8 @@ class Views:
         """Visible posts per tag, for every tag that has one."""
         with self._read() as tx:
             counts = dict(tx.rows("SELECT term, n FROM counts WHERE kind = 't' AND n > 0"))
-        for post in self.future():
-            for tag in post.tags:
+        for _, _, fronts in self._due():
+            for tag in fronts:
                 counts[tag] -= 1
         return {t: n for t, n in counts.items() if n > 0}
 
@@ -224,10 +251,39 @@ class Views:
         return _post(row[0]) if row else None
 
     def total(self) -> int:
-        """Every visible post (one per id), whatever its categories."""
+        """Every visible post of the site-wide feed (one per id and story), whatever
+        its categories."""
         with self._read() as tx:
             row = tx.one("SELECT n FROM counts WHERE kind = '*' AND term = ''")
-        return int(row[0] if row else 0) - len(self.future())
+        return int(row[0] if row else 0) - sum(1 for _, lead, _ in self._due() if lead)
+
+    def copies(self, posts: Iterable[Post]) -> list[tuple[str, ...]]:
+        """Per post, the original links (else permalinks) of the other visible
+        copies of its story, in date then config order: what a site-wide or tag
+        feed says about the copies it does not carry."""
+        config = self.index.config
+        posts = list(posts)
+        keys = [story_key(p, config.near_duplicates.show_once) for p in posts]
+        wanted = sorted({k for k in keys if k.startswith("s:")})
+        groups: dict[str, list[Post]] = {}
+        if wanted:
+            with self._read() as tx:
+                rows = tx.rows("SELECT story, record FROM posts WHERE story IN ("
+                               + ",".join("?" * len(wanted)) + ") AND shown = 1"
+                               " AND date_us <= ?", [*wanted, self._now_us])
+            for key, record in rows:
+                groups.setdefault(key, []).append(_post(record))
+        ranks = story_ranks(config)
+        out: list[tuple[str, ...]] = []
+        for post, key in zip(posts, keys, strict=True):
+            group = groups.get(key, [])
+            if not _grouped(group):
+                out.append(())
+                continue
+            others = sorted((p for p in group if p.rel != post.rel),
+                            key=lambda p: story_order(p, ranks))
+            out.append(tuple(p.source_url or p.url for p in others))
+        return out
 
     # -- archived feeds (RFC 5005 section 4, archives.py) -------------------------------
     def archive_taken(self, kind: str, name: str) -> int:
@@ -253,11 +309,17 @@ class Views:
     # -- the site-wide feed: posts in any configured category ------------------------
     def future(self) -> list[Post]:
         """The shown posts whose date has not come (few: they are subtracted from counts)."""
+        return [p for p, _, _ in self._due()]
+
+    def _due(self) -> list[tuple[Post, bool, frozenset[str]]]:
+        """future(), each with whether the site-wide feed carries it and the
+        tags whose feeds do."""
         if self._future is None:
             with self._read() as tx:
-                rows = tx.rows("SELECT record FROM posts WHERE shown = 1 AND date_us > ?",
-                               [self._now_us])
-            self._future = [_post(r[0]) for r in rows]
+                rows = tx.rows("SELECT record, lead, fronts FROM posts WHERE shown = 1"
+                               " AND date_us > ?", [self._now_us])
+            self._future = [(_post(r[0]), bool(r[1]), frozenset(json.loads(r[2])))
+                            for r in rows]
         return self._future
 
     @property
@@ -288,9 +350,17 @@ class Views:
     # -- whole lists (tools and tests; feeds take pages) -----------------------------------
     @property
     def all(self) -> list[Post]:
-        """Every visible post, newest first."""
+        """The site-wide feed's posts (each story once), newest first."""
+        return self._visible("lead")
+
+    @property
+    def in_feeds(self) -> list[Post]:
+        """Every post some feed carries (each id once, every copy of a story), newest first."""
+        return self._visible("shown")
+
+    def _visible(self, column: str) -> list[Post]:
         with self._read() as tx:
-            rows = tx.rows("SELECT record FROM posts WHERE shown = 1 AND date_us <= ?"
+            rows = tx.rows(f"SELECT record FROM posts WHERE {column} = 1 AND date_us <= ?"  # noqa: S608
                            " ORDER BY date_us DESC, guid", [self._now_us])
         return [_post(r[0]) for r in rows]
 
@@ -355,10 +425,15 @@ _RENDERED = _RenderCache()
 # -- writing: the leader's side ---------------------------------------------------------
 class _Writer:
     """Row changes inside one write transaction: posts, which post of an id is
-    shown, its terms and counts, and the files' stats."""
+    shown, which copy of a story the site-wide and tag feeds carry, their
+    terms and counts, and the files' stats.
 
-    def __init__(self, tx: Tx) -> None:
-        self.tx = tx
+    A change touches the rows of its own id and story only (a few): never a
+    query over every post (commit 0452a79: a first indexing went quadratic)."""
+
+    def __init__(self, tx: Tx, show_once: bool = True,
+                 ranks: Mapping[str, int] | None = None) -> None:
+        self.tx, self.show_once, self.ranks = tx, show_once, ranks or {}
         # Count changes of the batch, summed per (kind, term) and written once at
         # the end (flush): a batch of 500 posts touches a few dozen counts, not
         # thousands of upserts.
@@ -388,59 +463,156 @@ class _Writer:
             self._insert(row.post, row.body)
 
     def _insert(self, post: Post, body: str) -> None:
-        self.tx.run(
+        tx, story = self.tx, story_key(post, self.show_once)
+        owner = alone = None
+        if post.published:
+            owner = tx.one("SELECT record FROM posts WHERE guid = ? AND shown = 1", [post.guid])
+            # The first post of its id and story (nearly every post): shown in every
+            # feed it has, written so at once, without deciding its story again.
+            alone = owner is None and tx.one("SELECT 1 FROM posts WHERE story = ? LIMIT 1",
+                                             [story]) is None
+        tx.run(
             "INSERT INTO posts (rel, guid, date_us, updated_us, modified_us, published, shown,"
-            " cats, source_guid, record, body) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+            " cats, source_guid, story, lead, fronts, record, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [post.rel, post.guid, _us(post.date), _us(post.updated), _us(post.modified),
-             int(post.published), SEP.join(post.categories), post.source_guid,
+             int(post.published), int(post.published and owner is None),
+             SEP.join(post.categories), post.source_guid, story, int(bool(alone)),
+             _fronts_text(post.tags if alone else ()),
              pickle.dumps(_POST_VALUES(post), protocol=5),
              # Level 1: half the CPU of level 6 at a first indexing, a little more disk.
              zlib.compress(body.encode("utf-8", "surrogatepass"), 1)])
         if not post.published:
             return
-        owner = self.tx.one("SELECT record FROM posts WHERE guid = ? AND shown = 1", [post.guid])
         if owner is None:
-            self._show(post, +1)
+            self._show(post, +1, flag=False)
+            if alone:
+                self._enfront(post, True, set(post.tags))
+                return
         else:
             shown = _post(owner[0])
             if post.rel < shown.rel:       # the lexically first file of an id wins
                 self._show(shown, -1)
                 self._show(post, +1)
+                self._restory(story_key(shown, self.show_once))
+        self._restory(story)
 
     def _remove(self, rel: str) -> None:
-        row = self.tx.one("SELECT record, shown FROM posts WHERE rel = ?", [rel])
+        row = self.tx.one("SELECT record, shown, story, lead, fronts FROM posts WHERE rel = ?",
+                          [rel])
         if row is None:
             return
         old = _post(row[0])
         self.tx.run("DELETE FROM posts WHERE rel = ?", [rel])
+        self._unfront(old, bool(row[3]), json.loads(row[4]))
         if row[1]:
-            self._show(old, -1, deleted=True)
+            self._show(old, -1, flag=False)
             # `+published`: the guid index, not one of the (published, …) ones,
             # which would walk every published post (6.5 s at a million).
             heir = self.tx.one("SELECT record FROM posts WHERE guid = ? AND +published = 1"
                                " ORDER BY rel LIMIT 1", [old.guid])
             if heir is not None:
                 self._show(_post(heir[0]), +1)
+                self._restory(story_key(_post(heir[0]), self.show_once))
+        self._restory(row[2])
 
-    def _show(self, post: Post, delta: int, deleted: bool = False) -> None:
+    def _show(self, post: Post, delta: int, flag: bool = True) -> None:
+        """The post is (+1) or is no longer (-1) the one of its id that feeds
+        carry: its category feeds. Which copy of its story the site-wide and
+        tag feeds carry follows (_restory). flag=False: its row says so already
+        (or is gone)."""
         tx, date = self.tx, _us(post.date)
-        if not deleted:
+        if flag:
             tx.run("UPDATE posts SET shown = ? WHERE rel = ?", [int(delta > 0), post.rel])
-        terms = [("c", c) for c in post.categories] + [("t", t) for t in post.tags]
+        terms = [("c", c) for c in post.categories]
         if delta > 0:
             tx.many("INSERT INTO terms (kind, term, date_us, guid, rel) VALUES (?, ?, ?, ?, ?)",
                     [(k, t, date, post.guid, post.rel) for k, t in terms])
         else:
             tx.many("DELETE FROM terms WHERE kind = ? AND term = ? AND date_us = ? AND guid = ?",
                     [(k, t, date, post.guid) for k, t in terms])
+        self._count(terms, delta)
+        if delta > 0:
+            archives.show(tx, terms, post.guid, post.rel, date, self.stamp)
+        else:
+            archives.hide(tx, terms, post.guid, self.stamp)
+
+    def _count(self, terms: Iterable[tuple[str, str]], delta: int) -> None:
         counts = self._counts
-        for term in [*terms, ("s", SEP.join(post.categories)), ("*", "")]:
+        for term in terms:
             counts[term] = counts.get(term, 0) + delta
-        feeds = [*terms, archives.ALL]
+
+    # -- one copy of each story in the site-wide and tag feeds ---------------------------
+    def _restory(self, story: str) -> None:
+        """Decide again which shown copy of `story` the site-wide feed and each
+        tag's feed carry, from the story's own rows, and move what changed."""
+        copies = [(_post(r[0]), bool(r[1]), bool(r[2]), frozenset(json.loads(r[3])))
+                  for r in self.tx.rows("SELECT record, shown, lead, fronts FROM posts"
+                                        " WHERE story = ?", [story])]
+        want = self._fronts([p for p, shown, _, _ in copies if shown])
+        moves = [(p, lead, tags, *want.get(p.rel, (False, frozenset())))
+                 for p, _, lead, tags in copies]
+        # A copy that stays shown lists other copies now: the archives that hold
+        # it are stamped, so that the export renders them again (archives.fingerprints).
+        for post, lead, tags, new_lead, new_tags in moves:
+            stays = [*([archives.ALL] if lead and new_lead else []),
+                     *[("t", t) for t in sorted(tags & new_tags)]]
+            if stays:
+                archives.show(self.tx, stays, post.guid, post.rel, _us(post.date), self.stamp)
+        moves = [m for m in moves if m[1:3] != m[3:5]]
+        # Every removal before any addition: a copy of the same id and date may be
+        # leaving the terms the new one enters.
+        for post, lead, tags, new_lead, new_tags in moves:
+            self._unfront(post, lead and not new_lead, tags - new_tags)
+        for post, lead, tags, new_lead, new_tags in moves:
+            self._enfront(post, new_lead and not lead, new_tags - tags)
+            self.tx.run("UPDATE posts SET lead = ?, fronts = ? WHERE rel = ?",
+                        [int(new_lead), _fronts_text(new_tags), post.rel])
+
+    def _fronts(self, shown: list[Post]) -> dict[str, tuple[bool, frozenset[str]]]:
+        """Per shown copy: whether the site-wide feed carries it, and which tags'
+        feeds do. Each carries the first copy in story_order among those it
+        would have; copies that are not a story (no reprint among them) each."""
+        if not _grouped(shown):
+            return {p.rel: (True, frozenset(p.tags)) for p in shown}
+        ordered = sorted(shown, key=lambda p: story_order(p, self.ranks))
+        tags: dict[str, set[str]] = {p.rel: set() for p in ordered}
+        for tag in {t for p in ordered for t in p.tags}:
+            tags[next(p for p in ordered if tag in p.tags).rel].add(tag)
+        return {p.rel: (p is ordered[0], frozenset(tags[p.rel])) for p in ordered}
+
+    def _enfront(self, post: Post, lead: bool, tags: Iterable[str]) -> None:
+        self._front(post, lead, sorted(tags), +1)
+
+    def _unfront(self, post: Post, lead: bool, tags: Iterable[str]) -> None:
+        self._front(post, lead, sorted(tags), -1)
+
+    def _front(self, post: Post, lead: bool, tags: list[str], delta: int) -> None:
+        tx, date = self.tx, _us(post.date)
+        terms = [("t", t) for t in tags]
+        if delta > 0:
+            tx.many("INSERT INTO terms (kind, term, date_us, guid, rel) VALUES (?, ?, ?, ?, ?)",
+                    [(k, t, date, post.guid, post.rel) for k, t in terms])
+        else:
+            tx.many("DELETE FROM terms WHERE kind = ? AND term = ? AND date_us = ? AND guid = ?",
+                    [(k, t, date, post.guid) for k, t in terms])
+        feeds = [*terms, *([archives.ALL] if lead else [])]
+        self._count([*feeds, *([("s", SEP.join(post.categories))] if lead else [])], delta)
         if delta > 0:
             archives.show(tx, feeds, post.guid, post.rel, date, self.stamp)
         else:
             archives.hide(tx, feeds, post.guid, self.stamp)
+
+
+def _grouped(copies: list[Post]) -> bool:
+    """Whether these posts of one story key are copies of one story: more than
+    one, and a reprint among them (two sources whose items merely share an
+    upstream id, with no reprint, are two stories)."""
+    return len(copies) > 1 and any(p.story for p in copies)
+
+
+def _fronts_text(tags: Iterable[str]) -> str:
+    return json.dumps(sorted(tags), ensure_ascii=False)
 
 
 class Index:
@@ -477,6 +649,11 @@ class Index:
         return self.views().generation
 
     @property
+    def damaged(self) -> bool:
+        """Whether a read or write found the database spoilt: a scan rebuilds it."""
+        return self.db.damage is not None
+
+    @property
     def ready(self) -> bool:
         """Whether a first indexing has been completed (feeds are whole)."""
         return self.views().ready
@@ -487,6 +664,10 @@ class Index:
         The end of a whole scan makes the index ready. A database found corrupt
         on the way is set aside and the posts indexed again."""
         try:
+            if self.db.damage is not None:
+                # A read of this process found it spoilt; this scan's own reads may
+                # come from pages its connections hold and not see it.
+                raise IndexUnavailable(self.db.damage, corrupt=True)
             return self._scan()
         except IndexUnavailable as e:
             if not e.corrupt:
@@ -506,6 +687,7 @@ class Index:
             with self._writing:
                 if not self.views().ready:
                     archives.adopt(self.db)
+                self._retie()
             total = self._diff(scratch)
             with self._writing:
                 changed = self._read_and_apply(scratch.todo(), total, "indexing posts")
@@ -529,9 +711,10 @@ class Index:
     def update(self, rels: Iterable[str], inside: Collection[str] = ()) -> set[str]:
         """Re-read the given paths (relative to posts_dir) if they changed."""
         rels = sorted(set(rels))
-        if not rels:
-            return set()
         with self._writing:
+            self._retie()
+            if not rels:
+                return set()
             stored = self._stored(rels)
             todo: list[tuple[str, bool]] = []
             gone: list[Row] = []
@@ -633,7 +816,8 @@ class Index:
         if not rows:
             return set()
         with self.db.write() as tx:
-            writer = _Writer(tx)
+            writer = _Writer(tx, self.config.near_duplicates.show_once,
+                             story_ranks(self.config))
             for row in rows:
                 writer.apply(row)
                 if row.problem:
@@ -647,6 +831,36 @@ class Index:
             _bump(tx)
         self.writes += 1
         return {row.rel for row in rows}
+
+    def _retie(self) -> None:
+        """Ties between copies of one date go by the config order of categories:
+        once that order changed (a reloaded config), decide again the stories
+        that have a tie. One query over the shown posts per change of the
+        order, never per change of a post."""
+        order = json.dumps(list(self.config.categories), ensure_ascii=False)
+        with self.db.read() as tx:
+            row = tx.one("SELECT value FROM meta WHERE key = 'story_order'")
+        if row is not None and row[0] == order:
+            return
+        with self.db.write() as tx:
+            tied = sorted({r[0] for r in tx.rows(
+                "SELECT story FROM posts WHERE story >= 's:' AND story < 's;' AND shown = 1"
+                " GROUP BY story, date_us HAVING count(*) > 1")})   # ';' follows ':'
+            writer = _Writer(tx, self.config.near_duplicates.show_once,
+                             story_ranks(self.config))
+            for story in tied:
+                writer._restory(story)
+            writer.flush()
+            tx.run("INSERT INTO meta (key, value) VALUES ('story_order', ?) ON CONFLICT (key)"
+                   " DO UPDATE SET value = excluded.value", [order])
+            if tied:
+                ready = tx.one("SELECT value FROM meta WHERE key = 'ready'")
+                if ready is not None and ready[0] == "1":
+                    archives.number(tx)
+                _bump(tx)
+                log.info("categories reordered: %d stories with copies of one date decided"
+                         " again", len(tied))
+        self.writes += 1
 
     def _set_meta(self, key: str, value: str) -> None:
         with self.db.write() as tx:
@@ -703,6 +917,12 @@ class Index:
     def describe(self) -> dict[str, object]:
         """For /status: the database, readiness, generation and the last error."""
         info: dict[str, object] = {**self.db.describe(), "last_error": self.last_error}
+        damage = self.db.damage
+        if damage is not None:
+            # Found spoilt by a read of this process: not ready until rebuilt, whatever
+            # the reads that the pages a connection holds still answer.
+            info.update(ready=False, error=damage)
+            return info
         try:
             views = self.views()
             info.update(ready=views.ready, generation=views.generation)

@@ -51,6 +51,11 @@ class Database(Protocol):
     blob: str                   # the column type for bytes
     binary_order: str           # appended to ORDER BY for byte order of text
 
+    @property
+    def damage(self) -> str | None:
+        """Why a read or write of this process found the database spoilt (None:
+        it did not, or it was rebuilt since); Index.scan rebuilds it."""
+
     def read(self) -> Any: ...   # a context manager yielding a Tx
     def write(self) -> Any: ...
     def rebuild(self) -> None: ...   # start again from an empty database (after `corrupt`)
@@ -63,10 +68,15 @@ def schema(blob: str, text: str = "TEXT") -> list[str]:
 
     posts: one row per post file that is a post; `shown` marks the one post
     of each id that feeds carry (the lexically first published file).
-    terms: (kind, term) → the shown posts in it, newest first, ties by id;
-    kind 'c' category, 't' tag. counts: how many shown posts each (kind, term)
-    has, future-dated ones included; kind 's' is the set of a post's
-    categories (for the site-wide feed), '*' all of them.
+    `story` names the story a post is in (index.story_key); among the shown
+    copies of a story, `lead` marks the one the site-wide feed carries and
+    `fronts` (a JSON list) the tags whose feeds carry this copy (index._Writer
+    ._restory: the earliest-dated, ties by config order then path).
+    terms: (kind, term) → the posts in it, newest first, ties by id; kind 'c'
+    category (every shown post), 't' tag (the copies whose `fronts` name it).
+    counts: how many posts each (kind, term) has, future-dated ones included,
+    as terms; kind 's' is the set of a post's categories (the site-wide
+    feed's `lead` posts), '*' all of them.
     kv: room for what other parts keep in the index (archive numbers,
     subscriber counts, upstream and WebSub state), by scope and key.
     """
@@ -79,12 +89,16 @@ def schema(blob: str, text: str = "TEXT") -> list[str]:
         f"CREATE TABLE IF NOT EXISTS posts (rel TEXT PRIMARY KEY, guid TEXT NOT NULL,"
         f" date_us BIGINT NOT NULL, updated_us BIGINT NOT NULL, modified_us BIGINT NOT NULL,"
         f" published INTEGER NOT NULL, shown INTEGER NOT NULL, cats TEXT NOT NULL,"
-        f" source_guid TEXT, record {blob} NOT NULL, body {blob} NOT NULL)",
+        f" source_guid TEXT, story TEXT NOT NULL, lead INTEGER NOT NULL, fronts TEXT NOT NULL,"
+        f" record {blob} NOT NULL, body {blob} NOT NULL)",
         # (guid, shown): "the shown post of this id" is an equality on both, so the
         # planner never prefers posts_shown, which would scan every shown post for
         # each insert (a first indexing quadratic in the posts: 17,000 posts in 2 min).
         "CREATE INDEX IF NOT EXISTS posts_by_guid ON posts (guid, shown, rel)",
         "CREATE INDEX IF NOT EXISTS posts_shown ON posts (shown, date_us DESC, guid)",
+        # The site-wide feed's order, and a story's copies (a few rows per change).
+        "CREATE INDEX IF NOT EXISTS posts_lead ON posts (lead, date_us DESC, guid)",
+        "CREATE INDEX IF NOT EXISTS posts_by_story ON posts (story, shown, date_us)",
         "CREATE INDEX IF NOT EXISTS posts_by_date ON posts (published, date_us)",
         "CREATE INDEX IF NOT EXISTS posts_by_updated ON posts (published, updated_us)",
         "CREATE INDEX IF NOT EXISTS posts_by_modified ON posts (published, modified_us)",
@@ -183,6 +197,7 @@ class SqliteDatabase(ReentrantReads):
         # outlives a rebuild of the posts lives in a database of its own).
         self.tables = tables or schema
         self.private = False
+        self._damage: tuple[str, int | None] | None = None   # (why, the file's inode)
         super().__init__()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._open_checked()
@@ -245,6 +260,7 @@ class SqliteDatabase(ReentrantReads):
                 self._writer = None
             self._move_aside()
             self._open_checked()
+            self._damage = None
 
     def _connect(self, busy: float) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
@@ -284,7 +300,29 @@ class SqliteDatabase(ReentrantReads):
                 yield tx
         except (sqlite3.Error, OSError) as e:
             self._local.conn = None   # a connection that failed is not trusted again
-            raise _unavailable(self.path, e) from e
+            raise self._failed(e) from e
+
+    def _failed(self, e: Exception) -> IndexUnavailable:
+        """The error for `e`. A spoilt file is remembered (`damage`): the pages
+        other connections hold may hide it from their reads, and the next write,
+        which would find it, may be far off."""
+        error = _unavailable(self.path, e)
+        if error.corrupt and self.damage is None:
+            self._damage = (str(error), self._inode())
+        return error
+
+    def _inode(self) -> int | None:
+        try:
+            return os.stat(self.path).st_ino
+        except OSError:
+            return None
+
+    @property
+    def damage(self) -> str | None:
+        # Another process (the leader) may have rebuilt it: a new file.
+        if self._damage is not None and self._inode() != self._damage[1]:
+            self._damage = None
+        return None if self._damage is None else self._damage[0]
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
@@ -298,7 +336,7 @@ class SqliteDatabase(ReentrantReads):
                 if self._writer is not None:
                     self._writer.close()
                 self._writer = None
-                raise _unavailable(self.path, e) from e
+                raise self._failed(e) from e
 
     def describe(self) -> dict[str, object]:
         return {"type": self.kind, "file": self.path.name}

@@ -105,6 +105,11 @@ class PostgresDatabase(ReentrantReads):
         self._created = False
         self._write_key = write_key(self.schema)
 
+    @property
+    def damage(self) -> str | None:
+        """Never: PostgreSQL checks its own pages, and a rebuild is not ours to decide."""
+        return None
+
     def _connect(self) -> psycopg.Connection[Any]:
         try:
             conn = psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT, autocommit=True)

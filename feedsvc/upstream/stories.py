@@ -13,10 +13,11 @@ comparing every pair. The threshold is chosen on a labelled set of pairs
 When a new item is a near-duplicate of a stored post from another source,
 it joins that post's story: its front matter gets `story: <the first copy's
 guid>` (and the first copy is never rewritten: each copy names the story by
-its first-seen member). feeds.py then shows each story once in the site-wide
-and tag feeds. What is remembered lives in the index (index/sources.py,
-table story_signatures): the signatures of recent posts, bounded in number,
-shared by a cluster's instances.
+its first-seen member). The index then keeps which copy of each story the
+site-wide and tag feeds show (index/__init__.py, _Writer._restory). What is
+remembered lives in the index (index/sources.py, table story_signatures):
+the signatures of recent posts, bounded in number, shared by a cluster's
+instances.
 """
 
 from __future__ import annotations
