@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 MASK = (flags.CLOSE_WRITE | flags.MOVED_TO | flags.CREATE | flags.DELETE_SELF
         | flags.MOVE_SELF | flags.ONLYDIR)
 KEEP = 30.0          # seconds a close is remembered (the watcher asks within a second)
+# How long a read waits for events before it looks whether to stop: only a stop
+# (a posts_dir replaced, shutdown) waits for it, and an idle leader wakes this
+# often for nothing (100 ms was an eighth of its idle CPU).
+READ_TIMEOUT_MS = 1000
 MAX_KEPT = 10_000    # closes remembered at most (a bulk copy closes millions of files)
 Key = tuple[int, int]   # (mtime_ns, size)
 
@@ -65,7 +69,7 @@ class Closes:
         try:
             self._add_tree(str(self.root))
             while not self._stop.is_set():
-                for event in self._inotify.read(timeout=100):
+                for event in self._inotify.read(timeout=READ_TIMEOUT_MS):
                     self._event(event.wd, event.mask, event.name)
         except Exception as e:  # noqa: BLE001 - without it, posts only wait to settle
             log.warning("not watching for closed post files under %s (%s): new posts are"

@@ -52,6 +52,13 @@ logging.getLogger("watchfiles").setLevel(logging.WARNING)
 RETRY = 2.0
 SETTLE = 0.5          # seconds a new post must stay unchanged before it is read
 WAKE_MS = 100         # the watch wakes up at least this often (settling, posts_dir identity)
+# How often watchfiles looks for events (it sleeps this long, then takes the GIL
+# to ask whether to stop): posts_dir's is a new post's latency; config.yaml's
+# need only be seconds (DESIGN.md) and runs in every worker, idle or not: at
+# 50 ms it was a third of an idle server's CPU (docs/PERFORMANCE.md).
+POSTS_STEP_MS = 50
+CONFIG_STEP_MS = 500
+CONFIG_WAKE_MS = 2000
 
 
 class _Either:
@@ -97,15 +104,16 @@ class Watcher:
 
     def _watch(self, root: Path, *, recursive: bool, stop: _Either, catch_up: Callable[[], None],
                only: Path | None = None, still: Callable[[], bool] = lambda: True,
-               awake: Callable[[], None] = lambda: None) -> None:
+               awake: Callable[[], None] = lambda: None, step_ms: int = POSTS_STEP_MS,
+               wake_ms: int = WAKE_MS) -> None:
         """Watch until `stop` is set or `still()` turns false (the folder was replaced)."""
         # With `only`, other files in the folder (a log file next to config.yaml,
         # say) are dropped before they wake anything up.
         keep = None if only is None else (lambda _change, path: path == str(only))
         watching = False
         for changes in watchfiles.watch(
-            root, debounce=self.debounce_ms, step=50, stop_event=stop, recursive=recursive,
-            watch_filter=keep, raise_interrupt=False, yield_on_timeout=True, rust_timeout=WAKE_MS,
+            root, debounce=self.debounce_ms, step=step_ms, stop_event=stop, recursive=recursive,
+            watch_filter=keep, raise_interrupt=False, yield_on_timeout=True, rust_timeout=wake_ms,
         ):
             if not watching:
                 # The first yield (a change, or a quiet second) means inotify is
@@ -179,7 +187,11 @@ class Watcher:
             self._was_leading = True
 
         def run() -> None:
-            self._update(set(), True)
+            started = time.monotonic()
+            if self._update(set(), True):
+                # Said once it is over: at a million posts it takes tens of CPU
+                # seconds, and an idle server is idle only after it (bench/measures.py).
+                log.info("caught up with posts_dir in %.1f s", time.monotonic() - started)
 
         threading.Thread(target=run, name="feedsvc-catch-up", daemon=True).start()
 
@@ -189,7 +201,8 @@ class Watcher:
             folder = path.parent
             try:
                 self._watch(folder, recursive=False, stop=_Either(self.stop_event), only=path,
-                            catch_up=self.catch_up_config)
+                            catch_up=self.catch_up_config, step_ms=CONFIG_STEP_MS,
+                            wake_ms=CONFIG_WAKE_MS)
             except Exception as e:  # noqa: BLE001
                 log.error("cannot watch %s (%s); trying again in %.0f s", folder, e, RETRY)
                 self.stop_event.wait(RETRY)
@@ -253,7 +266,8 @@ class Watcher:
             if rels:
                 self._update(rels, False)
 
-    def _update(self, rels: set[str], full_scan: bool) -> None:
+    def _update(self, rels: set[str], full_scan: bool) -> bool:
+        """Bring the index up to date; False if that failed (a retry is on its way)."""
         index = self.service.writing_index()
         try:
             changed = index.scan() if full_scan else index.update(rels)
@@ -269,7 +283,7 @@ class Watcher:
             index.last_error, self._failing = str(e), cause
             self._behind = True
             self._retry_later()
-            return
+            return False
         except Exception as e:  # noqa: BLE001
             cause = f"{type(e).__name__}: {e}"
             if cause != self._failing:
@@ -277,7 +291,7 @@ class Watcher:
             index.last_error = self._failing = cause
             self._behind = True
             self._retry_later()
-            return
+            return False
         if self._failing is not None:
             log.warning("the post index is updated again")
         index.last_error = self._failing = None
@@ -293,6 +307,7 @@ class Watcher:
                 if key is not None and time.time_ns() - key[0] < SETTLE * 1e9:
                     with self._settling_lock:
                         self._settling[rel] = (key, now)
+        return True
 
     def _settled(self, changed: set[str], root: Path) -> set[str]:
         """Of the files just changed and those still settling, the ones to read now:

@@ -71,6 +71,8 @@ def test_serve_becomes_ready_and_every_worker_serves_the_same_bytes(tmp_path: Pa
         for m in range(1, 13) for d in range(1, 29)})
     with running(site, workers=2) as server:   # waits for /readyz
         assert server.get("/healthz").status_code == 200
+        # The leader says when its first scan is over (the bench waits for it to idle).
+        wait_for(lambda: "caught up with posts_dir in" in server.output(), timeout=20)
         etags = {server.get("/feeds/kunmingribao.atom").headers["ETag"] for _ in range(8)}
         assert len(etags) == 1
         (site.parent / "_posts" / "2023-01-01-new.md").write_text(

@@ -308,7 +308,7 @@ class SqliteDatabase(ReentrantReads):
         other connections hold may hide it from their reads, and the next write,
         which would find it, may be far off."""
         error = _unavailable(self.path, e)
-        if error.corrupt and self.damage is None:
+        if _spoilt(e) and self.damage is None:
             self._damage = (str(error), self._inode())
         return error
 
@@ -358,6 +358,14 @@ def _unavailable(path: Path, e: Exception) -> IndexUnavailable:
     reason = health.storage_reason(e)
     why = str(e) if reason == str(e) else f"{reason} ({e})"
     return IndexUnavailable(f"index database {path.name}: {why}", corrupt=corrupt)
+
+
+def _spoilt(e: Exception) -> bool:
+    """SQLite says the file itself is bad (SQLITE_CORRUPT, SQLITE_NOTADB, their
+    extended codes), not that a statement failed (a constraint, a closed
+    connection): only that is worth a rebuild by itself."""
+    code = getattr(e, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 
 def retrying(fn: Any, attempts: int = 3, pause: float = 0.05) -> Any:
