@@ -232,8 +232,8 @@ def _routes(app: Flask) -> None:
         from feedsvc import subscriber_report
 
         config = get_service().config
-        recorder = current_app.extensions.get("feedsvc.subscribers")
-        if not config.admin_token or recorder is None:
+        recorder = current_app.extensions["feedsvc.subscribers"]
+        if not config.admin_token:
             # Without an admin_token there is no admin page at all.
             missing = _plain(f"no such page: {request.path}")
             missing.status_code = 404

@@ -19,9 +19,11 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from feedsvc import health
 from feedsvc.config import Config
-from feedsvc.index import subscriber_tables
-from feedsvc.index.sources import SUBSCRIBERS_FILE, StateStore, store_for
+from feedsvc.index import durable, subscriber_tables
+from feedsvc.index.db import IndexUnavailable
+from feedsvc.index.sources import SUBSCRIBERS_FILE, StateStore, place, store_for
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,16 @@ class SubscriberStore:
         (at a server's start, rather than at its first count)."""
         if (self.config.state_dir / SUBSCRIBERS_FILE).is_file():
             self._state()
+
+    def report(self, error: IndexUnavailable | None) -> None:
+        """A write failed (or worked again): /status's `state_writes`, under the
+        one name every writer of the durable state reports (health.py)."""
+        where = place(self.config)
+        if error is None:
+            health.STATE.ok(where)
+        else:
+            health.STATE.failed(where, health.storage_reason(error, durable.folder(self.config)),
+                                what="write subscriber counts to")
 
     def salt(self, day: str) -> bytes:
         """The salt of `day`, made at random by the first worker (of any

@@ -19,11 +19,12 @@ them (anyone can send that header).
 
 The counts are kept in the index by a SubscriberStore (subscriber_store.py);
 each worker gathers them in memory and writes them every few seconds. A
-request never waits for the database: the reader's hash is made when the
-counts are written (the address stays in memory until then, at most a few
-seconds, and is never written anywhere), and while the index cannot be
-written (PostgreSQL down) each interval's counts are dropped, the cause
-logged once, and counting goes on by itself when it is back.
+request never waits for the database: it hashes a reader with the day's salt
+when the worker has read it already, and otherwise (the first requests of a
+day, or the index unreachable) leaves the address in memory for the next
+write to hash — never written anywhere. While the index cannot be written
+(PostgreSQL down) each interval's counts are dropped, the cause logged once,
+and counting goes on by itself when it is back.
 """
 
 from __future__ import annotations
@@ -146,8 +147,10 @@ class Recorder:
         self.zone = ZoneInfo(timezone)
         self._lock = threading.Lock()
         self._aggregators: dict[tuple[str, str, str, str], tuple[int, float]] = {}
-        # (day, path, address, User-Agent) until the next write hashes them.
-        self._readers: set[tuple[str, str, str, str]] = set()
+        self._readers: set[tuple[str, str, str]] = set()          # (day, path, hash)
+        # (day, path, address, User-Agent) of a day whose salt this worker has
+        # not read yet: the next write reads it and hashes them.
+        self._unhashed: set[tuple[str, str, str, str]] = set()
         self._dropped = 0
         self._salts: dict[str, bytes] = {}
         self.failing: str | None = None    # why the last write failed, until one succeeds
@@ -185,16 +188,19 @@ class Recorder:
         now = when or self.clock()
         day = self.day(now)
         agg = parse_user_agent(user_agent)
+        client = "" if agg is not None else self.proxies.client(remote_addr, forwarded_for)
+        salt = self._salts.get(day)
+        digest = _digest(salt, client, user_agent) if agg is None and salt else None
         with self._lock:
-            if len(self._aggregators) + len(self._readers) >= MAX_PENDING:
+            if len(self._aggregators) + len(self._readers) + len(self._unhashed) >= MAX_PENDING:
                 self._dropped += 1
-                return
-            if agg is not None:
+            elif agg is not None:
                 self._aggregators[(day, agg.name, agg.feed_id, path)] = (agg.subscribers,
                                                                           now.timestamp())
-                return
-            self._readers.add((day, path, self.proxies.client(remote_addr, forwarded_for),
-                               user_agent))
+            elif digest is not None:
+                self._readers.add((day, path, digest))
+            else:
+                self._unhashed.add((day, path, client, user_agent))
 
     def _salt(self, day: str) -> bytes:
         salt = self._salts.get(day)
@@ -204,24 +210,21 @@ class Recorder:
             self._salts = {**{d: s for d, s in self._salts.items() if d > day}, day: salt}
         return salt
 
-    def _hash(self, day: str, client: str, user_agent: str) -> str:
-        return hashlib.sha256(self._salt(day) + b"\0" + client.encode("utf-8", "replace")
-                              + b"\0" + user_agent.encode("utf-8", "replace")).hexdigest()[:24]
-
     def flush(self) -> bool:
         """Write what was gathered; False when the index could not take it
         (those counts are dropped, the cause logged once per outage)."""
         with self._lock:
-            aggregators, pending, dropped = self._aggregators, self._readers, self._dropped
-            self._aggregators, self._readers, self._dropped = {}, set(), 0
+            aggregators, readers, unhashed = self._aggregators, self._readers, self._unhashed
+            dropped = self._dropped
+            self._aggregators, self._readers, self._unhashed, self._dropped = {}, set(), set(), 0
         if dropped:
             log.warning("subscriber counts: %d feed requests not counted (more than %d distinct "
                         "in one interval)", dropped, MAX_PENDING)
-        if not aggregators and not pending:
+        if not aggregators and not readers and not unhashed:
             return True
         try:
-            readers = {(day, path, self._hash(day, client, ua))
-                       for day, path, client, ua in pending}
+            readers |= {(day, path, _digest(self._salt(day), client, ua))
+                        for day, path, client, ua in unhashed}
             self.store.add(aggregators, readers)
             self.store.forget_before(self.day(self.clock() - dt.timedelta(days=1)))
         except IndexUnavailable as e:
@@ -230,11 +233,13 @@ class Recorder:
                 log.error("subscriber counts not written (%s); each interval's counts are lost "
                           "until the index can be written again", e)
             self.failing = str(e)
-            self._lost += len(aggregators) + len(pending)
+            self._lost += len(aggregators) + len(readers) + len(unhashed)
+            self.store.report(e)
             return False
         if self.failing is not None:
             log.warning("subscriber counts written again; %d counts were lost meanwhile",
                         self._lost)
+            self.store.report(None)
         self.failing, self._lost = None, 0
         return True
 
@@ -251,6 +256,12 @@ class Recorder:
                 self.flush()
             except Exception:  # noqa: BLE001 - counting must never stop serving
                 log.exception("subscriber counts not written")
+
+
+def _digest(salt: bytes, client: str, user_agent: str) -> str:
+    """A direct reader of one day: its address and User-Agent, salted."""
+    return hashlib.sha256(salt + b"\0" + client.encode("utf-8", "replace")
+                          + b"\0" + user_agent.encode("utf-8", "replace")).hexdigest()[:24]
 
 
 StartResponse = Callable[..., Any]

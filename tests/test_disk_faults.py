@@ -137,3 +137,36 @@ def test_serve_with_a_read_only_state_dir_recovers_and_does_not_flood_the_log(
         remount(state, read_only=False)
         wait_for(lambda: feed_titles(server) == TITLES, timeout=30)
     assert (state / "leader.lock").exists()
+
+
+def test_subscriber_counts_on_a_full_state_dir_lose_only_that_interval(
+        tmp_path: Path, state: Path) -> None:
+    """The counts live in state.sqlite3 (issue 14): a full state_dir costs the
+    counts of the intervals it lasts, named in /status, never a 500 or a
+    worker that stops counting."""
+    from test_subscribers import RSS, get, stats_of
+
+    feedly = "Feedly/1.0 (+http://www.feedly.com/fetcher.html; {} subscribers)"
+    cfg = make_site(tmp_path / "site", fixture="site", config={
+        "state_dir": str(state), "admin_token": TOKEN, "trusted_proxies": ["127.0.0.1"]})
+    with running(cfg) as server:
+        assert get(server, RSS, feedly.format(50)) == 200
+        wait_for(lambda: stats_of(cfg).get(RSS, {}).get("Feedly") == "50", 30, 0.5)
+        filler = fill(state)
+        assert get(server, RSS, feedly.format(60)) == 200
+        assert get(server, RSS, "Reeder/5.0", xff="203.0.113.7") == 200
+
+        def failing() -> list[dict[str, str]]:
+            writes = server.get("/status").json()["state_writes"]
+            return [f for f in writes["failing"] if f["file"] == "state.sqlite3"]
+
+        assert wait_for(failing, 30, 0.5)[0]["error"] == "No space left on device"
+        time.sleep(3)                     # another write of the same outage
+        filler.unlink()
+        assert get(server, RSS, feedly.format(70)) == 200
+        wait_for(lambda: stats_of(cfg).get(RSS, {}).get("Feedly") == "70", 30, 0.5)
+        assert stats_of(cfg)[RSS]["direct readers"] == "0"      # the full disk's reader, lost
+        wait_for(lambda: not failing(), 30, 0.5)
+        log = server.output()
+    assert log.count("subscriber counts not written (") == 1
+    assert "Traceback" not in log

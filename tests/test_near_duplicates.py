@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import Serve, wait_for
 from test_feedcheck import feedcheck  # noqa: F401,F811 - the fixture
 from test_upstream import FAST, NOW, site_with, stored
 from upstream_support import Route, Upstream, upstream
@@ -76,6 +77,24 @@ def test_reprints_join_the_first_copy_s_story(tmp_path: Path, up: Upstream) -> N
     # The signatures are in the index, for the next pass (and another instance).
     remembered = {e["guid"]: e["story"] for e in store_for(config).story_entries(10)}
     assert remembered["kmrb-1"] == "kmrb-1" and remembered["xinhua-1"] == "kmrb-1"
+
+
+def test_collected_reprints_are_shown_once_site_wide(tmp_path: Path, up: Upstream,
+                                                     serve: Serve) -> None:
+    config = site(tmp_path, up)
+    collect(config)
+    server = serve(config.path)
+    # The index the collector brought up to date before it stored is ready: the
+    # server's leader reads the new files in its catch-up right after the start.
+    wait_for(lambda: titles(server, "/feeds/kunmingribao.json") == ["云南咖啡种植面积扩大",
+                                                                    "云南咖啡出口量创历史新高"])
+    assert titles(server, "/feeds/world.json") == ["云南咖啡出口创新高"]
+    # The earliest-dated copy (Xinhua's, 08:00) stands for the story, though the
+    # Kunming copy was collected first and is the one the story is named after.
+    for path in ("/feeds/all.json", "/tags/%E5%92%96%E5%95%A1.json"):
+        assert titles(server, path) == ["云南咖啡种植面积扩大", "云南咖啡出口创新高"]
+        item = server.get(path).json()["items"][1]
+        assert item["_feedsvc"] == {"copies": ["https://kmrb-1.example/a.html"]}
 
 
 def test_switched_off_every_copy_is_shown(tmp_path: Path, up: Upstream) -> None:

@@ -139,6 +139,26 @@ def test_counts_and_archives_count_each_story_once(tmp_path: Path, serve: Serve)
     assert archive_titles(server, COFFEE) == [[PLANTING, X]]
 
 
+def test_a_story_dated_in_the_future_is_counted_nowhere_yet(tmp_path: Path,
+                                                           serve: Serve) -> None:
+    config = site(tmp_path)
+    for name, cat, guid in (("a", "kunmingribao", "future-1"), ("b", "xinhua", "future-2")):
+        (config.parent / "_posts" / f"2099-01-01-future-{name}.md").write_text(
+            f"---\ntitle: 未来的新闻 {name}\ndate: 2099-01-01 08:00:00 +0800\n"
+            f"categories: {cat}\ntags: [咖啡]\nsource_guid: {guid}\n"
+            + ("story: future-1\n" if name == "b" else "") + "---\n<p>还没有发生。</p>\n",
+            encoding="utf-8")
+    server = serve(config)
+    assert titles(server, "/feeds/all") == [PLANTING, X, METRO, SCHOOLS, TOURISM]
+    page = lxml.html.fromstring(server.get("/").content)
+    tags = {li.find("a").text_content(): li.find_class("count")[0].text_content()
+            for li in page.find_class("tags")[0].findall("li")}
+    assert tags["咖啡"] == "2"
+    assert "共 5 篇" in page.get_element_by_id("all").text_content()
+    assert server.get("/status").json()["posts"] == 5
+    assert server.get("/status").json()["categories"]["kunmingribao"]["posts"] == 3
+
+
 def test_deleting_the_shown_copy_promotes_the_next_and_dates_move_it(
         tmp_path: Path, serve: Serve) -> None:
     config = site(tmp_path)

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,7 +23,7 @@ import requests
 from lxml import html
 from support import REPO, Server, make_site, running, wait_for
 
-from feedsvc.subscribers import Aggregator, TrustedProxies, parse_user_agent
+from feedsvc.subscribers import FLUSH_SECONDS, Aggregator, TrustedProxies, parse_user_agent
 
 TOKEN = "correct-horse-battery-staple"
 RSS, ATOM, TAG = "/feeds/kunmingribao.rss", "/feeds/kunmingribao.atom", "/tags/%E6%98%86%E6%98%8E.rss"
@@ -160,6 +161,19 @@ def test_feedsvc_stats_prints_the_counts(served: Server) -> None:
         for name, n in expected.items():
             if name not in ("readers", "total"):
                 assert int(row[name]) == n, (path, name)
+
+
+def test_a_reader_polling_again_is_the_same_reader(served: Server) -> None:
+    # Written once, each worker has read the day's salt and hashes in the
+    # request itself: the same hash as the write made for its first poll.
+    wait_for(lambda: int(stats(served).get(RSS, {}).get("total", 0)) == 168, 30, 0.5)
+    for _ in range(3):
+        for who in ("203.0.113.1", "203.0.113.2", "203.0.113.3"):
+            assert get(served, RSS, "NetNewsWire (RSS Reader; https://netnewswire.com/)",
+                       xff=who) == 200
+        time.sleep(FLUSH_SECONDS)
+    time.sleep(FLUSH_SECONDS + 1)
+    assert stats(served)[RSS]["direct readers"] == "5"
 
 
 def test_the_admin_page_needs_the_token(served: Server) -> None:

@@ -3,7 +3,8 @@ with state_dirs of their own record into one index and `feedsvc stats` on
 either shows the combined counts (the latest of each aggregator, a reader
 who polls both machines once: one salt for the cluster); PostgreSQL taken
 away mid-run (through a proxy of the test's own) costs only the counts of
-that interval, logged once, never a 500, and counting resumes by itself."""
+that interval, logged once and shown in /status, never a 500, and counting
+resumes by itself."""
 
 from __future__ import annotations
 
@@ -109,6 +110,9 @@ def test_postgres_lost_mid_run_costs_only_that_interval(tmp_path: Path) -> None:
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 1 and "cannot read the subscriber counts" in out.stderr
         time.sleep(2 * FLUSH_SECONDS + 1)   # every write of the outage has failed
+        writes = server.get("/status").json()["state_writes"]
+        assert not writes["ok"]
+        assert "index schema feedsvc_state" in [f["file"] for f in writes["failing"]]
         with TcpProxy(("127.0.0.1", 5432), port=port):
             wait_for(lambda: get(server, RSS, FEEDLY.format(70)) == 200, 30, 0.5)
             assert get(server, RSS, READER, xff="203.0.113.9") == 200
@@ -120,6 +124,7 @@ def test_postgres_lost_mid_run_costs_only_that_interval(tmp_path: Path) -> None:
             row = wait_for(resumed, 30, 0.5)
             assert row["direct readers"] == "1"     # the outage's readers were lost, only they
             wait_for(lambda: "subscriber counts written again" in server.output(), 10)
+            assert server.get("/status").json()["state_writes"] == {"ok": True, "failing": []}
         log = server.output()
     assert log.count("subscriber counts not written (") == 1     # once per outage, with its cause
     assert "Traceback" not in log

@@ -23,16 +23,12 @@ import hashlib
 import json
 import logging
 import os
-import pickle
 import sqlite3
 import tempfile
 import threading
-import zlib
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import fields
-from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +37,7 @@ from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.content import Rendered, render_body
 from feedsvc.errors import FeedsvcError
-from feedsvc.index import archives
+from feedsvc.index import archives, records
 from feedsvc.index.db import Database, IndexUnavailable, SqliteDatabase, Tx
 from feedsvc.index.files import is_post_path, iter_post_files, iter_post_stats, stat_post_files
 from feedsvc.index.reading import Progress, Row, read_rows
@@ -52,10 +48,9 @@ __all__ = ["INDEX_FORMAT", "Index", "IndexUnavailable", "NotReady", "Stale", "Vi
 
 log = logging.getLogger(__name__)
 INDEX_FORMAT = 9   # bump when post reading rules or the tables change: the old index is rebuilt
-_POST_FIELDS = tuple(f.name for f in fields(Post))
-_POST_VALUES = attrgetter(*_POST_FIELDS)
 SEP = "\x1f"       # between the categories of a post in `posts.cats` (never in a category)
 BATCH = 500        # files per write transaction
+WRITE_BATCH = 1000 # rows read per write transaction (a first indexing)
 RENDERED_MAX = 1024     # rendered bodies a worker keeps (~10 kB each)
 MAX_REPORTED = 10_000   # changed paths a scan hands back (a first indexing may change millions)
 _US = dt.timedelta(microseconds=1)
@@ -74,7 +69,7 @@ def index_identity(config: Config) -> tuple[Any, ...]:
     """What in the config changes how posts are read and rendered (not how
     feeds look): another value means another index."""
     zones = sorted((s, c.timezone) for s, c in config.categories.items() if c.timezone)
-    return (INDEX_FORMAT, _POST_FIELDS, config.site.url, config.site.timezone, config.permalink,
+    return (INDEX_FORMAT, records.FIELDS, config.site.url, config.site.timezone, config.permalink,
             zones, config.baseurl, sorted(config.markdown_ext), sorted(config.skip_dirs),
             config.jekyll_feed is not None, config.jekyll_reading,
             # Whether each story is shown once: which copy the site-wide and tag
@@ -112,8 +107,7 @@ def _us(when: dt.datetime) -> int:
     return (when - dates.EPOCH) // _US
 
 
-def _post(record: bytes) -> Post:
-    return Post(*pickle.loads(record))  # noqa: S301 - our own index, written by us
+_post = records.unpack_post
 
 
 def open_database(config: Config) -> Database:
@@ -212,8 +206,8 @@ class Views:
                 continue
             if post.rel not in rows:
                 raise Stale(f"{post.rel} left the index")
-            out[i] = _RENDERED.put(key, _render(post, zlib.decompress(rows[post.rel]).decode(
-                "utf-8", "surrogatepass"), site, length))
+            out[i] = _RENDERED.put(key, _render(post, records.unpack_body(rows[post.rel]), site,
+                                                length))
         return [r for r in out if r is not None]
 
     def tag_counts(self) -> dict[str, int]:
@@ -459,10 +453,10 @@ class _Writer:
                " ON CONFLICT (rel) DO UPDATE SET mtime_ns = excluded.mtime_ns,"
                " size = excluded.size, problem = excluded.problem",
                [row.rel, row.stat[0], row.stat[1], row.problem])
-        if row.post is not None and row.body is not None:
-            self._insert(row.post, row.body)
+        if row.post is not None and row.body is not None and row.record is not None:
+            self._insert(row.post, row.record, row.body)
 
-    def _insert(self, post: Post, body: str) -> None:
+    def _insert(self, post: Post, record: bytes, body: bytes) -> None:
         tx, story = self.tx, story_key(post, self.show_once)
         owner = alone = None
         if post.published:
@@ -478,10 +472,7 @@ class _Writer:
             [post.rel, post.guid, _us(post.date), _us(post.updated), _us(post.modified),
              int(post.published), int(post.published and owner is None),
              SEP.join(post.categories), post.source_guid, story, int(bool(alone)),
-             _fronts_text(post.tags if alone else ()),
-             pickle.dumps(_POST_VALUES(post), protocol=5),
-             # Level 1: half the CPU of level 6 at a first indexing, a little more disk.
-             zlib.compress(body.encode("utf-8", "surrogatepass"), 1)])
+             _fronts_text(post.tags if alone else ()), record, body])
         if not post.published:
             return
         if owner is None:
@@ -791,12 +782,24 @@ class Index:
 
         progress = Progress(total, what)
         self.progress = (0, total)
+        pending: list[Row] = []
+
+        def write() -> None:
+            meta = {"progress": f"{progress.done}/{total}"} if total > BATCH else {}
+            self._report(changed, self._apply(pending, meta))
+            pending.clear()
+            self.progress = (progress.done, total)
+
         try:
             for batch in read_rows(self.config, reading(), total, progress):
-                self._report(changed, self._apply(batch))
-                self.progress = (progress.done, total)
-                if total > BATCH:
-                    self._set_meta("progress", f"{progress.done}/{total}")
+                pending.extend(batch)
+                # Reads come in chunks of a few hundred; a transaction per
+                # WRITE_BATCH rows (a commit, a WAL check) is what the single
+                # writer of a first indexing pays for.
+                if len(pending) >= WRITE_BATCH:
+                    write()
+            if pending:
+                write()
             self._report(changed, self._apply(gone))
         finally:
             progress.close()
@@ -812,10 +815,14 @@ class Index:
                 return
             changed.add(rel)
 
-    def _apply(self, rows: list[Row]) -> set[str]:
+    def _apply(self, rows: list[Row], meta: Mapping[str, str] | None = None) -> set[str]:
+        """Write the rows in one transaction, with `meta` (key → value) in it."""
         if not rows:
             return set()
         with self.db.write() as tx:
+            for key, value in (meta or {}).items():
+                tx.run("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
+                       " DO UPDATE SET value = excluded.value", [key, value])
             writer = _Writer(tx, self.config.near_duplicates.show_once,
                              story_ranks(self.config))
             for row in rows:

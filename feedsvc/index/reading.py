@@ -24,6 +24,7 @@ from typing import Any
 from feedsvc.config import Config
 from feedsvc.errors import PostError
 from feedsvc.index.files import Stat, is_post_path
+from feedsvc.index.records import pack_body, pack_post
 from feedsvc.posts import Post, read_post_text
 
 log = logging.getLogger(__name__)
@@ -34,12 +35,14 @@ CHUNK = 200               # files per pool task
 @dataclass(frozen=True, slots=True)
 class Row:
     """What the index keeps for one path. `stat` None: the path is not (or no
-    longer) a post file, and whatever the index had for it goes."""
+    longer) a post file, and whatever the index had for it goes. A post comes
+    with its record and body already packed (records.py) by whoever read it."""
     rel: str
     stat: Stat | None
     post: Post | None = None
     problem: str | None = None
-    body: str | None = None
+    body: bytes | None = None          # records.pack_body
+    record: bytes | None = None        # records.pack_post
 
 
 def read_row(config: Config, rel: str, inside: bool = False) -> Row:
@@ -57,7 +60,7 @@ def read_row(config: Config, rel: str, inside: bool = False) -> Row:
         post, body = read_post_text(posts_dir, rel, config)
     except PostError as e:
         return Row(rel, (st.st_mtime_ns, st.st_size), problem=e.reason)
-    return Row(rel, (post.mtime_ns, post.size), post, None, body)
+    return Row(rel, (post.mtime_ns, post.size), post, None, pack_body(body), pack_post(post))
 
 
 def _inside(path: Path, posts_dir: Path) -> bool:
