@@ -24,6 +24,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.asgi.protocol import ASGIProtocol
 from gunicorn.workers import gasgi
 
+from feedsvc import health
 from feedsvc.config import load_config
 from feedsvc.errors import ConfigError
 
@@ -161,6 +162,18 @@ def _child_exit(server: Any, worker: Any) -> None:
 def serve(config_path: str, host: str, port: int, workers: int, threads: int,
           access_log: bool) -> None:
     prepare_metrics_dir()
+    # What is failing now, one record for all the workers (health.py says why there).
+    shared, master = health.prepare_dir(), os.getpid()
+    try:
+        _run(config_path, host, port, workers, threads, access_log)
+    finally:
+        # The master's exit only: a worker's SystemExit comes up through here too.
+        if os.getpid() == master and not os.environ.get("RUNTIME_DIRECTORY"):
+            shutil.rmtree(shared, ignore_errors=True)   # systemd empties its own
+
+
+def _run(config_path: str, host: str, port: int, workers: int, threads: int,
+         access_log: bool) -> None:
     Server(config_path, {
         **SETTINGS,
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",

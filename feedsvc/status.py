@@ -9,6 +9,7 @@ the public view has no absolute path (redact.py)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -89,12 +90,14 @@ def _feeds(service: FeedService, shown: Callable[[str], str]) -> dict[str, Any]:
 
 
 def write_failures(config: Config, shown: Callable[[str], str]) -> dict[str, Any]:
-    """Files of this site that this process currently fails to write (health.py)."""
-    failures = {**health.STATE.failures(config.state_dir),
-                **health.STATE.failures(config.posts_dir)}
+    """Files of this site that a process of this machine currently fails to
+    write (health.py: the record every worker shares), with the process that
+    saw it and since when."""
+    failures = {**health.STATE.failing(config.state_dir), **health.STATE.failing(config.posts_dir)}
     # Upstream and WebSub state in a PostgreSQL index (index/sources.py).
-    failures.update({k: v for k, v in health.STATE.failures().items()
+    failures.update({k: v for k, v in health.STATE.failing().items()
                      if k == str(sources.place(config))})
     return {"ok": not failures,
-            "failing": [{"file": shown(path), "error": error}
-                        for path, error in sorted(failures.items())]}
+            "failing": [{"file": shown(path), "error": entry["error"], "pid": entry["pid"],
+                         "since": dates.rfc3339(dt.datetime.fromtimestamp(entry["since"], dt.UTC))}
+                        for path, entry in sorted(failures.items())]}

@@ -218,6 +218,18 @@ def running(config: Path, **kwargs: Any) -> Iterator[Server]:
         server.stop()
 
 
+def statuses(server: Server, times: int = 20) -> list[dict[str, Any]]:
+    """/status asked `times` times in a row, and on until every worker has
+    answered (new connections: whichever worker accepts first answers)."""
+    workers, answers = server.worker_pids(), []
+    while len(answers) < times or ({a["worker"]["pid"] for a in answers} < workers
+                                   and len(answers) < 400):
+        resp = server.get("/status")
+        assert resp.status_code == 200, resp.text
+        answers.append(resp.json())
+    return answers
+
+
 def subscriber_stats(config: Path) -> dict[str, dict[str, str]]:
     """The table `feedsvc stats` prints: feed path → {column: cell}."""
     out = subprocess.run([sys.executable, "-m", "feedsvc", "stats", "--config", str(config)],

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import sqlite3
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,9 @@ import feedparser
 import yaml
 from disk_support import fill
 from private_postgres import PrivatePostgres
-from support import Server, make_site, new_pg_database, post, running, wait_for
+from support import Server, make_site, new_pg_database, post, running, statuses, wait_for
 from tcp_proxy import TcpProxy
+from wire import Reply, fetch_all
 
 from feedsvc.config import load_config
 from feedsvc.index import Index
@@ -53,7 +55,8 @@ def test_postgres_unreachable_at_start_then_back(tmp_path: Path) -> None:
     port = proxy.port
     proxy.close()                       # nothing listens there: PostgreSQL is "down"
     cfg = through(port, make_site(tmp_path / "site", POSTS))
-    with running(cfg, ready=False) as server:   # the leader's watcher retries every second
+    # The leader's watcher retries every second.
+    with running(cfg, workers=2, ready=False) as server:
         resp = server.get(FEED)
         assert resp.status_code == 503 and resp.headers["Retry-After"]
         assert server.get("/healthz").status_code == 200
@@ -70,14 +73,15 @@ def test_postgres_lost_mid_run_serves_what_it_had_and_catches_up(tmp_path: Path)
     port = proxy.port
     site = make_site(tmp_path / "site", POSTS)
     cfg = through(port, site)
-    with running(cfg) as server:
-        before = server.get(FEED)
-        assert before.status_code == 200
+    with running(cfg, workers=2) as server:
+        # What each worker last had is its own (its memory cache): both made it.
+        before = by_worker(server, FEED)
+        assert {r.status for r in before.values()} == {200}
         proxy.close()                   # every connection cut, nothing listening
-        during = server.get(FEED)
-        assert during.status_code == 200 and during.content == before.content
-        assert during.headers["ETag"] == before.headers["ETag"]
-        # A document this process never made cannot be read: 503, never a 500.
+        for pid, during in by_worker(server, FEED).items():
+            assert during.status == 200 and during.body == before[pid].body
+            assert during.etag == before[pid].etag
+        # A document no process made cannot be read: 503, never a 500.
         never_made = server.get("/feeds/all.json")
         assert never_made.status_code == 503 and never_made.headers["Retry-After"]
         ready = server.get("/readyz")
@@ -94,8 +98,11 @@ def test_postgres_lost_mid_run_serves_what_it_had_and_catches_up(tmp_path: Path)
 def test_a_locked_sqlite_index_keeps_serving_and_the_change_comes_after(tmp_path: Path) -> None:
     site = make_site(tmp_path / "site", POSTS)
     config = load_config(site)
-    with running(site) as server:
+    with running(site, workers=2) as server:
         before = server.get(FEED)
+        # Both workers up on the shared index before it is locked (one still
+        # starting would keep an index of its own, and serve the change early).
+        statuses(server)
         [db] = config.state_dir.glob("index-*.sqlite3")
         other = sqlite3.connect(db, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")    # another writer holds the lock
@@ -111,7 +118,8 @@ def test_a_locked_sqlite_index_keeps_serving_and_the_change_comes_after(tmp_path
             other.execute("ROLLBACK")
             other.close()
         wait_for(lambda: "While locked" in titles(server.get(FEED).content), timeout=20)
-        assert status_index(server)["last_error"] is None
+        wait_for(lambda: status_index(server)["last_error"] is None, timeout=20)
+        assert every_index(server, lambda i: i["last_error"] is None)
         log = server.output()
     assert "database is locked" in log and "the post index is updated again" in log, log
 
@@ -137,17 +145,18 @@ def test_a_disk_that_fills_while_indexing_then_frees(tmp_path: Path) -> None:
         data = yaml.safe_load(site.read_text(encoding="utf-8"))
         data["state_dir"] = str(disk / "state")
         site.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-        with running(site, ready=False) as server:   # the first indexing fills the disk
+        with running(site, workers=2, ready=False) as server:   # the first indexing fills the disk
             [why] = wait_for(lambda: (r := server.get("/readyz")).status_code == 503
                              and "No space left on device" in r.text and [r], timeout=60)
             assert "database or disk is full" in why.text    # SQLite's words beside
             resp = server.get(FEED)
             assert resp.status_code == 503 and resp.headers["Retry-After"]  # never partial
-            assert "No space left on device" in str(status_index(server)["last_error"])
+            # Whichever worker answers: the leader's error is the machine's (health.py).
+            assert every_index(server, lambda i: "No space left on device" in str(i["last_error"]))
             subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)
             wait_for(lambda: server.get("/readyz").status_code == 200, timeout=60)
             assert len(titles(server.get(FEED).content)) == 20
-            assert status_index(server)["last_error"] is None
+            assert every_index(server, lambda i: i["last_error"] is None)
 
 
 def on_index(cfg: Path, url: str) -> Path:
@@ -172,6 +181,27 @@ def status_index(server: Server) -> dict[str, Any]:
     return info
 
 
+def by_worker(server: Server, path: str) -> dict[int, Reply]:
+    """`path` as each worker answers it (asked after /status on one connection,
+    so that the answer's worker is known)."""
+    workers, answers = server.worker_pids(), {}
+    for _ in range(200):
+        who, reply = fetch_all(server.url, ["/status", path])
+        answers[json.loads(who.body)["worker"]["pid"]] = reply
+        if set(answers) >= workers:
+            return answers
+    raise AssertionError(f"not every worker answered {path}: {sorted(answers)} of {workers}")
+
+
+def every_index(server: Server, check: Callable[[dict[str, Any]], bool]) -> bool:
+    """`check` holds for the index section of every answer of /status, asked 20
+    times and until every worker has answered."""
+    failed = [s["worker"] | {"index": s["index"]} for s in statuses(server)
+              if not check(s["index"])]
+    assert not failed, failed
+    return True
+
+
 def full_disk_errors(cluster: PrivatePostgres) -> int:
     """How many writes the private cluster refused for want of space (its own log)."""
     return cluster.server_log().count("No space left on device")
@@ -185,7 +215,7 @@ def test_a_postgres_disk_that_fills_on_a_change_keeps_serving_then_catches_up(
     and the change is served once the filler is gone, with no restart."""
     with private_pg.small_disk("8m") as small:
         cfg = on_index(make_site(tmp_path / "site", POSTS), small.new_database())
-        with running(cfg) as server:
+        with running(cfg, workers=2) as server:
             before = server.get(FEED)
             assert before.status_code == 200
             filler = fill(small.disk)
@@ -198,6 +228,7 @@ def test_a_postgres_disk_that_fills_on_a_change_keeps_serving_then_catches_up(
             assert "No space left on device (SQLSTATE 53100: could not extend file" \
                 in full["last_error"], full
             assert full["ready"] is True
+            assert every_index(server, lambda i: "SQLSTATE 53100" in str(i["last_error"]))
             # Retried (every 2 s) at least twice more while the disk stays full.
             wait_for(lambda: full_disk_errors(private_pg) >= refused + 3, timeout=30)
             for path in (FEED, "/feeds/all.json", "/feeds/kunmingribao.rss", "/readyz"):
@@ -207,7 +238,7 @@ def test_a_postgres_disk_that_fills_on_a_change_keeps_serving_then_catches_up(
             assert during.headers["ETag"] == before.headers["ETag"]
             filler.unlink()
             wait_for(lambda: "A big one" in titles(server.get(FEED).content), timeout=30)
-            assert status_index(server)["last_error"] is None
+            assert every_index(server, lambda i: i["last_error"] is None)
             assert titles(server.get(FEED).content)[:2] == ["A big one", "P5"]
             log = server.output()
     assert log.count("cannot update the post index") == 1, log
@@ -228,7 +259,7 @@ def test_a_postgres_disk_that_fills_while_indexing_says_not_ready_then_indexes(
         filler = fill(small.disk)
         # Room for the tables (about 260 kB) and a part of the 280 posts (about 1 MB).
         os.truncate(filler, filler.stat().st_size - 512 * 1024)
-        with running(cfg, ready=False) as server:
+        with running(cfg, workers=2, ready=False) as server:
             # (a list: a 503 Response is falsy)
             [why] = wait_for(lambda: (r := server.get("/readyz")).status_code == 503
                              and "No space left on device" in r.text and [r], timeout=60)
@@ -237,15 +268,14 @@ def test_a_postgres_disk_that_fills_while_indexing_says_not_ready_then_indexes(
             assert resp.status_code == 503 and resp.headers["Retry-After"]
             assert server.get("/feeds/all.json").status_code == 503
             assert server.get("/healthz").status_code == 200
-            index = status_index(server)
-            assert index["ready"] is False
-            assert "No space left on device (SQLSTATE 53100" in index["last_error"]
+            assert every_index(server, lambda i: i["ready"] is False and
+                               "No space left on device (SQLSTATE 53100" in str(i["last_error"]))
             filler.unlink()
             wait_for(lambda: server.get("/readyz").status_code == 200, timeout=60)
             assert len(titles(server.get(FEED).content)) == 20
-            status = server.get("/status").json()
-            assert status["categories"]["kunmingribao"]["posts"] == 280
-            assert status["index"]["last_error"] is None
+            for status in statuses(server):
+                assert status["categories"]["kunmingribao"]["posts"] == 280
+                assert status["index"]["last_error"] is None, status["worker"]
 
 
 def test_two_writers_racing_leave_one_consistent_index(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from feedsvc import dates
+from feedsvc import dates, health
 from feedsvc.clock import Clock, utcnow
 from feedsvc.config import Config
 from feedsvc.content import Rendered, render_body
@@ -617,10 +617,24 @@ class Index:
         # An index of this process's own (state_dir unusable): no leader writes it
         # but this process.
         self.private = bool(getattr(self.db, "private", False))
-        self.last_error: str | None = None
+        # The last error, in the one record of what is failing (health.py): the
+        # leader writes the index, any worker answers /status and /readyz. Keyed
+        # by the database: a worker's private one (state_dir unusable at its
+        # start) is another place, whose success clears nothing of the shared.
+        where = getattr(self.db, "path", None) or json.dumps(self.db.describe(), sort_keys=True)
+        self._error_key = f"index {config.path} {where}"
         # Write transactions committed by this process: a version remembered for a
         # moment (replay.py) is not reused across one of this process's own writes.
         self.writes = 0
+
+    @property
+    def last_error(self) -> str | None:
+        """The last error of a scan or update (None once one works again)."""
+        return health.STATE.error(self._error_key)
+
+    @last_error.setter
+    def last_error(self, error: str | None) -> None:
+        health.STATE.set_error(self._error_key, error)
 
     # -- versions -------------------------------------------------------------
     def views(self) -> Views:
