@@ -151,7 +151,9 @@ class _Watchdog:
 
     def disarm(self, entry: _Armed) -> None:
         with self._cond:
-            entry.fd = -1     # left in the heap, skipped when its time comes
+            entry.fd = -1     # skipped when its time comes; the answered ones first go now
+            while self._heap and self._heap[0].fd < 0:
+                heapq.heappop(self._heap)
 
     def _run(self) -> None:
         with self._cond:
