@@ -178,7 +178,14 @@ class _Watchdog:
                 entry.fd = -1
 
 
+    def forked(self) -> None:
+        """In a forked child: no thread of ours, and a lock that may have been
+        held by it at the fork (gunicorn forks its workers)."""
+        self._cond, self._heap, self._pid = threading.Condition(), [], 0
+
+
 _WATCHDOG = _Watchdog()
+os.register_at_fork(after_in_child=_WATCHDOG.forked)
 
 
 @contextmanager
