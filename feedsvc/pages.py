@@ -91,6 +91,7 @@ class Item:
     summary: str = ""
     content_html: str = ""        # already sanitised by content.py
     tags: tuple[str, ...] = ()
+    copies: tuple[str, ...] = ()  # the same story from other sources (http(s) links only)
 
 
 @dataclass(frozen=True)
@@ -137,9 +138,12 @@ def entry_item(entry: Entry, zone: str, config: Config) -> Item:
     # People read category titles, not slugs.
     terms = (config.categories[t].title if t in config.categories else t
              for t in entry.categories)
+    # A link people click on this site's own page: never a javascript: or data: URL
+    # that a post's source_url might hold.
+    copies = tuple(u for u in entry.copies if u.startswith(("https://", "http://")))
     return Item(entry.title, entry.link, when, iso, entry.summary,
                 entry.content_html if entry.content_html is not None else "",
-                tuple(dict.fromkeys(terms)))
+                tuple(dict.fromkeys(terms)), copies)
 
 
 def _listing(key: FeedKey, title: str, description: str, views: Views,

@@ -17,6 +17,7 @@ WAL is kept apart."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import glob
 import os
 import pwd
@@ -34,6 +35,30 @@ from disk_support import small_tmpfs
 from support import free_port
 
 OS_USER = "postgres"
+PREFIX = "feedsvc-private-pg-"
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the server's process, before it runs: stop (SIGQUIT, PostgreSQL's
+    immediate shutdown) when the test process dies, however it dies. Set
+    after the change of user, which would clear it."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGQUIT)
+
+
+def sweep() -> None:
+    """Remove what test runs that were killed before their teardown left
+    (their tmpfs mounts, then their folders): no other run's, which is alive."""
+    for root in Path(tempfile.gettempdir()).glob(PREFIX + "*"):
+        try:
+            owner = int((root / "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue                    # being made, or not ours
+        if Path(f"/proc/{owner}").exists():
+            continue
+        for disk in root.glob("small_*"):
+            subprocess.run(["umount", "-l", str(disk)], capture_output=True, check=False)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _bin(name: str) -> str:
@@ -67,7 +92,9 @@ class PrivatePostgres:
 
     def __init__(self) -> None:
         self.owner = _owner()
-        self.root = Path(tempfile.mkdtemp(prefix="feedsvc-private-pg-"))
+        sweep()
+        self.root = Path(tempfile.mkdtemp(prefix=PREFIX))
+        (self.root / "owner.pid").write_text(str(os.getpid()))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
         self.port = 0
@@ -106,7 +133,7 @@ class PrivatePostgres:
                  "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
                  "-c", "fsync=off", "-c", "max_connections=200"],
                 stdout=self.log.open("ab"), stderr=subprocess.STDOUT, cwd=self.root,
-                **self._as_owner())
+                preexec_fn=_die_with_parent, **self._as_owner())
             if self._wait_accepting():
                 return self
         raise RuntimeError(f"the private PostgreSQL did not start:\n{self.server_log()}")

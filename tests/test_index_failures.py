@@ -3,8 +3,9 @@ mid-run (through a proxy of our own: the shared server is never touched), a
 locked SQLite database, a disk that fills while indexing (SQLite's state_dir,
 and the tablespace of a PostgreSQL cluster of the tests' own), two writers
 racing. A spoilt SQLite file: test_index_spoilt.py.
-The service keeps serving what it last had or says it is not ready, reports
-the cause, recovers by itself, and never answers 500."""
+Against `feedsvc serve` on loopback (support.Server): the service keeps
+serving what it last had or says it is not ready, reports the cause, recovers
+by itself, and never answers 500."""
 
 from __future__ import annotations
 
@@ -25,11 +26,8 @@ from private_postgres import PrivatePostgres
 from support import Server, make_site, new_pg_database, post, running, wait_for
 from tcp_proxy import TcpProxy
 
-from feedsvc.app import create_app
 from feedsvc.config import load_config
 from feedsvc.index import Index
-from feedsvc.service import FeedService
-from feedsvc.watch import Watcher
 
 POSTS = {f"2022-03-{d:02d}-p{d}.md": post(f"P{d}", f"2022-03-{d:02d} 10:00:00 +0800")
          for d in range(1, 6)}
@@ -54,66 +52,68 @@ def test_postgres_unreachable_at_start_then_back(tmp_path: Path) -> None:
     proxy = TcpProxy(("127.0.0.1", 5432)).start()
     port = proxy.port
     proxy.close()                       # nothing listens there: PostgreSQL is "down"
-    config = load_config(through(port, make_site(tmp_path / "site", POSTS)))
-    app = create_app(config)            # the leader's watcher retries every second
-    client = app.test_client()
-    resp = client.get(FEED)
-    assert resp.status_code == 503 and resp.headers["Retry-After"]
-    assert client.get("/healthz").status_code == 200
-    ready = client.get("/readyz")
-    assert ready.status_code == 503 and "unreachable" in ready.get_data(as_text=True)
-    assert "unreachable" in client.get("/status").get_json()["index"]["error"]
-    with TcpProxy(("127.0.0.1", 5432), port=port):
-        wait_for(lambda: client.get("/readyz").status_code == 200, timeout=30)
-        assert titles(client.get(FEED).data)[0] == "P5"
-    app.extensions["feedsvc.watcher"].stop()
+    cfg = through(port, make_site(tmp_path / "site", POSTS))
+    with running(cfg, ready=False) as server:   # the leader's watcher retries every second
+        resp = server.get(FEED)
+        assert resp.status_code == 503 and resp.headers["Retry-After"]
+        assert server.get("/healthz").status_code == 200
+        ready = server.get("/readyz")
+        assert ready.status_code == 503 and "unreachable" in ready.text, ready.text
+        assert "unreachable" in str(status_index(server)["error"])
+        with TcpProxy(("127.0.0.1", 5432), port=port):
+            wait_for(lambda: server.get("/readyz").status_code == 200, timeout=30)
+            assert titles(server.get(FEED).content)[0] == "P5"
 
 
 def test_postgres_lost_mid_run_serves_what_it_had_and_catches_up(tmp_path: Path) -> None:
     proxy = TcpProxy(("127.0.0.1", 5432)).start()
     port = proxy.port
     site = make_site(tmp_path / "site", POSTS)
-    config = load_config(through(port, site))
-    app = create_app(config)
-    client = app.test_client()
-    wait_for(lambda: client.get("/readyz").status_code == 200, timeout=30)
-    before = client.get(FEED)
-    proxy.close()                       # every connection cut, nothing listening
-    during = client.get(FEED)
-    assert during.status_code == 200 and during.data == before.data
-    assert during.headers["ETag"] == before.headers["ETag"]
-    # A document this process never made cannot be read: 503, never a 500.
-    assert client.get("/feeds/all.json").status_code == 503
-    assert client.get("/readyz").status_code == 503
-    (site.parent / "_posts" / "2022-03-09-during.md").write_text(
-        post("Written during the outage", "2022-03-09 10:00:00 +0800"), encoding="utf-8")
-    with TcpProxy(("127.0.0.1", 5432), port=port):
-        wait_for(lambda: b"Written during the outage" in client.get(FEED).data, timeout=30)
-        assert client.get("/status").get_json()["index"]["ready"] is True
-    app.extensions["feedsvc.watcher"].stop()
+    cfg = through(port, site)
+    with running(cfg) as server:
+        before = server.get(FEED)
+        assert before.status_code == 200
+        proxy.close()                   # every connection cut, nothing listening
+        during = server.get(FEED)
+        assert during.status_code == 200 and during.content == before.content
+        assert during.headers["ETag"] == before.headers["ETag"]
+        # A document this process never made cannot be read: 503, never a 500.
+        never_made = server.get("/feeds/all.json")
+        assert never_made.status_code == 503 and never_made.headers["Retry-After"]
+        ready = server.get("/readyz")
+        assert ready.status_code == 503 and "PostgreSQL" in ready.text, ready.text
+        (site.parent / "_posts" / "2022-03-09-during.md").write_text(
+            post("Written during the outage", "2022-03-09 10:00:00 +0800"), encoding="utf-8")
+        with TcpProxy(("127.0.0.1", 5432), port=port):
+            wait_for(lambda: "Written during the outage" in titles(server.get(FEED).content),
+                     timeout=30)
+            assert status_index(server)["ready"] is True
+            assert server.get("/feeds/all.json").status_code == 200
 
 
 def test_a_locked_sqlite_index_keeps_serving_and_the_change_comes_after(tmp_path: Path) -> None:
     site = make_site(tmp_path / "site", POSTS)
     config = load_config(site)
-    service = FeedService(config)
-    service.start()
-    client = create_app(config, watch=False, service=service).test_client()
-    watcher = Watcher(service)          # not started: handle() as the watch thread calls it
-    [db] = config.state_dir.glob("index-*.sqlite3")
-    other = sqlite3.connect(db, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")    # another writer holds the lock
-    new = site.parent / "_posts" / "2022-03-08-locked.md"
-    new.write_text(post("While locked", "2022-03-08 10:00:00 +0800"), encoding="utf-8")
-    watcher.handle([new])               # waits for the lock, then gives up and reports
-    assert "locked" in (service.index.last_error or "")
-    assert client.get(FEED).status_code == 200     # readers are not blocked (WAL)
-    assert "locked" in client.get("/status").get_json()["index"]["last_error"]
-    other.execute("ROLLBACK")
-    other.close()
-    wait_for(lambda: "While locked" in titles(client.get(FEED).data), timeout=20)
-    assert service.index.last_error is None
-    watcher.stop()
+    with running(site) as server:
+        before = server.get(FEED)
+        [db] = config.state_dir.glob("index-*.sqlite3")
+        other = sqlite3.connect(db, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")    # another writer holds the lock
+        try:
+            (site.parent / "_posts" / "2022-03-08-locked.md").write_text(
+                post("While locked", "2022-03-08 10:00:00 +0800"), encoding="utf-8")
+            # The leader waits for the lock (5 s), gives up and reports it.
+            wait_for(lambda: "locked" in str(status_index(server)["last_error"]), timeout=30)
+            during = server.get(FEED)       # readers are not blocked (WAL)
+            assert during.status_code == 200 and during.content == before.content
+            assert server.get("/readyz").status_code == 200
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        wait_for(lambda: "While locked" in titles(server.get(FEED).content), timeout=20)
+        assert status_index(server)["last_error"] is None
+        log = server.output()
+    assert "database is locked" in log and "the post index is updated again" in log, log
 
 
 @contextlib.contextmanager
@@ -137,18 +137,17 @@ def test_a_disk_that_fills_while_indexing_then_frees(tmp_path: Path) -> None:
         data = yaml.safe_load(site.read_text(encoding="utf-8"))
         data["state_dir"] = str(disk / "state")
         site.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-        config = load_config(site)
-        service = FeedService(config, background=True)
-        client = create_app(config, watch=False, service=service).test_client()
-        watcher = Watcher(service)
-        watcher.handle([])              # the first indexing: the disk fills on the way
-        assert "full" in (service.index.last_error or "")
-        assert client.get(FEED).status_code == 503      # not ready: never a partial feed
-        assert "full" in client.get("/readyz").get_data(as_text=True)
-        subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)
-        wait_for(lambda: client.get("/readyz").status_code == 200, timeout=30)
-        assert len(titles(client.get(FEED).data)) == 20
-        watcher.stop()
+        with running(site, ready=False) as server:   # the first indexing fills the disk
+            [why] = wait_for(lambda: (r := server.get("/readyz")).status_code == 503
+                             and "No space left on device" in r.text and [r], timeout=60)
+            assert "database or disk is full" in why.text    # SQLite's words beside
+            resp = server.get(FEED)
+            assert resp.status_code == 503 and resp.headers["Retry-After"]  # never partial
+            assert "No space left on device" in str(status_index(server)["last_error"])
+            subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)
+            wait_for(lambda: server.get("/readyz").status_code == 200, timeout=60)
+            assert len(titles(server.get(FEED).content)) == 20
+            assert status_index(server)["last_error"] is None
 
 
 def on_index(cfg: Path, url: str) -> Path:

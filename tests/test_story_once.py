@@ -117,6 +117,10 @@ def test_categories_keep_every_copy_site_wide_and_tags_show_the_earliest_once(
     for slug in ("kunmingribao", "yunnanribao", "xinhua"):
         assert copies(server, f"/feeds/{slug}") == {}
         assert related(server, f"/feeds/{slug}", "atom") == {}
+    # A browser's view of the feed lists them too.
+    view = lxml.html.fromstring(server.get("/feeds/all.atom",
+                                           headers={"Sec-Fetch-Dest": "document"}).content)
+    assert [a.get("href") for a in view.find_class("copies")[0].iter("a")] == [YNRB, KMRB]
     # Filters work on what the feed shows: the story once.
     assert titles(server, "/feeds/all", "?filter=" + quote("咖啡")) == [PLANTING, X]
     assert titles(server, "/feeds/all", "?filter_title=" + quote("出口")) == [X]
@@ -132,7 +136,8 @@ def test_counts_and_archives_count_each_story_once(tmp_path: Path, serve: Serve)
     tags = {li.find("a").text_content(): li.find_class("count")[0].text_content()
             for li in page.find_class("tags")[0].findall("li")}
     assert tags["咖啡"] == "2" and tags["云南日报"] == "3" and tags["新华社"] == "1"
-    assert server.get("/status").json()["posts"] == 5
+    # /status counts every post some feed carries: each copy is in its category's.
+    assert server.get("/status").json()["posts"] == 7
     # archive_size 2: the five stories shown number 1…5, the hidden copies none.
     assert archive_titles(server, "/feeds/all") == [[SCHOOLS, TOURISM], [X, METRO], [PLANTING]]
     assert server.get("/feeds/all/archive/4.json").status_code == 404
@@ -155,7 +160,7 @@ def test_a_story_dated_in_the_future_is_counted_nowhere_yet(tmp_path: Path,
             for li in page.find_class("tags")[0].findall("li")}
     assert tags["咖啡"] == "2"
     assert "共 5 篇" in page.get_element_by_id("all").text_content()
-    assert server.get("/status").json()["posts"] == 5
+    assert server.get("/status").json()["posts"] == 7
     assert server.get("/status").json()["categories"]["kunmingribao"]["posts"] == 3
 
 
@@ -179,7 +184,7 @@ def test_deleting_the_shown_copy_promotes_the_next_and_dates_move_it(
     redate(config, "kmrb", "2022-03-21 12:00:00 +0800")
     wait_for(lambda: titles(server, "/feeds/all") == [PLANTING, Y, METRO, SCHOOLS, TOURISM])
     assert copies(server, COFFEE) == {Y: [KMRB]}
-    assert server.get("/status").json()["posts"] == 5
+    assert server.get("/status").json()["posts"] == 6
 
 
 def test_a_tie_goes_to_the_category_first_in_the_config(tmp_path: Path, serve: Serve) -> None:

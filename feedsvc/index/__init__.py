@@ -47,7 +47,8 @@ __all__ = ["INDEX_FORMAT", "Index", "IndexUnavailable", "NotReady", "Stale", "Vi
            "index_identity", "is_post_path", "iter_post_files", "stat_post_files"]
 
 log = logging.getLogger(__name__)
-INDEX_FORMAT = 9   # bump when post reading rules or the tables change: the old index is rebuilt
+INDEX_FORMAT = 10  # bump when post reading rules or the tables change: the old index is rebuilt
+SHOWN = ("#", "")  # the count of every shown post (counts; '*' counts the site-wide feed's)
 SEP = "\x1f"       # between the categories of a post in `posts.cats` (never in a category)
 BATCH = 500        # files per write transaction
 WRITE_BATCH = 1000 # rows read per write transaction (a first indexing)
@@ -245,11 +246,11 @@ class Views:
         return _post(row[0]) if row else None
 
     def total(self) -> int:
-        """Every visible post of the site-wide feed (one per id and story), whatever
-        its categories."""
+        """Every visible post some feed carries (one per id; every copy of a
+        story: each is in its category's feed), whatever its categories."""
         with self._read() as tx:
-            row = tx.one("SELECT n FROM counts WHERE kind = '*' AND term = ''")
-        return int(row[0] if row else 0) - sum(1 for _, lead, _ in self._due() if lead)
+            row = tx.one("SELECT n FROM counts WHERE kind = '#' AND term = ''")
+        return int(row[0] if row else 0) - len(self._due())
 
     def copies(self, posts: Iterable[Post]) -> list[tuple[str, ...]]:
         """Per post, the original links (else permalinks) of the other visible
@@ -522,7 +523,7 @@ class _Writer:
         else:
             tx.many("DELETE FROM terms WHERE kind = ? AND term = ? AND date_us = ? AND guid = ?",
                     [(k, t, date, post.guid) for k, t in terms])
-        self._count(terms, delta)
+        self._count([*terms, SHOWN], delta)
         if delta > 0:
             archives.show(tx, terms, post.guid, post.rel, date, self.stamp)
         else:

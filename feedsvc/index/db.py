@@ -77,7 +77,7 @@ def schema(blob: str, text: str = "TEXT") -> list[str]:
     category (every shown post), 't' tag (the copies whose `fronts` name it).
     counts: how many posts each (kind, term) has, future-dated ones included,
     as terms; kind 's' is the set of a post's categories (the site-wide
-    feed's `lead` posts), '*' all of them.
+    feed's `lead` posts), '*' all of them, '#' every shown post.
     kv: room for what other parts keep in the index (archive numbers,
     subscriber counts, upstream and WebSub state), by scope and key.
     """
