@@ -513,21 +513,25 @@ class _Writer:
         carry: its category feeds. Which copy of its story the site-wide and
         tag feeds carry follows (_restory). flag=False: its row says so already
         (or is gone)."""
-        tx, date = self.tx, _us(post.date)
         if flag:
-            tx.run("UPDATE posts SET shown = ? WHERE rel = ?", [int(delta > 0), post.rel])
+            self.tx.run("UPDATE posts SET shown = ? WHERE rel = ?", [int(delta > 0), post.rel])
         terms = [("c", c) for c in post.categories]
+        self._count([*terms, SHOWN], delta)
+        self._place(post, terms, terms, delta)
+
+    def _place(self, post: Post, terms: list[tuple[str, str]], feeds: list[tuple[str, str]],
+               delta: int) -> None:
+        """The post enters (+1) or leaves (-1) the feeds of `terms` (rows of the
+        terms table) and the archives of `feeds`."""
+        tx, date = self.tx, _us(post.date)
         if delta > 0:
             tx.many("INSERT INTO terms (kind, term, date_us, guid, rel) VALUES (?, ?, ?, ?, ?)",
                     [(k, t, date, post.guid, post.rel) for k, t in terms])
+            archives.show(tx, feeds, post.guid, post.rel, date, self.stamp)
         else:
             tx.many("DELETE FROM terms WHERE kind = ? AND term = ? AND date_us = ? AND guid = ?",
                     [(k, t, date, post.guid) for k, t in terms])
-        self._count([*terms, SHOWN], delta)
-        if delta > 0:
-            archives.show(tx, terms, post.guid, post.rel, date, self.stamp)
-        else:
-            archives.hide(tx, terms, post.guid, self.stamp)
+            archives.hide(tx, feeds, post.guid, self.stamp)
 
     def _count(self, terms: Iterable[tuple[str, str]], delta: int) -> None:
         counts = self._counts
@@ -580,20 +584,10 @@ class _Writer:
         self._front(post, lead, sorted(tags), -1)
 
     def _front(self, post: Post, lead: bool, tags: list[str], delta: int) -> None:
-        tx, date = self.tx, _us(post.date)
         terms = [("t", t) for t in tags]
-        if delta > 0:
-            tx.many("INSERT INTO terms (kind, term, date_us, guid, rel) VALUES (?, ?, ?, ?, ?)",
-                    [(k, t, date, post.guid, post.rel) for k, t in terms])
-        else:
-            tx.many("DELETE FROM terms WHERE kind = ? AND term = ? AND date_us = ? AND guid = ?",
-                    [(k, t, date, post.guid) for k, t in terms])
         feeds = [*terms, *([archives.ALL] if lead else [])]
         self._count([*feeds, *([("s", SEP.join(post.categories))] if lead else [])], delta)
-        if delta > 0:
-            archives.show(tx, feeds, post.guid, post.rel, date, self.stamp)
-        else:
-            archives.hide(tx, feeds, post.guid, self.stamp)
+        self._place(post, terms, feeds, delta)
 
 
 def _grouped(copies: list[Post]) -> bool:
