@@ -65,7 +65,10 @@ def test_postgres_unreachable_at_start_then_back(tmp_path: Path) -> None:
         assert "unreachable" in str(status_index(server)["error"])
         with TcpProxy(("127.0.0.1", 5432), port=port):
             wait_for(lambda: server.get("/readyz").status_code == 200, timeout=30)
-            assert titles(server.get(FEED).content)[0] == "P5"
+            # Each worker reconnects on its own: the feed, once every one has.
+            wait_for(lambda: {r.status for r in by_worker(server, FEED).values()} == {200},
+                     timeout=30)
+            assert all(titles(r.body)[0] == "P5" for r in by_worker(server, FEED).values())
 
 
 def test_postgres_lost_mid_run_serves_what_it_had_and_catches_up(tmp_path: Path) -> None:
