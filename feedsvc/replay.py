@@ -112,11 +112,14 @@ class ReplayCache:
         """The answer kept for this request, if it is of the current version.
         The version costs one read of the index (its generation and the newest
         date that has come: version.take), which edge.py makes on the event loop,
-        once per VERSION_REUSE seconds."""
+        once per VERSION_REUSE seconds; while the index is known to be away
+        (PostgreSQL not answering) it does not wait to find out whether it is
+        back, the thread pool does."""
         if not environ.get("PATH_INFO", "").startswith(PREFIXES):
             return None
         try:
-            version = self._current_version()
+            with self.service.state.index.db.no_retry():
+                version = self._current_version()
         except IndexUnavailable:
             return None      # the thread pool answers, and says why
         return self._get(environ, version)

@@ -9,7 +9,9 @@ proxy forwards again each recovers by itself and serves what changed meanwhile."
 
 from __future__ import annotations
 
+import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,21 @@ def hung(message: str | None) -> bool:
         "no answer in" in str(message) or "timeout expired" in str(message))
 
 
+def during_hang(server: Server, seconds: float) -> list[tuple[int, float]]:
+    """(status, seconds) of every request four clients made one after another for `seconds`."""
+    end = time.monotonic() + seconds
+
+    def client() -> list[tuple[int, float]]:
+        made = []
+        while time.monotonic() < end:
+            resp, took = timed(server, FEED)
+            made.append((resp.status_code, took))
+        return made
+
+    with ThreadPoolExecutor(4) as pool:
+        return [r for rs in pool.map(lambda _: client(), range(4)) for r in rs]
+
+
 def write_lock_holders(url: str, key: int) -> int:
     """Sessions holding or waiting for the advisory lock `key` (pg.write_key)."""
     key &= 0xFFFF_FFFF_FFFF_FFFF
@@ -102,6 +119,12 @@ def test_a_hanging_postgres_serves_what_it_had_names_the_cause_and_recovers(
                 assert took < BOUND, took
                 assert during.status_code == 200 and during.content == before.content
                 assert during.headers["ETag"] == before.headers["ETag"]
+            # Four clients at once for 12 s: a retry (a request that waits to find
+            # out whether PostgreSQL is back) holds up no other request.
+            steady = during_hang(server, 12.0)
+            assert all(code == 200 for code, _ in steady), steady
+            waits = sorted(took for _, took in steady)
+            assert waits[-1] < BOUND, waits
             # A document this process never made: 503 with Retry-After, never a 500.
             never, took = timed(server, "/feeds/all.json")
             assert never.status_code == 503 and never.headers["Retry-After"] and took < BOUND
@@ -120,6 +143,8 @@ def test_a_hanging_postgres_serves_what_it_had_names_the_cause_and_recovers(
             gave_up = time.monotonic() - hung_at
             print(f"write lock freed after {freed:.1f} s, the writer gave up after"
                   f" {gave_up:.1f} s")
+            print(f"{len(waits)} requests in 12 s: median {statistics.median(waits):.3f} s,"
+                  f" {sum(w > 1 for w in waits)} over 1 s, the longest {waits[-1]:.1f} s")
             print("feed during the hang answered in", ", ".join(f"{t:.1f} s" for t in tooks))
             proxy.forward()
             wait_for(lambda: "Written during the hang" in titles(server.get(FEED).content),

@@ -59,6 +59,7 @@ class Database(Protocol):
 
     def read(self) -> Any: ...   # a context manager yielding a Tx
     def write(self) -> Any: ...
+    def no_retry(self) -> AbstractContextManager[None]: ...   # (ReentrantReads.no_retry)
     def rebuild(self) -> None: ...   # start again from an empty database (after `corrupt`)
     def describe(self) -> dict[str, object]: ...
     def close(self) -> None: ...
@@ -171,6 +172,13 @@ class ReentrantReads:
                 yield tx
         finally:
             local.depth, local.tx = 0, None
+
+    @contextmanager
+    def no_retry(self) -> Iterator[None]:
+        """Reads inside fail at once while the database is known to be away,
+        never the one that tries whether it is back (pg.py READ_RETRY): an
+        event loop must not wait for that. Nothing to do for SQLite."""
+        yield
 
     def close(self) -> None:
         with self._write_lock:

@@ -393,10 +393,18 @@ class PostgresDatabase(ReentrantReads):
                 return
             until, why = self._down
             now = time.monotonic()
-            if now < until:
+            if now < until or getattr(self._local, "no_retry", False):
                 raise IndexUnavailable(why)
             # This read tries; the others fail at once until it is done.
             self._down = (now + CONNECT_TIMEOUT + READ_TIMEOUT, why)
+
+    @contextmanager
+    def no_retry(self) -> Iterator[None]:
+        self._local.no_retry = True
+        try:
+            yield
+        finally:
+            self._local.no_retry = False
 
     def _went_down(self, error: IndexUnavailable) -> None:
         """Only an outage (no answer, no connection) holds reads back, not a
