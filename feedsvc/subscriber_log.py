@@ -150,7 +150,7 @@ class LogTail:
         self.turn = Leader(state_dir / LOCK_FILE, role="reader of the subscriber log")
         self.position_file = state_dir / POSITION_FILE
         self._fh: Any = None             # the file being followed (binary, unbuffered reads)
-        self._offset = 0                 # bytes of it consumed up to the last whole line
+        self._offset = 0                 # bytes of it read (the last line may be partial: _rest)
         self._rest = b""                 # a line nginx has not finished writing yet
         self._old: tuple[Any, float] | None = None   # a rotated file, read until its deadline
         self._problem: str | None = None
@@ -283,8 +283,10 @@ class LogTail:
         if self._fh is None:
             return
         st = os.fstat(self._fh.fileno())
+        # Where the last whole line ends: a line nginx is still writing is read
+        # again whole after a restart, not from its middle.
         data = {"path": str(self.path), "dev": st.st_dev, "ino": st.st_ino,
-                "offset": self._offset}
+                "offset": self._offset - len(self._rest)}
         try:
             atomic.replace_text(self.position_file, json.dumps(data) + "\n")
         except OSError as e:
@@ -301,9 +303,6 @@ class LogTail:
                 log.warning("subscriber_log %s: readable again", self.path)
         self._problem = problem
 
-    def describe(self) -> dict[str, object]:
-        return {"path": str(self.path), "reading": self.turn.is_leader,
-                "offset": self._offset, "problem": self._problem}
 
 
 def follow(recorder: Recorder, where: Path | tuple[str, int],
