@@ -427,8 +427,11 @@ class _Writer:
     query over every post (commit 0452a79: a first indexing went quadratic)."""
 
     def __init__(self, tx: Tx, show_once: bool = True,
-                 ranks: Mapping[str, int] | None = None) -> None:
+                 ranks: Mapping[str, int] | None = None, slots: bool = True) -> None:
         self.tx, self.show_once, self.ranks = tx, show_once, ranks or {}
+        # Archive slots as it goes: once the index is ready. A first indexing
+        # makes them all at its end (archives.derive).
+        self.slots = slots
         # Count changes of the batch, summed per (kind, term) and written once at
         # the end (flush): a batch of 500 posts touches a few dozen counts, not
         # thousands of upserts.
@@ -527,11 +530,13 @@ class _Writer:
         if delta > 0:
             tx.many("INSERT INTO terms (kind, term, date_us, guid, rel) VALUES (?, ?, ?, ?, ?)",
                     [(k, t, date, post.guid, post.rel) for k, t in terms])
-            archives.show(tx, feeds, post.guid, post.rel, date, self.stamp)
+            if self.slots:
+                archives.show(tx, feeds, post.guid, post.rel, date, self.stamp)
         else:
             tx.many("DELETE FROM terms WHERE kind = ? AND term = ? AND date_us = ? AND guid = ?",
                     [(k, t, date, post.guid) for k, t in terms])
-            archives.hide(tx, feeds, post.guid, self.stamp)
+            if self.slots:
+                archives.hide(tx, feeds, post.guid, self.stamp)
 
     def _count(self, terms: Iterable[tuple[str, str]], delta: int) -> None:
         counts = self._counts
@@ -553,7 +558,7 @@ class _Writer:
         for post, lead, tags, new_lead, new_tags in moves:
             stays = [*([archives.ALL] if lead and new_lead else []),
                      *[("t", t) for t in sorted(tags & new_tags)]]
-            if stays:
+            if stays and self.slots:
                 archives.show(self.tx, stays, post.guid, post.rel, _us(post.date), self.stamp)
         moves = [m for m in moves if m[1:3] != m[3:5]]
         # Every removal before any addition: a copy of the same id and date may be
@@ -699,6 +704,9 @@ class Index:
         """Number the posts a first indexing found (oldest first), after repairing
         numbers that cannot be ours; what was repaired is kept for /status."""
         with self.db.write() as tx:
+            if not _is_ready(tx):
+                row = tx.one("SELECT value FROM meta WHERE key = 'generation'")
+                archives.derive(tx, int(row[0] if row else 0) + 1)
             repaired = archives.check(tx)
             if archives.number(tx) or repaired:
                 _bump(tx)
@@ -832,8 +840,9 @@ class Index:
             for key, value in (meta or {}).items():
                 tx.run("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
                        " DO UPDATE SET value = excluded.value", [key, value])
+            ready = _is_ready(tx)
             writer = _Writer(tx, self.config.near_duplicates.show_once,
-                             story_ranks(self.config))
+                             story_ranks(self.config), slots=ready)
             for row in rows:
                 writer.apply(row)
                 if row.problem:
@@ -841,8 +850,7 @@ class Index:
             writer.flush()
             # New posts take the next archive numbers, in arrival order; a first
             # indexing numbers all it found at its end, by date (_finish_archives).
-            ready = tx.one("SELECT value FROM meta WHERE key = 'ready'")
-            if ready is not None and ready[0] == "1":
+            if ready:
                 archives.number(tx)
             _bump(tx)
         self.writes += 1
@@ -862,16 +870,16 @@ class Index:
             tied = sorted({r[0] for r in tx.rows(
                 "SELECT story FROM posts WHERE story >= 's:' AND story < 's;' AND shown = 1"
                 " GROUP BY story, date_us HAVING count(*) > 1")})   # ';' follows ':'
+            ready = _is_ready(tx)
             writer = _Writer(tx, self.config.near_duplicates.show_once,
-                             story_ranks(self.config))
+                             story_ranks(self.config), slots=ready)
             for story in tied:
                 writer._restory(story)
             writer.flush()
             tx.run("INSERT INTO meta (key, value) VALUES ('story_order', ?) ON CONFLICT (key)"
                    " DO UPDATE SET value = excluded.value", [order])
             if tied:
-                ready = tx.one("SELECT value FROM meta WHERE key = 'ready'")
-                if ready is not None and ready[0] == "1":
+                if ready:
                     archives.number(tx)
                 _bump(tx)
                 log.info("categories reordered: %d stories with copies of one date decided"
@@ -955,6 +963,11 @@ class Index:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _is_ready(tx: Tx) -> bool:
+    row = tx.one("SELECT value FROM meta WHERE key = 'ready'")
+    return row is not None and row[0] == "1"
 
 
 def _bump(tx: Tx) -> None:

@@ -76,23 +76,69 @@ def hide(tx: _Tx, feeds: Iterable[tuple[str, str]], guid: str, stamp: int) -> No
 
 def number(tx: _Tx) -> int:
     """Give every shown post that has no number yet the next ones of its feed,
-    oldest first (ties by id); return how many were numbered."""
-    pending = tx.rows("SELECT kind, term, guid FROM archive_slots WHERE seq IS NULL"
-                      " AND present = 1 ORDER BY kind, term, date_us, guid")
-    if not pending:
-        return 0
-    nexts = {(k, t): int(n) for k, t, n in tx.rows("SELECT kind, term, next_seq FROM archive_feeds")}
-    updates: list[tuple[int, str, str, str]] = []
-    for kind, term, guid in pending:
-        seq = nexts.get((kind, term), 1)
-        nexts[(kind, term)] = seq + 1
-        updates.append((seq, kind, term, guid))
-    tx.many("UPDATE archive_slots SET seq = ? WHERE kind = ? AND term = ? AND guid = ?", updates)
-    touched = {(k, t) for _, k, t, _ in updates}
-    tx.many("INSERT INTO archive_feeds (kind, term, next_seq) VALUES (?, ?, ?)"
-            " ON CONFLICT (kind, term) DO UPDATE SET next_seq = excluded.next_seq",
-            [(k, t, nexts[(k, t)]) for k, t in sorted(touched)])
-    return len(updates)
+    oldest first (ties by id); return how many were numbered. Set-based, a feed
+    at a time in runs of dates (_runs): a first indexing numbers millions."""
+    pending = tx.rows("SELECT kind, term, count(*) FROM archive_slots WHERE seq IS NULL"
+                      " AND present = 1 GROUP BY kind, term ORDER BY kind, term")
+    waiting = ("FROM archive_slots WHERE kind = ? AND term = ? AND seq IS NULL AND present = 1")
+    for kind, term, _ in pending:
+        for low, high in _runs(tx, f"SELECT date_us {waiting}", [kind, term]):
+            tx.run("UPDATE archive_slots SET seq = p.seq FROM (SELECT guid, ? - 1 + row_number()"
+                   f" OVER (ORDER BY date_us, guid) AS seq {waiting} AND date_us >= ?"
+                   " AND date_us < ?) AS p WHERE archive_slots.kind = ? AND archive_slots.term = ?"
+                   " AND archive_slots.guid = p.guid",
+                   [next_seq(tx, kind, term), kind, term, low, high, kind, term])
+            row = tx.one("SELECT max(seq) FROM archive_slots WHERE kind = ? AND term = ?",
+                         [kind, term])
+            tx.run("INSERT INTO archive_feeds (kind, term, next_seq) VALUES (?, ?, ?)"
+                   " ON CONFLICT (kind, term) DO UPDATE SET next_seq = excluded.next_seq",
+                   [kind, term, int(row[0]) + 1 if row and row[0] is not None else 1])
+    return sum(int(n) for _, _, n in pending)
+
+
+def derive(tx: _Tx, stamp: int) -> None:
+    """Make every feed's slots from what the feeds hold now: the category and
+    tag feeds' terms rows, the site-wide feed's lead posts. A first indexing
+    writes no slots as it goes (per post, three more B-tree inserts in no
+    order were a third of its single writer's time); it calls this at its end,
+    before number(). A number adopted from a previous index is kept."""
+    tx.run("UPDATE archive_slots SET present = 0 WHERE present = 1")
+    upsert = ("INSERT INTO archive_slots (kind, term, guid, seq, present, date_us, stamp, rel)"
+              " SELECT {kind}, {term}, guid, CAST(NULL AS BIGINT), 1, date_us, ?, rel"
+              " FROM {source} AND date_us >= ? AND date_us < ? ORDER BY guid"
+              " ON CONFLICT (kind, term, guid) DO UPDATE SET present = 1,"
+              " date_us = excluded.date_us, stamp = excluded.stamp, rel = excluded.rel")
+    feeds = tx.rows("SELECT kind, term FROM counts WHERE kind IN ('c', 't') AND n > 0"
+                    " ORDER BY kind, term")
+    for kind, term in feeds:
+        source = "terms WHERE kind = ? AND term = ?"
+        for low, high in _runs(tx, f"SELECT date_us FROM {source}", [kind, term]):
+            tx.run(upsert.format(kind="kind", term="term", source=source),
+                   [stamp, kind, term, low, high])
+    source = "posts WHERE lead = 1"
+    for low, high in _runs(tx, f"SELECT date_us FROM {source}", []):
+        tx.run(upsert.format(kind="'*'", term="''", source=source), [stamp, low, high])
+
+
+RUN_ROWS = 50_000      # rows per statement of number() and derive()
+_FIRST, _LAST = -(2**63), 2**63 - 1
+
+
+def _runs(tx: _Tx, dates: str, params: list[Any]) -> Iterator[tuple[int, int]]:
+    """Half-open date ranges [low, high) that cover every row of `dates` (a
+    query of date_us, in an index's order), each of about RUN_ROWS rows (more
+    only when that many share one date): every statement stays well inside
+    PostgreSQL's write bound (pg.py) whatever the size of a feed."""
+    low = _FIRST
+    while True:
+        row = tx.one(f"{dates} AND date_us >= ? ORDER BY date_us LIMIT 1 OFFSET ?",
+                     [*params, low, RUN_ROWS])
+        if row is None:
+            yield low, _LAST
+            return
+        high = max(int(row[0]), low + 1)
+        yield low, high
+        low = high
 
 
 def check(tx: _Tx) -> list[str]:
