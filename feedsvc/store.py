@@ -180,13 +180,23 @@ class RedisStore:
         if not self._flushing.acquire(blocking=False):
             return   # another thread is at it; what it does not take stays pending
         try:
-            self._flush_pending()
+            # A write that times out halfway (a slow or loaded link) leaves the
+            # rest pending; with no request to notice Redis again they would
+            # wait for traffic. While a pass gets some written, the next one
+            # follows after the retry interval; a pass that writes nothing
+            # (Redis really away) ends it, and the next request that finds
+            # Redis back starts again (_recovered).
+            while self._flush_pending():
+                time.sleep(max(0.0, self._down_until - time.monotonic()))
         finally:
             self._flushing.release()
 
-    def _flush_pending(self) -> None:
+    def _flush_pending(self) -> bool:
+        """Write what is pending; True when a failure stopped it after it had
+        written something (worth another pass), False when done or nothing went."""
         with self._pending_lock:
             digests, self._pending = list(self._pending), OrderedDict()
+        written = 0
         for i, digest in enumerate(digests):
             doc = self.local.get(digest)
             if doc is None:
@@ -197,7 +207,9 @@ class RedisStore:
                 self._failed(e)
                 for rest in digests[i:]:
                     self._remember(rest)
-                return
+                return written > 0
+            written += 1
+        return False
 
     def get(self, digest: str) -> Document | None:
         doc = self.local.get(digest)

@@ -125,3 +125,29 @@ def test_the_first_request_after_redis_is_back_does_not_write_the_backlog(
         assert store.describe()["waiting_for_redis"] == 0
     finally:
         proxy.close()
+
+
+def test_a_backlog_write_that_times_out_halfway_is_finished_without_more_requests(
+        _machine_redis: redis.Redis) -> None:
+    # CI failed on the test above once, at load 20: one of the background
+    # writes timed out, and the rest waited for a request that never came.
+    proxy = SlowProxy(0.0).start()
+    store = RedisStore(f"redis://127.0.0.1:{proxy.port}/{DB}", retry=1.0)
+    port = proxy.port
+    proxy.close()
+    for i in range(30):
+        store.put(f"backlog-{i}", doc(i))
+    proxy = SlowProxy(0.05, port).start()
+    written = lambda: len(list(_machine_redis.scan_iter(RedisStore.PREFIX + "backlog-*")))  # noqa: E731
+    try:
+        time.sleep(1.1)                            # the retry interval is over
+        store.get("not-there")                     # Redis is back: the flush starts
+        wait_for(lambda: written() >= 3)
+        proxy.delay = 1.0                          # longer than the store's 0.5 s timeout
+        wait_for(lambda: store.last_error is not None)
+        proxy.delay = 0.05                         # the link is well again
+        assert written() < 30
+        # No request from here on: the flushing thread goes on by itself.
+        wait_for(lambda: written() == 30, timeout=60)
+    finally:
+        proxy.close()
