@@ -80,7 +80,7 @@ def number(tx: _Tx) -> int:
     at a time in runs of dates (_runs): a first indexing numbers millions."""
     pending = tx.rows("SELECT kind, term, count(*) FROM archive_slots WHERE seq IS NULL"
                       " AND present = 1 GROUP BY kind, term ORDER BY kind, term")
-    waiting = ("FROM archive_slots WHERE kind = ? AND term = ? AND seq IS NULL AND present = 1")
+    waiting = "FROM archive_slots WHERE kind = ? AND term = ? AND seq IS NULL AND present = 1"
     for kind, term, _ in pending:
         for low, high in _runs(tx, f"SELECT date_us {waiting}", [kind, term]):
             tx.run("UPDATE archive_slots SET seq = p.seq FROM (SELECT guid, ? - 1 + row_number()"
@@ -102,6 +102,8 @@ def derive(tx: _Tx, stamp: int) -> None:
     writes no slots as it goes (per post, three more B-tree inserts in no
     order were a third of its single writer's time); it calls this at its end,
     before number(). A number adopted from a previous index is kept."""
+    # Rows this index shows already can only come from a first indexing that an
+    # older feedsvc (slots as it went) left unfinished: what it showed is decided again.
     tx.run("UPDATE archive_slots SET present = 0 WHERE present = 1")
     upsert = ("INSERT INTO archive_slots (kind, term, guid, seq, present, date_us, stamp, rel)"
               " SELECT {kind}, {term}, guid, CAST(NULL AS BIGINT), 1, date_us, ?, rel"
@@ -110,8 +112,8 @@ def derive(tx: _Tx, stamp: int) -> None:
               " date_us = excluded.date_us, stamp = excluded.stamp, rel = excluded.rel")
     feeds = tx.rows("SELECT kind, term FROM counts WHERE kind IN ('c', 't') AND n > 0"
                     " ORDER BY kind, term")
+    source = "terms WHERE kind = ? AND term = ?"
     for kind, term in feeds:
-        source = "terms WHERE kind = ? AND term = ?"
         for low, high in _runs(tx, f"SELECT date_us FROM {source}", [kind, term]):
             tx.run(upsert.format(kind="kind", term="term", source=source),
                    [stamp, kind, term, low, high])
