@@ -2,17 +2,21 @@
 each with a state_dir of its own as on three machines. The leader (the one
 holding the advisory lock) scans and watches posts_dir; a standby that has
 the posts takes over when the leader is killed; a serve-only instance without
-any posts folder answers the same bytes and ETags from the shared index."""
+any posts folder answers the same bytes and ETags from the shared index. A
+standby cut off from PostgreSQL (through a proxy of the tests' own) says why
+in /status, and stops saying it once PostgreSQL answers it again."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 import yaml
-from support import machine_redis, make_site, new_pg_database, post, running, wait_for
+from support import Server, machine_redis, make_site, new_pg_database, post, running, wait_for
+from tcp_proxy import TcpProxy
 
 REDIS_URL = "redis://127.0.0.1:6379/9"
 FEEDS = ("/feeds/kunmingribao.atom", "/feeds/kunmingribao.rss", "/feeds/all.json")
@@ -67,3 +71,37 @@ def test_three_instances_one_leader_same_bytes_and_a_standby_takes_over(tmp_path
                          timeout=20)
             assert b.get(FEEDS[0]).headers["ETag"] == c.get(FEEDS[0]).headers["ETag"]
             assert not c.leads()   # no posts folder: never the leader
+
+
+def worker(server: Server) -> dict[str, Any]:
+    """The leader election as /status gives it: is_leader, last_error."""
+    resp = server.get("/status")
+    assert resp.status_code == 200, resp.text
+    info: dict[str, Any] = resp.json()["worker"]
+    return info
+
+
+def test_a_standby_cut_off_from_postgres_says_why_until_postgres_answers_again(
+        tmp_path: Path) -> None:
+    site = make_site(tmp_path / "site", {
+        f"2022-03-{d:02d}-p{d}.md": post(f"P{d}", f"2022-03-{d:02d} 10:00:00 +0800")
+        for d in range(1, 4)})
+    posts = str(site.parent / "_posts")
+    url = new_pg_database()
+    proxy = TcpProxy(("127.0.0.1", 5432)).start()
+    port = proxy.port
+    first = instance(tmp_path, "a", posts, url)
+    standby = instance(tmp_path, "b", posts, url.replace("127.0.0.1:5432", f"127.0.0.1:{port}"))
+    try:
+        with running(first) as a, running(standby) as b:
+            assert a.leads() and not b.leads() and worker(b)["last_error"] is None
+            proxy.close()               # nothing listens there: the standby's PostgreSQL is "down"
+            wait_for(lambda: "PostgreSQL at" in str(worker(b)["last_error"]), timeout=30)
+            with TcpProxy(("127.0.0.1", 5432), port=port):
+                # Its next try reaches PostgreSQL and learns that another
+                # instance leads: nothing is wrong any more.
+                wait_for(lambda: worker(b)["last_error"] is None, timeout=30)
+                assert not b.leads()
+                assert a.leads() and worker(a)["last_error"] is None
+    finally:
+        proxy.close()

@@ -505,6 +505,10 @@ class PgLeader:
                     conn.close()
                 return False
             if not (row and row[0][0]):
+                # PostgreSQL answered: another instance leads. An error of an
+                # earlier try (an outage, a lost lead) is over, and a standby
+                # must not show it in /status until it happens to lead.
+                self.last_error = None
                 conn.close()
                 return False
             self._conn, self._pid, self._checked = conn, os.getpid(), time.monotonic()
