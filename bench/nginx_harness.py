@@ -28,14 +28,15 @@ SITE_CONF = REPO / "deploy" / "nginx" / "feedsvc.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 MIME_TYPES = Path("/etc/nginx/mime.types")
 
-# The only strings of the shipped site configuration that a test may change:
-# where it listens, where feedsvc is, where the cache lives.
-LISTEN = ("    listen 80;\n    listen [::]:80;\n", "    listen 127.0.0.1:{port};\n")
-UPSTREAM = ("server 127.0.0.1:8000;", "server 127.0.0.1:{upstream_port};")
-CACHE_PATH = ("/var/cache/nginx/feedsvc", "{prefix}/cache")
-ACCESS_LOG = ("/var/log/nginx/feedsvc.access.log", "{prefix}/access.log")
+# The only strings of the shipped site configuration that a test may change
+# (each with the number of times it is there): where it listens, where
+# feedsvc is, where the cache and the logs live.
+LISTEN = ("    listen 80;\n    listen [::]:80;\n", "    listen 127.0.0.1:{port};\n", 1)
+UPSTREAM = ("server 127.0.0.1:8000;", "server 127.0.0.1:{upstream_port};", 1)
+CACHE_PATH = ("/var/cache/nginx/feedsvc", "{prefix}/cache", 1)
+ACCESS_LOG = ("/var/log/nginx/feedsvc.access.log", "{prefix}/access.log", 2)   # server, feeds
 SUBSCRIBER_LOG = ("access_log /var/log/feedsvc/nginx-subscribers.log",
-                  "access_log {prefix}/subscribers.log")
+                  "access_log {prefix}/subscribers.log", 1)
 
 STATIC_SITE = """
 server {{
@@ -91,9 +92,9 @@ def subscriber_log(prefix: Path) -> Path:
 
 def render_site(text: str, *, port: int, upstream_port: int, prefix: Path) -> str:
     """The shipped site config with its ports and paths replaced, and nothing else."""
-    for old, new in (LISTEN, UPSTREAM, CACHE_PATH, ACCESS_LOG, SUBSCRIBER_LOG):
-        if text.count(old) != 1:
-            raise ValueError(f"{SITE_CONF}: expected {old!r} exactly once")
+    for old, new, times in (LISTEN, UPSTREAM, CACHE_PATH, ACCESS_LOG, SUBSCRIBER_LOG):
+        if text.count(old) != times:
+            raise ValueError(f"{SITE_CONF}: expected {old!r} {times} time(s)")
         text = text.replace(old, new.format(port=port, upstream_port=upstream_port,
                                             prefix=prefix))
     return text

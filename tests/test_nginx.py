@@ -218,9 +218,12 @@ def test_the_shipped_config_is_what_runs() -> None:
                        "-     access_log /var/log/nginx/feedsvc.access.log combined buffer=64k "
                        "flush=5s;",
                        "+     access_log /p/access.log combined buffer=64k flush=5s;",
-                       "-     access_log /var/log/feedsvc/nginx-subscribers.log "
+                       "-         access_log /var/log/nginx/feedsvc.access.log combined buffer=64k "
+                       "flush=5s;",
+                       "+         access_log /p/access.log combined buffer=64k flush=5s;",
+                       "-         access_log /var/log/feedsvc/nginx-subscribers.log "
                        "feedsvc_subscribers",
-                       "+     access_log /p/subscribers.log feedsvc_subscribers"])
+                       "+         access_log /p/subscribers.log feedsvc_subscribers"])
 
 
 def test_polls_answered_from_the_cache_are_counted(stack: tuple[Server, Nginx]) -> None:
